@@ -1,0 +1,44 @@
+"""fisherlab: Fisher-information layer analysis and TL-DMI defenses against model inversion.
+
+The flow: data + architecture -> :func:`train` (pretrain, or fine-tune with a
+freeze boundary) -> checkpoint -> per-layer analyses keyed by
+:func:`layer_map` -> a freeze boundary.
+"""
+
+from fisherlab._version import __version__
+from fisherlab.checkpoint import ModelMeta, load_model, model_meta, save_model
+from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
+from fisherlab.errors import FisherlabError
+from fisherlab.evaluate import natural_accuracy
+from fisherlab.layers import Layer, layer_map, layer_state_keys, layers
+from fisherlab.models import build_model, replace_head
+from fisherlab.train import TrainConfig, TrainResult, freeze, train
+
+__all__ = [
+    "__version__",
+    # errors
+    "FisherlabError",
+    # data
+    "DataSpec",
+    "DatasetSplits",
+    "InputSpec",
+    "load_dataset",
+    # models and their layers
+    "build_model",
+    "replace_head",
+    "Layer",
+    "layers",
+    "layer_map",
+    "layer_state_keys",
+    # checkpoints
+    "ModelMeta",
+    "model_meta",
+    "load_model",
+    "save_model",
+    # training and evaluation
+    "TrainConfig",
+    "TrainResult",
+    "freeze",
+    "train",
+    "natural_accuracy",
+]

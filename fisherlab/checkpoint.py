@@ -1,0 +1,282 @@
+"""Safe checkpoints: fisherlab's own format, TorchScript, and trusted pickles.
+
+fisherlab's format is a ``torch.save`` of a plain dict, loadable with
+``torch.load(weights_only=True)`` (no code runs while loading)::
+
+    {"format": "fisherlab-checkpoint", "format_version": 1,
+     "arch": "target_cnn", "arch_kwargs": {"num_classes": 5, ...},
+     "state_dict": {...}, "class_names": [...], "input_spec": {...},
+     "train_config": {...}, "metrics": {...}, "fisherlab_version": "0.1.0",
+     "torch_version": "2.14.1"}
+
+:func:`load_model` also reads TorchScript archives (``torch.jit.save``), and a
+pickled ``nn.Module`` only with ``trust_pickle=True`` (loading a pickle can run
+arbitrary code), with a warning. Any other file raises a one-line
+:class:`~fisherlab.errors.FisherlabError` that says what was found and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fisherlab._io import write_atomic
+from fisherlab._version import __version__
+from fisherlab.data import InputSpec
+from fisherlab.errors import FisherlabError
+
+FORMAT = "fisherlab-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelMeta:
+    """What fisherlab knows about a model, attached as ``model.fisherlab_meta``.
+
+    Attributes:
+        arch: Registry architecture name, or ``None`` for foreign models.
+        arch_kwargs: Arguments of :func:`fisherlab.build_model`.
+        class_names: Name of each output class.
+        input_spec: How data must be prepared for the model.
+        train_config: The training config that produced it (a plain dict).
+        metrics: Numbers measured at save time, e.g. ``natural_accuracy``.
+        fisherlab_version: Version that wrote the checkpoint.
+        source: ``built``, ``fisherlab``, ``torchscript`` or ``pickle``.
+        path: The file it was loaded from.
+    """
+
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] | None = None
+    class_names: list[str] | None = None
+    input_spec: InputSpec | None = None
+    train_config: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    fisherlab_version: str | None = None
+    source: str = "built"
+    path: str | None = None
+
+
+def model_meta(model: nn.Module) -> ModelMeta:
+    """The model's :class:`ModelMeta` (an empty one for foreign modules)."""
+    meta = getattr(model, "fisherlab_meta", None)
+    return meta if isinstance(meta, ModelMeta) else ModelMeta(source="foreign")
+
+
+def _plain(obj: Any) -> Any:
+    """A JSON round trip: only str/int/float/bool/None/list/dict survive."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def save_model(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    class_names: list[str] | None = None,
+    input_spec: InputSpec | None = None,
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` in fisherlab's format, atomically.
+
+    Fields not given are taken from ``model.fisherlab_meta``.
+
+    Args:
+        model: A model built by :func:`fisherlab.build_model` (or loaded).
+        path: Output file, conventionally ``*.pt``.
+        class_names: Name of each output class.
+        input_spec: How inputs were prepared in training.
+        train_config: The config that trained it (stored as plain JSON values).
+        metrics: Numbers to keep with it, e.g. ``{"natural_accuracy": 0.98}``.
+
+    Returns:
+        The written path.
+
+    Raises:
+        FisherlabError: If the model's architecture is unknown (foreign models
+            can be saved with ``torch.jit.save`` instead).
+    """
+    meta = model_meta(model)
+    if meta.arch is None or meta.arch_kwargs is None:
+        raise FisherlabError(
+            "save_model needs a model built by fisherlab.build_model (its "
+            "architecture is unknown); save foreign models with torch.jit.save"
+        )
+    spec = input_spec or meta.input_spec
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": meta.arch,
+        "arch_kwargs": _plain(meta.arch_kwargs),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "class_names": _plain(class_names or meta.class_names),
+        "input_spec": spec.to_dict() if spec is not None else None,
+        "train_config": _plain(train_config if train_config is not None else meta.train_config),
+        "metrics": _plain(metrics if metrics is not None else meta.metrics),
+        "fisherlab_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dict):
+        keys = list(obj)
+        if keys and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return f"a bare state dict of {len(keys)} tensors (first key {keys[0]!r})"
+        shown = ", ".join(repr(k) for k in keys[:6]) + (", ..." if len(keys) > 6 else "")
+        return f"a dict with keys [{shown}]"
+    return f"a {type(obj).__name__}"
+
+
+def _is_torchscript(path: Path) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def load_model(
+    path: str | Path, *, trust_pickle: bool = False, map_location: str = "cpu"
+) -> nn.Module:
+    """Load a model from a fisherlab checkpoint, TorchScript, or a trusted pickle.
+
+    Args:
+        path: The file.
+        trust_pickle: Allow a pickled ``nn.Module`` (runs code from the file;
+            only for files you trust). A warning is issued.
+        map_location: Device to load tensors to.
+
+    Returns:
+        The model in eval mode, with ``model.fisherlab_meta`` (a
+        :class:`ModelMeta`) holding the checkpoint's metadata.
+
+    Raises:
+        FisherlabError: For a missing, truncated, corrupt, foreign or
+            mismatched file; the message says what was found and expected.
+    """
+    path = Path(path)
+    expected = "expected a checkpoint written by fisherlab (save_model / fisherlab train)"
+    if not path.is_file():
+        raise FisherlabError(f"checkpoint {path} does not exist; {expected}")
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path) and _is_torchscript(path):
+        try:
+            model = torch.jit.load(str(path), map_location=map_location)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "?"
+            raise FisherlabError(f"{path}: corrupt TorchScript archive ({first})") from None
+        model.fisherlab_meta = ModelMeta(source="torchscript", path=str(path))
+        return model.eval()
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc) or not zipfile.is_zipfile(path):
+            head = path.read_bytes()[:8]
+            raise FisherlabError(
+                f"{path} is not a readable torch file ({size} bytes starting "
+                f"{head!r}: truncated, corrupt or another format); {expected}"
+            ) from None
+        if not trust_pickle:
+            raise FisherlabError(
+                f"{path} holds pickled Python objects (e.g. a whole nn.Module), and "
+                "loading it can run arbitrary code; pass --trust-pickle "
+                "(trust_pickle=True) if you trust its source, or re-save it with "
+                "fisherlab.save_model"
+            ) from None
+        return _load_pickle(path, map_location)
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        head = path.read_bytes()[:8]
+        kind = "a truncated zip archive" if head.startswith(b"PK") else f"bytes {head!r}"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FisherlabError(
+            f"{path} is not a readable torch file ({size} bytes, {kind}: {first}); {expected}"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise FisherlabError(
+            f"{path} is a torch file holding {_describe(obj)}, not a fisherlab "
+            f"checkpoint ('format': {FORMAT!r} missing); re-save it with "
+            "fisherlab.save_model, or export TorchScript"
+        )
+    return _from_payload(obj, path)
+
+
+def _from_payload(obj: dict, path: Path) -> nn.Module:
+    from fisherlab.models import ARCHITECTURES, build_model
+
+    version = obj.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FisherlabError(
+            f"{path} has checkpoint format version {version}; this fisherlab "
+            f"({__version__}) reads version {FORMAT_VERSION}: upgrade fisherlab"
+        )
+    arch, kwargs = obj.get("arch"), dict(obj.get("arch_kwargs") or {})
+    if arch not in ARCHITECTURES:
+        raise FisherlabError(
+            f"{path} was saved with architecture {arch!r}, which this fisherlab does "
+            f"not know; expected one of {', '.join(ARCHITECTURES)}"
+        )
+    model = build_model(arch, **kwargs)
+    state = obj.get("state_dict") or {}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            more = " ..." if len(unexpected) > 3 else ""
+            parts.append(f"unexpected {unexpected[:3]}{more}")
+        if shapes:
+            parts.append(f"shape (file vs {arch}) {shapes[:3]}")
+        raise FisherlabError(
+            f"{path}: the state dict does not match {arch}({kwargs}): "
+            + "; ".join(parts)
+            + "; the file is damaged or was edited by hand"
+        )
+    model.load_state_dict(state)
+    spec = obj.get("input_spec")
+    model.fisherlab_meta = ModelMeta(
+        arch=arch,
+        arch_kwargs=kwargs,
+        class_names=obj.get("class_names"),
+        input_spec=InputSpec.from_dict(spec) if spec else None,
+        train_config=obj.get("train_config"),
+        metrics=dict(obj.get("metrics") or {}),
+        fisherlab_version=obj.get("fisherlab_version"),
+        source="fisherlab",
+        path=str(path),
+    )
+    return model.eval()
+
+
+def _load_pickle(path: Path, map_location: str) -> nn.Module:
+    warnings.warn(
+        f"loading {path} as an arbitrary pickle (trust_pickle=True): this runs code from the file",
+        stacklevel=3,
+    )
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise FisherlabError(f"{path}: cannot unpickle ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return _from_payload(obj, path)
+    if not isinstance(obj, nn.Module):
+        raise FisherlabError(f"{path} unpickles to {_describe(obj)}; expected an nn.Module")
+    meta = getattr(obj, "fisherlab_meta", None)
+    if not isinstance(meta, ModelMeta):
+        obj.fisherlab_meta = ModelMeta(source="pickle", path=str(path))
+    return obj.eval()

@@ -1,0 +1,195 @@
+"""The ``fisherlab`` command line: a thin shell over the Python API.
+
+Each sub-command maps to one public function; its help text is that function's
+docstring summary. Errors print one line, ``fisherlab: error: ...``, and exit
+with status 1 (2 for usage errors), without a traceback or partial output.
+Set ``FISHERLAB_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from fisherlab import data as data_module
+from fisherlab import models as models_module
+from fisherlab.errors import FisherlabError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _summary(func: Callable) -> str:
+    doc = inspect.getdoc(func) or ""
+    return doc.split("\n\n")[0].replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_train(args: argparse.Namespace) -> None:
+    from fisherlab.layers import parse_layer_selection
+    from fisherlab.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=args.data,
+        arch=args.arch,
+        init=args.init,
+        freeze_boundary=args.freeze_boundary,
+        train_layers=parse_layer_selection(args.train_layers) if args.train_layers else None,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        split_seed=args.split_seed,
+        max_train_samples=args.max_train_samples,
+        save_every=args.save_every,
+        image_size=args.image_size,
+    )
+    result = train(config, out=args.out, progress=not args.quiet)
+    last = result.history.iloc[-1]
+    frozen = result.frozen_layers
+    print(
+        f"{args.out}: natural accuracy {last['natural_accuracy']:.4f} on {args.data} "
+        f"(test split), epochs {config.epochs}, frozen layers "
+        f"{frozen if frozen else 'none'}, trainable parameters "
+        f"{result.n_trainable_params:,}"
+    )
+
+
+def _cmd_layers(args: argparse.Namespace) -> None:
+    from fisherlab.checkpoint import load_model
+    from fisherlab.layers import layer_map
+
+    if (args.checkpoint is None) == (args.arch is None):
+        raise FisherlabError("give a checkpoint path or --arch NAME (not both)")
+    if args.checkpoint is not None:
+        model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
+    else:
+        model = models_module.build_model(
+            args.arch, args.num_classes, in_channels=args.in_channels, image_size=args.image_size
+        )
+    frame = layer_map(model)
+    if args.csv:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        with __import__("pandas").option_context("display.max_colwidth", 80):
+            print(frame.to_string(index=False))
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    splits = data_module.load_dataset(args.data, split_seed=args.split_seed)
+    spec = splits.input_spec
+    print(
+        f"{splits.spec}: {len(splits.train)} train / {len(splits.test)} test images, "
+        f"{spec.channels}x{spec.size}x{spec.size}, {splits.num_classes} classes "
+        f"{splits.class_names}, normalisation mean={spec.mean} std={spec.std}"
+    )
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fisherlab`` command."""
+    from fisherlab._version import __version__
+    from fisherlab.checkpoint import load_model
+    from fisherlab.layers import layer_map
+    from fisherlab.train import TrainConfig, train
+
+    parser = _Parser(
+        prog="fisherlab",
+        description="Fisher-information layer analysis and transfer-learning "
+        "defenses against model inversion.",
+    )
+    parser.add_argument("--version", action="version", version=f"fisherlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser(
+        "train",
+        help="pretrain, or TL-DMI fine-tune with a freeze boundary",
+        description=_summary(train) + " " + _summary(TrainConfig),
+        epilog="examples: fisherlab train --arch target_cnn --data fashion --epochs 1 "
+        "--out runs/pre.pt; fisherlab train --init runs/pre.pt --data mnist5k:0-4 "
+        "--freeze-boundary 2 --epochs 5 --out runs/ft.pt",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--arch", choices=models_module.available(), help="pretrain this architecture")
+    src.add_argument("--init", metavar="CKPT", help="fine-tune this checkpoint (new head)")
+    p.add_argument("--data", required=True, help="dataset, e.g. fashion or mnist5k:0-4")
+    p.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint path")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--freeze-boundary", type=int, metavar="B", help="freeze layers < B")
+    p.add_argument("--train-layers", metavar="LIST", help="train only these layers, e.g. 0,1")
+    p.add_argument("--save-every", type=int, metavar="K", help="also save every K epochs")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--momentum", type=float, default=TrainConfig.momentum)
+    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--split-seed", type=int, default=TrainConfig.split_seed)
+    p.add_argument("--max-train-samples", type=int, metavar="N")
+    p.add_argument("--image-size", type=int, metavar="S", help="pretraining input side")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "layers",
+        help="print the layer map of a checkpoint or architecture",
+        description=_summary(layer_map) + " " + _summary(load_model),
+        epilog="examples: fisherlab layers runs/ft.pt; fisherlab layers --arch resnet18",
+    )
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint file")
+    p.add_argument("--arch", choices=models_module.available(), help="a fresh architecture")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--in-channels", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.set_defaults(func=_cmd_layers)
+
+    p = sub.add_parser(
+        "data",
+        help="describe a dataset: split sizes, classes, input spec",
+        description=_summary(data_module.load_dataset) + " Forms: " + ", ".join(data_module.FORMS),
+    )
+    p.add_argument("data", help="dataset, e.g. mnist5k:0-4")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.set_defaults(func=_cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(os.environ.get("FISHERLAB_DEBUG"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            args.func(args)
+    except FisherlabError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"fisherlab: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("fisherlab: interrupted\n")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        first = " ".join(str(exc).split())[:300]
+        sys.stderr.write(
+            f"fisherlab: internal error: {type(exc).__name__}: {first} "
+            "(rerun with FISHERLAB_DEBUG=1 for the traceback and report it)\n"
+        )
+        return 1
+    return 0

@@ -1,0 +1,331 @@
+"""The architecture registry: ``build_model(arch, num_classes, ...)``.
+
+====================  ======================================================
+``target_cnn``        GMI-style MNIST target: 4 conv+BN blocks, 2 linear
+``eval_cnn``          a differently built evaluator: 3 convs (5x5, 5x5, 3x3)
+                      without BatchNorm, global pooling, 2 linear, dropout
+``vgg16_bn``          torchvision VGG16-bn, first conv and pooling adapted to
+                      small inputs, one linear head (as in the TL-DMI code)
+``resnet18``          torchvision ResNet-18, CIFAR-style 3x3 stem, no max-pool
+``vit_small``         a small vision transformer (patch embedding, 4 pre-norm
+                      blocks with ``nn.MultiheadAttention``, final LayerNorm)
+====================  ======================================================
+
+Every model takes ``in_channels`` (1 or 3) and any ``num_classes`` and
+``image_size``; its last module in forward order is a ``Linear`` head, which
+:func:`replace_head` swaps for fine-tuning on new classes. Each built model
+carries ``model.fisherlab_meta`` (see :mod:`fisherlab.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from fisherlab.errors import FisherlabError
+
+
+# --------------------------------------------------------------------------- CNNs
+def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class TargetCNN(nn.Module):
+    """A GMI-style target classifier for small grey images.
+
+    Four 3x3 conv + BatchNorm + ReLU blocks (32, 64, 128, 128 channels, 2x2
+    max-pooling after the 2nd, 3rd and 4th), then ``fc`` (256 units) and
+    ``head``.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        self.features = nn.Sequential(
+            *_conv_bn(in_channels, 32),
+            *_conv_bn(32, 64),
+            nn.MaxPool2d(2),
+            *_conv_bn(64, 128),
+            nn.MaxPool2d(2),
+            *_conv_bn(128, 128),
+            nn.MaxPool2d(2),
+        )
+        side = image_size // 8
+        if side < 1:
+            raise FisherlabError(f"target_cnn needs image_size >= 8, got {image_size}")
+        self.fc = nn.Linear(128 * side * side, 256)
+        self.head = nn.Linear(256, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch ``x`` of shape (N, C, H, W)."""
+        h = self.features(x).flatten(1)
+        return self.head(torch.relu(self.fc(h)))
+
+
+class EvalCNN(nn.Module):
+    """An evaluation classifier built differently from :class:`TargetCNN`.
+
+    5x5, 5x5 and 3x3 convolutions (32, 64, 128 channels) with ReLU and no
+    normalisation, global average pooling, a 128-unit ``fc`` with dropout, and
+    ``head``. Its penultimate features (the input of ``head``) are the space in
+    which KNN distance and FID are measured.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.fc = nn.Linear(128, 128)
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch ``x`` of shape (N, C, H, W)."""
+        h = torch.relu(self.fc(self.features(x).flatten(1)))
+        return self.head(self.dropout(h))
+
+
+def _vgg16_bn(num_classes: int, in_channels: int = 1, image_size: int = 64) -> nn.Module:
+    """VGG16-bn from torchvision, for small inputs.
+
+    The first conv takes ``in_channels``; trailing max-pools are dropped so that
+    at least a 1x1 map remains (28x28 keeps 4 of 5); global average pooling and
+    one ``Linear(512, num_classes)`` replace the 4096-unit classifier. The
+    in-place ReLUs of torchvision are kept.
+    """
+    model = torchvision.models.vgg16_bn(weights=None)
+    model.features[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
+    keep_pools = max(0, min(5, int(math.log2(image_size))))
+    layers, pools = [], 0
+    for m in model.features:
+        if isinstance(m, nn.MaxPool2d):
+            pools += 1
+            if pools > keep_pools:
+                continue
+        layers.append(m)
+    model.features = nn.Sequential(*layers)
+    model.avgpool = nn.AdaptiveAvgPool2d(1)
+    model.classifier = nn.Linear(512, num_classes)
+    return model
+
+
+def _resnet18(num_classes: int, in_channels: int = 1, image_size: int = 64) -> nn.Module:
+    """ResNet-18 from torchvision, with a 3x3 stride-1 stem and no max-pool.
+
+    In-place ReLUs and the in-place shortcut addition of torchvision are kept.
+    """
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+# --------------------------------------------------------------------------- ViT
+class PatchEmbedding(nn.Module):
+    """Patches -> tokens: a strided conv, a class token and position embeddings."""
+
+    def __init__(self, in_channels: int, image_size: int, patch_size: int, dim: int):
+        super().__init__()
+        if image_size % patch_size:
+            raise FisherlabError(
+                f"vit_small: image_size {image_size} is not a multiple of patch_size {patch_size}"
+            )
+        n_patches = (image_size // patch_size) ** 2
+        self.proj = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, n_patches + 1, dim) * 0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Tokens of shape (N, 1 + patches, dim)."""
+        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        return torch.cat([cls, tokens], dim=1) + self.pos_embedding
+
+
+class TransformerBlock(nn.Module):
+    """A pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Tokens in, tokens out."""
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class SmallViT(nn.Module):
+    """A small vision transformer classifying from the class token.
+
+    Args:
+        num_classes: Output classes.
+        in_channels: Image channels.
+        image_size: Square input side; must be a multiple of ``patch_size``.
+        patch_size: Side of a patch; default ``image_size // 4`` (16 patches).
+        dim: Token width.
+        depth: Number of transformer blocks.
+        heads: Attention heads.
+        mlp_dim: Hidden width of each block's MLP.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 1,
+        image_size: int = 28,
+        patch_size: int | None = None,
+        dim: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_dim: int = 128,
+    ):
+        super().__init__()
+        patch = patch_size or max(1, image_size // 4)
+        self.patch_embed = PatchEmbedding(in_channels, image_size, patch, dim)
+        self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, mlp_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch ``x`` of shape (N, C, H, W)."""
+        tokens = self.blocks(self.patch_embed(x))
+        return self.head(self.norm(tokens[:, 0]))
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Architecture:
+    """One registry entry.
+
+    Attributes:
+        builder: ``builder(num_classes, in_channels, image_size, **kwargs)``.
+        description: One line for ``--help`` and listings.
+        default_image_size: The input side it is usually used with.
+    """
+
+    builder: Callable[..., nn.Module]
+    description: str
+    default_image_size: int
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "target_cnn": Architecture(TargetCNN, "GMI-style 4-conv+BN, 2-linear target", 28),
+    "eval_cnn": Architecture(EvalCNN, "evaluation CNN: 3 convs, no BN, 2 linear", 28),
+    "vgg16_bn": Architecture(_vgg16_bn, "torchvision VGG16-bn for small inputs", 64),
+    "resnet18": Architecture(_resnet18, "torchvision ResNet-18, 3x3 stem", 64),
+    "vit_small": Architecture(SmallViT, "small ViT: patch embed, 4 blocks", 28),
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`build_model` and ``--arch``."""
+    return list(ARCHITECTURES)
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    in_channels: int = 1,
+    image_size: int = 28,
+    **kwargs,
+) -> nn.Module:
+    """Build a freshly initialised model of a registered architecture.
+
+    Args:
+        arch: One of :func:`available`.
+        num_classes: Number of outputs of the head.
+        in_channels: 1 (grey) or 3 (RGB).
+        image_size: Side of the square input.
+        **kwargs: Architecture-specific options (e.g. ``depth`` for ``vit_small``).
+
+    Returns:
+        The model, in train mode, with ``model.fisherlab_meta`` recording the
+        architecture and its arguments.
+
+    Raises:
+        FisherlabError: For an unknown architecture or invalid arguments.
+
+    Example:
+        >>> model = build_model("target_cnn", num_classes=5)
+        >>> model(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 5])
+    """
+    from fisherlab.checkpoint import ModelMeta
+
+    if arch not in ARCHITECTURES:
+        raise FisherlabError(
+            f"unknown architecture {arch!r}: expected one of {', '.join(available())}"
+        )
+    if num_classes < 1:
+        raise FisherlabError(f"num_classes must be >= 1, got {num_classes}")
+    if in_channels not in (1, 3):
+        raise FisherlabError(f"in_channels must be 1 or 3, got {in_channels}")
+    try:
+        model = ARCHITECTURES[arch].builder(
+            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs
+        )
+    except TypeError as exc:
+        raise FisherlabError(f"{arch}: invalid arguments {kwargs}: {exc}") from None
+    arch_kwargs = dict(
+        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs
+    )
+    model.fisherlab_meta = ModelMeta(arch=arch, arch_kwargs=arch_kwargs)
+    return model
+
+
+def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Module:
+    """Replace the model's last ``Linear`` (its head) with a new one, in place.
+
+    Args:
+        model: A model whose last layer in forward order is an ``nn.Linear``.
+        num_classes: Outputs of the new head.
+        seed: Seed for the new head's initialisation (``None``: global RNG).
+
+    Returns:
+        The new head module.
+
+    Raises:
+        FisherlabError: If the last layer is not a Linear.
+    """
+    from fisherlab.layers import layers
+
+    last = layers(model)[-1]
+    module = model.get_submodule(last.name) if last.name else model
+    if last.kind != "linear" or not isinstance(module, nn.Linear):
+        raise FisherlabError(
+            f"cannot replace the head: the last layer {last.name!r} is a {last.kind}, "
+            "expected an nn.Linear"
+        )
+    gen_state = torch.random.get_rng_state()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        new = nn.Linear(module.in_features, num_classes, bias=module.bias is not None)
+    finally:
+        if seed is not None:
+            torch.random.set_rng_state(gen_state)
+    parent_name, _, child = last.name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+    meta = getattr(model, "fisherlab_meta", None)
+    if meta is not None and meta.arch_kwargs is not None:
+        meta.arch_kwargs = {**meta.arch_kwargs, "num_classes": num_classes}
+    return new

@@ -1,0 +1,350 @@
+"""Pretraining and TL-DMI fine-tuning with a freeze boundary that freezes for real.
+
+TL-DMI (Ho et al., CVPR 2024) pretrains a classifier on public data, then
+fine-tunes only its last layers (theta_C) on the private data, so that private
+information is encoded in as few parameters as possible. With a freeze
+boundary ``b`` the layers ``0..b-1`` of :func:`fisherlab.layers.layers` keep
+their pretrained values:
+
+* their parameters get ``requires_grad=False`` and are not given to the
+  optimiser (so neither the gradient nor weight decay nor momentum touch them);
+* their modules stay in **eval mode** during training, so BatchNorm running
+  statistics are not updated on private data. (The official TL-DMI code calls
+  ``model.train()`` on the whole network, which lets the statistics of frozen
+  layers drift on private data; fisherlab does not.)
+
+The head is always replaced by a freshly initialised ``Linear`` for the private
+classes and is always trained. ``train_layers`` trains an explicit set of
+layers instead of a suffix (the paper's Fig. 4, first vs middle layers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fisherlab._io import write_atomic, write_json
+from fisherlab._version import __version__
+from fisherlab.checkpoint import load_model, model_meta, save_model
+from fisherlab.data import DatasetSplits, load_dataset
+from fisherlab.errors import FisherlabError
+from fisherlab.evaluate import iterate_batches, natural_accuracy
+from fisherlab.layers import Layer, layers, resolve_layer_indices
+from fisherlab.models import build_model, replace_head
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run; its :meth:`key` names outputs.
+
+    Exactly one of ``arch`` (pretraining from scratch) and ``init`` (fine-tuning
+    a checkpoint) is set.
+
+    Attributes:
+        data: Dataset string, e.g. ``"fashion"`` or ``"mnist5k:0-4"``.
+        arch: Architecture to pretrain (see :func:`fisherlab.models.available`).
+        init: Checkpoint to fine-tune, with a new head for ``data``'s classes.
+        freeze_boundary: Freeze layers with index ``< freeze_boundary``.
+        train_layers: Train exactly these layers (plus the new head).
+        epochs: Passes over the training split.
+        batch_size: Mini-batch size.
+        lr: SGD learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        seed: Seed of initialisation, shuffling and dropout.
+        split_seed: Seed of the dataset's train/test split.
+        max_train_samples: Train on a seeded random subset of this size.
+        save_every: Also save a checkpoint every this many epochs.
+        image_size: Input side for pretraining (default: the dataset's).
+    """
+
+    data: str
+    arch: str | None = None
+    init: str | None = None
+    freeze_boundary: int | None = None
+    train_layers: tuple[int, ...] | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0
+    split_seed: int = 0
+    max_train_samples: int | None = None
+    save_every: int | None = None
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.arch is None) == (self.init is None):
+            raise FisherlabError(
+                "give exactly one of --arch (pretrain from scratch) and --init "
+                "(fine-tune a checkpoint)"
+            )
+        if self.init is None and (
+            self.freeze_boundary is not None or self.train_layers is not None
+        ):
+            raise FisherlabError(
+                "--freeze-boundary and --train-layers fine-tune a pretrained model: add --init CKPT"
+            )
+        if self.freeze_boundary is not None and self.train_layers is not None:
+            raise FisherlabError("give --freeze-boundary or --train-layers, not both")
+        if self.init is not None and self.image_size is not None:
+            raise FisherlabError(
+                "--image-size is for pretraining; fine-tuning uses the input size "
+                "stored in the --init checkpoint"
+            )
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise FisherlabError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise FisherlabError(f"lr must be > 0, got {self.lr}")
+        if self.save_every is not None and self.save_every < 1:
+            raise FisherlabError(f"save_every must be >= 1, got {self.save_every}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise FisherlabError(f"max_train_samples must be >= 1, got {self.max_train_samples}")
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (tuples become lists)."""
+        d = asdict(self)
+        if d["train_layers"] is not None:
+            d["train_layers"] = list(d["train_layers"])
+        return d
+
+    def key(self) -> str:
+        """A 12-hex-digit hash of the config (and of the ``init`` file's bytes)."""
+        d = self.to_dict()
+        if self.init is not None and Path(self.init).is_file():
+            d["init"] = hashlib.sha256(Path(self.init).read_bytes()).hexdigest()
+        text = json.dumps(d, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: The trained model (eval mode), with its metadata.
+        history: One row per epoch: ``epoch``, ``train_loss``,
+            ``train_accuracy``, ``natural_accuracy``, ``seconds``, ``checkpoint``.
+        frozen_layers: Indices of the layers kept frozen.
+        trainable_layers: Indices of the layers trained.
+        n_trainable_params: |theta_C|, the number of parameters trained.
+        checkpoints: Intermediate and final checkpoint paths written.
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    frozen_layers: list[int]
+    trainable_layers: list[int]
+    n_trainable_params: int
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+def _prepare(config: TrainConfig) -> tuple[nn.Module, DatasetSplits]:
+    if config.init is not None:
+        base = load_model(config.init)
+        meta = model_meta(base)
+        if meta.input_spec is None or meta.arch is None:
+            raise FisherlabError(
+                f"{config.init} has no input spec or architecture; fine-tuning needs a "
+                "checkpoint written by fisherlab train"
+            )
+        splits = load_dataset(config.data, input_spec=meta.input_spec, split_seed=config.split_seed)
+        if splits.input_spec != meta.input_spec:
+            raise FisherlabError(
+                f"dataset {config.data} is stored as-is with input {splits.input_spec}, "
+                f"but {config.init} expects {meta.input_spec}"
+            )
+        replace_head(base, splits.num_classes, seed=config.seed)
+        return base, splits
+    splits = load_dataset(config.data, split_seed=config.split_seed)
+    spec = splits.input_spec
+    if config.image_size is not None and config.image_size != spec.size:
+        spec = replace(spec, size=config.image_size)
+        splits = load_dataset(config.data, input_spec=spec, split_seed=config.split_seed)
+    torch.manual_seed(config.seed)
+    model = build_model(
+        str(config.arch),
+        num_classes=splits.num_classes,
+        in_channels=splits.input_spec.channels,
+        image_size=splits.input_spec.size,
+    )
+    return model, splits
+
+
+def _frozen_indices(config: TrainConfig, all_layers: list[Layer]) -> list[int]:
+    n = len(all_layers)
+    if config.freeze_boundary is not None:
+        b = config.freeze_boundary
+        if not 0 <= b <= n - 1:
+            raise FisherlabError(
+                f"freeze boundary {b} is out of range: the model has {n} layers, so "
+                f"0..{n - 1} (layer {n - 1} is the new head and is always trained)"
+            )
+        return list(range(b))
+    if config.train_layers is not None:
+        trained = set(resolve_layer_indices(config.train_layers, n)) | {n - 1}
+        return [i for i in range(n) if i not in trained]
+    return []
+
+
+def freeze(model: nn.Module, frozen: list[int]) -> list[nn.Module]:
+    """Freeze the given layers of ``model`` in place.
+
+    Args:
+        model: The model.
+        frozen: Layer indices to freeze.
+
+    Returns:
+        The modules of the frozen layers, to be kept in eval mode in training.
+    """
+    all_layers = layers(model)
+    prefixes = [m for i in frozen for m in all_layers[i].modules]
+    frozen_params = {p for i in frozen for p in all_layers[i].params}
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen_params)
+    return [
+        m
+        for name, m in model.named_modules()
+        if any(name == p or name.startswith(p + ".") for p in prefixes)
+    ]
+
+
+def train(config: TrainConfig, out: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Pretrain, or fine-tune with a freeze boundary, and save checkpoints.
+
+    Writes, when ``out`` is given: the final checkpoint ``out``, intermediate
+    ones ``<stem>.epochNNN.pt`` (``save_every``), ``<stem>.history.csv`` (one
+    row per epoch) and ``<stem>.run.json`` (config, key, layers, versions).
+    Each checkpoint's metrics hold its ``natural_accuracy`` on the test split.
+
+    Args:
+        config: The run.
+        out: Final checkpoint path (``None``: save nothing).
+        progress: Show progress bars.
+
+    Returns:
+        The trained model and its history.
+
+    Raises:
+        FisherlabError: For bad configs, data or checkpoints, or a diverging loss.
+    """
+    model, splits = _prepare(config)
+    all_layers = layers(model)
+    frozen = _frozen_indices(config, all_layers)
+    trainable = [i for i in range(len(all_layers)) if i not in frozen]
+    frozen_modules = freeze(model, frozen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in params)
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    out_path = Path(out) if out is not None else None
+    stem = out_path.with_suffix("") if out_path is not None else None
+
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    n_train = len(splits.train)
+    pool = torch.arange(n_train)
+    if config.max_train_samples is not None and config.max_train_samples < n_train:
+        sub = torch.Generator().manual_seed(config.split_seed)
+        pool = torch.randperm(n_train, generator=sub)[: config.max_train_samples].sort().values
+
+    meta = model_meta(model)
+    meta.class_names = splits.class_names
+    meta.input_spec = splits.input_spec
+    meta.train_config = {**config.to_dict(), "key": config.key()}
+    summary = {
+        "frozen_layers": frozen,
+        "trainable_layers": trainable,
+        "n_trainable_params": n_trainable,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "train_samples": len(pool),
+        "test_samples": len(splits.test),
+    }
+    rows, written = [], []
+    n_batches = math.ceil(len(pool) / config.batch_size)
+    bar = tqdm(
+        total=config.epochs * n_batches,
+        disable=not progress,
+        unit="batch",
+        desc=f"train {config.arch or Path(str(config.init)).name} on {config.data}",
+    )
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        for m in frozen_modules:
+            m.eval()
+        order = pool[torch.randperm(len(pool), generator=gen)]
+        loss_sum, correct = 0.0, 0
+        for batch, (x, y) in enumerate(iterate_batches(splits.train, order, config.batch_size)):
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise FisherlabError(
+                    f"the training loss became {loss.item()} at epoch {epoch}, batch "
+                    f"{batch}: lower the learning rate (now {config.lr})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            bar.update(1)
+        acc = natural_accuracy(model, splits.test)
+        bar.set_postfix(epoch=epoch, loss=f"{loss_sum / len(pool):.3f}", test_acc=f"{acc:.3f}")
+        ckpt = None
+        metrics = {"natural_accuracy": acc, "epoch": epoch, **summary}
+        if stem is not None and config.save_every and epoch % config.save_every == 0:
+            if epoch < config.epochs:
+                ckpt = save_model(model, f"{stem}.epoch{epoch:03d}.pt", metrics=metrics)
+                written.append(ckpt)
+        if epoch == config.epochs and out_path is not None:
+            ckpt = save_model(model, out_path, metrics=metrics)
+            written.append(ckpt)
+        meta.metrics = metrics
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / len(pool),
+                "train_accuracy": correct / len(pool),
+                "natural_accuracy": acc,
+                "seconds": time.perf_counter() - start,
+                "checkpoint": str(ckpt) if ckpt else "",
+            }
+        )
+    bar.close()
+    history = pd.DataFrame(rows)
+    if stem is not None:
+        write_atomic(f"{stem}.history.csv", lambda p: history.to_csv(p, index=False))
+        write_json(
+            f"{stem}.run.json",
+            {
+                "config": config.to_dict(),
+                "key": config.key(),
+                "data": {
+                    "spec": str(splits.spec),
+                    "class_names": splits.class_names,
+                    "input_spec": splits.input_spec.to_dict(),
+                },
+                **summary,
+                "final_natural_accuracy": rows[-1]["natural_accuracy"],
+                "seconds": float(history["seconds"].sum()),
+                "versions": {"fisherlab": __version__, "torch": torch.__version__},
+            },
+        )
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return TrainResult(model, history, frozen, trainable, n_trainable, written)
