@@ -122,7 +122,7 @@ def save_model(
         "train_config": _plain(train_config if train_config is not None else meta.train_config),
         "metrics": _plain(metrics if metrics is not None else meta.metrics),
         "fisherlab_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     return write_atomic(path, lambda tmp: torch.save(payload, tmp))
 

@@ -132,11 +132,11 @@ def layers(model: nn.Module) -> list[Layer]:
         last = units[-1]
         units[-1] = (last[0], last[1], last[2] + loose)
 
+    by_name = dict(model.named_modules())  # get_submodule fails on TorchScript
     merged: list[tuple[str, str, list[str]]] = []
     for name, kind, mods in units:
         if merged and kind == "batchnorm" and merged[-1][1] == "conv":
-            conv = model.get_submodule(merged[-1][0])
-            bn = model.get_submodule(name)
+            conv, bn = by_name[merged[-1][0]], by_name[name]
             if getattr(conv, "out_channels", None) == getattr(bn, "num_features", -1):
                 prev = merged.pop()
                 merged.append((prev[0], "conv_bn", prev[2] + mods))

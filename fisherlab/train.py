@@ -341,7 +341,7 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = T
                 **summary,
                 "final_natural_accuracy": rows[-1]["natural_accuracy"],
                 "seconds": float(history["seconds"].sum()),
-                "versions": {"fisherlab": __version__, "torch": torch.__version__},
+                "versions": {"fisherlab": __version__, "torch": str(torch.__version__)},
             },
         )
     for p in model.parameters():
