@@ -276,7 +276,7 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = T
     n_batches = math.ceil(len(pool) / config.batch_size)
     bar = tqdm(
         total=config.epochs * n_batches,
-        disable=not progress,
+        disable=None if progress else True,
         unit="batch",
         desc=f"train {config.arch or Path(str(config.init)).name} on {config.data}",
     )

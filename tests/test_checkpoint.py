@@ -29,12 +29,18 @@ def test_round_trip_is_exact_and_carries_metadata(saved):
     model, path, spec = saved
     loaded = load_model(path)
     assert not loaded.training
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (k, a), (k2, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert k == k2 and torch.equal(a, b)
     x = torch.randn(2, 3, 28, 28)
     assert torch.equal(model.eval()(x), loaded(x))
     meta = model_meta(loaded)
-    assert (meta.arch, meta.arch_kwargs["depth"], meta.class_names) == ("vit_small", 2, list("abcd"))
+    assert (meta.arch, meta.arch_kwargs["depth"], meta.class_names) == (
+        "vit_small",
+        2,
+        list("abcd"),
+    )
     assert meta.input_spec == spec and meta.metrics == {"natural_accuracy": 0.5}
     assert meta.train_config == {"lr": 0.1} and meta.source == "fisherlab"
     # the file really is loadable without running code
@@ -45,7 +51,7 @@ def test_truncated_file(saved, tmp_path):
     _, path, _ = saved
     bad = tmp_path / "truncated.pt"
     bad.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(FisherlabError, match="truncated zip archive.*expected a checkpoint"):
+    with pytest.raises(FisherlabError, match=r"truncated zip archive.*expected a checkpoint"):
         load_model(bad)
 
 
@@ -79,7 +85,7 @@ def test_mismatched_state_dict(saved, tmp_path):
     del payload["state_dict"]["norm.weight"]
     payload["arch_kwargs"]["num_classes"] = 4
     torch.save(payload, tmp_path / "missing.pt")
-    with pytest.raises(FisherlabError, match="missing.*norm.weight"):
+    with pytest.raises(FisherlabError, match=r"missing.*norm.weight"):
         load_model(tmp_path / "missing.pt")
 
 

@@ -23,7 +23,9 @@ def test_every_parameter_and_buffer_is_covered_exactly_once(arch, channels):
     for row in lm.itertuples():
         for k in layer_state_keys(row.modules, keys):
             owners[k].append(row.index)
-    assert all(len(v) == 1 for v in owners.values()), {k: v for k, v in owners.items() if len(v) != 1}
+    assert all(len(v) == 1 for v in owners.values()), {
+        k: v for k, v in owners.items() if len(v) != 1
+    }
     per_layer = {row.index: row.n_params for row in lm.itertuples()}
     params = dict(model.named_parameters())
     for row in lm.itertuples():
@@ -59,7 +61,7 @@ def test_forward_order_matches_layer_order():
             first = layer.modules[0]
             handles.append(
                 model.get_submodule(first).register_forward_hook(
-                    lambda *_, i=layer.index: seen.append(i)
+                    lambda *_, i=layer.index, seen=seen: seen.append(i)
                 )
             )
         model(torch.randn(1, 1, SIZES[arch], SIZES[arch]))
@@ -74,8 +76,13 @@ def test_loose_parameters_join_the_next_layer():
     )
     lm = layer_map(vit)
     assert lm.loc[0, "modules"] == "conv_proj;class_token"
-    assert lm["kind"].tolist() == ["conv", "transformer_block", "transformer_block",
-                                   "layernorm", "linear"]
+    assert lm["kind"].tolist() == [
+        "conv",
+        "transformer_block",
+        "transformer_block",
+        "layernorm",
+        "linear",
+    ]
     assert "encoder.pos_embedding" in lm.loc[1, "modules"]
     assert lm["n_params"].sum() == sum(p.numel() for p in vit.parameters())
 
@@ -94,7 +101,7 @@ def test_replace_head_keeps_body_and_changes_classes():
 
 
 def test_replace_head_needs_a_linear_head():
-    with pytest.raises(FisherlabError, match="expected an nn.Linear"):
+    with pytest.raises(FisherlabError, match=r"expected an nn\.Linear"):
         replace_head(nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)), 2)
 
 

@@ -1,0 +1,47 @@
+# fisherlab: the two set-up commands of the README are `make main` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fisherlab-installed
+RUNS ?= runs/main
+
+.PHONY: setup data main test test-all lint format clean
+
+# A virtual environment with torch 2.14.1 + torchvision 0.29.1 and fisherlab (editable).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) data
+
+data:
+	@bash scripts/install-data.sh
+
+# The main job on the embedded default data: pretrain target_cnn on Fashion-MNIST,
+# then TL-DMI fine-tune on the private MNIST digits 0-4 with layers 0-3 frozen.
+main: setup
+	$(BIN)/fisherlab train --arch target_cnn --data fashion --epochs 1 \
+		--out $(RUNS)/pretrain.pt
+	$(BIN)/fisherlab train --init $(RUNS)/pretrain.pt --data mnist5k:0-4 \
+		--freeze-boundary 4 --epochs 5 --save-every 1 --out $(RUNS)/finetune.pt
+
+# The default test suite (slow tests excluded); CI runs this.
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m ""
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
