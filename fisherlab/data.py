@@ -516,6 +516,46 @@ def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[
     return torch.cat(train_idx).sort().values, torch.cat(test_idx).sort().values
 
 
+def load_all(spec: str | DataSpec, *, input_spec: InputSpec | None = None) -> ImageDataset:
+    """Every selected sample of a dataset, in source order, as one dataset.
+
+    Unlike :func:`load_dataset` nothing is split: the training part comes
+    first, then an official test part if the source has one. ``npz`` arrays
+    come back exactly as stored.
+
+    Args:
+        spec: A dataset string.
+        input_spec: How to prepare the images (ignored for ``npz``).
+
+    Returns:
+        The dataset.
+    """
+    parsed = DataSpec.parse(spec)
+    raw = SOURCES[parsed.source].loader(parsed.path)
+    n_source = len(raw.class_names)
+    ids = list(parsed.classes) if parsed.classes is not None else list(range(n_source))
+    if any(c >= n_source for c in ids):
+        raise FisherlabError(
+            f"dataset {parsed}: classes {[c for c in ids if c >= n_source]} do not "
+            f"exist; {parsed.source} has classes 0-{n_source - 1}"
+        )
+    lookup = torch.full((n_source,), -1, dtype=torch.int64)
+    lookup[torch.tensor(ids, dtype=torch.int64)] = torch.arange(len(ids))
+    spec_out = raw.input_spec if (input_spec is None or raw.as_stored) else input_spec
+    assert raw.y is not None
+    ys = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
+    y_all = torch.cat(ys)
+    keep = torch.nonzero(lookup[y_all] >= 0).flatten()
+    labels = lookup[y_all[keep]]
+    if raw.files is not None:
+        return ImageDataset(labels, spec_out, files=[raw.files[i] for i in keep.tolist()])
+    assert raw.x is not None
+    x_all = torch.cat([raw.x] + ([raw.x_test] if raw.x_test is not None else []))[keep]
+    return ImageDataset(
+        labels, spec_out, images=x_all if raw.as_stored else _convert(x_all, spec_out)
+    )
+
+
 def load_dataset(
     spec: str | DataSpec,
     *,

@@ -1,0 +1,1 @@
+"""Per-sample Fisher engines: BackPACK fast paths and the torch.func fallback."""

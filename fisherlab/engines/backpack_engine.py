@@ -1,0 +1,272 @@
+"""The fast Fisher engine: a BackPACK first-order extension with per-layer fast paths.
+
+:class:`PerSampleFisher` is a BackPACK ``FirstOrderBackpropExtension``. During
+one backward pass of the summed per-sample objective ``sum_i L_i`` it stores
+on every supported parameter ``theta``::
+
+    sq_norms[i] = ||dL_i/dtheta||^2          (N,)  -> the trace of the Fisher
+    diag        = sum_i (dL_i/dtheta)^2      same shape as theta (optional)
+
+Per-layer support is one table, :data:`FAST_PATHS`, keyed by module type:
+
+* ``nn.Linear``: with input ``a_i`` and output gradient ``b_i`` the per-sample
+  weight gradient is the outer product ``b_i a_i^T``, so
+  ``||g_i||^2 = ||a_i||^2 ||b_i||^2`` (the "ghost norm", never forming
+  ``g_i``) and ``sum_i g_i^2 = (b^2)^T (a^2)``, one matrix product. With extra
+  (sequence) dimensions ``g_i = B_i^T A_i`` and the norm is either
+  ``<A_i A_i^T, B_i B_i^T>`` (Gram form) or taken from ``g_i`` directly,
+  whichever costs fewer FLOPs.
+* ``nn.Conv2d`` (``groups=1``, zero padding): with the unfolded input ``U_i``
+  (``C_in k^2 x P``) and output gradient ``B_i`` (``C_out x P``),
+  ``g_i = B_i U_i^T``. The norm uses the Gram form ``<U_i^T U_i, B_i^T B_i>``
+  when ``P (C_in k^2 + C_out) < C_in k^2 C_out`` (small feature maps) and the
+  direct per-sample gradients otherwise (computed in memory-bounded chunks).
+* ``nn.BatchNorm1d/2d`` in eval mode (running statistics): with
+  ``xhat = (x - mu) / sqrt(var + eps)``, ``g_i(gamma) = sum_p b_ip xhat_ip``
+  and ``g_i(beta) = sum_p b_ip``.
+
+Parameters of other modules go to the torch.func fallback
+(:mod:`fisherlab.engines.functorch_engine`).
+
+The pass runs ``loss.backward(inputs=[x])``: autograd then skips the batched
+weight gradients, which the per-sample quantities replace, so the cost stays
+close to one forward and backward pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from backpack import backpack, extend
+from backpack.extensions.backprop_extension import FAIL_SILENT
+from backpack.extensions.firstorder.base import (
+    FirstOrderBackpropExtension,
+    FirstOrderModuleExtension,
+)
+from torch import Tensor, nn
+
+SAVEFIELD = "fisherlab_fisher"
+_CHUNK_BYTES = 128 * 2**20
+
+
+def _chunks(n: int, per_sample_numel: int, itemsize: int) -> list[slice]:
+    size = max(1, _CHUNK_BYTES // max(1, per_sample_numel * itemsize))
+    return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def _from_per_sample(grads: Tensor, diagonal: bool) -> tuple[Tensor, Tensor | None]:
+    """Squared norms and summed squares of explicit per-sample gradients (N, ...)."""
+    squared = grads.square()
+    sq = squared.flatten(1).sum(1)
+    return sq, (squared.sum(0) if diagonal else None)
+
+
+class _LinearFisher(FirstOrderModuleExtension):
+    """``nn.Linear``: ghost norms without sequence dims, Gram or direct with them."""
+
+    def __init__(self) -> None:
+        super().__init__(params=["weight", "bias"])
+
+    def weight(self, ext, module, g_inp, g_out, bpq):  # noqa: D102
+        a, b = module.input0, g_out[0]
+        if a.dim() == 2:
+            a2, b2 = a.square(), b.square()
+            sq = a2.sum(1) * b2.sum(1)
+            return sq, (b2.T @ a2 if ext.diagonal else None)
+        a, b = a.flatten(1, -2), b.flatten(1, -2)  # (N, T, d)
+        t, d_in, d_out = a.shape[1], a.shape[2], b.shape[2]
+        if not ext.diagonal and t * t * (d_in + d_out) < t * d_in * d_out:
+            gram_a = torch.bmm(a, a.transpose(1, 2))
+            gram_b = torch.bmm(b, b.transpose(1, 2))
+            return (gram_a * gram_b).sum((1, 2)), None
+        sqs, diag = [], None
+        for s in _chunks(a.shape[0], d_in * d_out, a.element_size()):
+            sq, dg = _from_per_sample(torch.bmm(b[s].transpose(1, 2), a[s]), ext.diagonal)
+            sqs.append(sq)
+            diag = dg if diag is None else (diag + dg if dg is not None else None)
+        return torch.cat(sqs), diag
+
+    def bias(self, ext, module, g_inp, g_out, bpq):  # noqa: D102
+        b = g_out[0]
+        gb = b if b.dim() == 2 else b.flatten(1, -2).sum(1)
+        return _from_per_sample(gb, ext.diagonal)
+
+
+class _Conv2dFisher(FirstOrderModuleExtension):
+    """``nn.Conv2d`` with ``groups=1``: Gram form or chunked direct per-sample grads."""
+
+    def __init__(self) -> None:
+        super().__init__(params=["weight", "bias"])
+
+    def weight(self, ext, module, g_inp, g_out, bpq):  # noqa: D102
+        x, g = module.input0, g_out[0]
+        n, c_out = g.shape[0], g.shape[1]
+        p = g.shape[2] * g.shape[3]
+        k = module.weight[0].numel()
+        use_gram = not ext.diagonal and p * (k + c_out) < k * c_out
+        per_sample = p * p if use_gram else max(k * p, c_out * k)
+        sqs, diag = [], None
+        for s in _chunks(n, per_sample, x.element_size()):
+            u = F.unfold(
+                x[s], module.kernel_size, module.dilation, module.padding, module.stride
+            )  # (n, K, P)
+            b = g[s].flatten(2)  # (n, C_out, P)
+            if use_gram:
+                gram_u = torch.bmm(u.transpose(1, 2), u)
+                gram_b = torch.bmm(b.transpose(1, 2), b)
+                sqs.append((gram_u * gram_b).sum((1, 2)))
+                continue
+            sq, dg = _from_per_sample(torch.bmm(b, u.transpose(1, 2)), ext.diagonal)
+            sqs.append(sq)
+            if dg is not None:
+                diag = dg if diag is None else diag + dg
+        return torch.cat(sqs), (diag.view_as(module.weight) if diag is not None else None)
+
+    def bias(self, ext, module, g_inp, g_out, bpq):  # noqa: D102
+        return _from_per_sample(g_out[0].flatten(2).sum(2), ext.diagonal)
+
+
+class _BatchNormFisher(FirstOrderModuleExtension):
+    """``nn.BatchNorm1d/2d`` in eval mode: per-sample grads from running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__(params=["weight", "bias"])
+
+    @staticmethod
+    def _flat(t: Tensor) -> Tensor:
+        return t if t.dim() == 2 else t.flatten(2)
+
+    def weight(self, ext, module, g_inp, g_out, bpq):  # noqa: D102
+        x, g = self._flat(module.input0), self._flat(g_out[0])
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xhat = (x - module.running_mean.view(shape)) * torch.rsqrt(
+            module.running_var.view(shape) + module.eps
+        )
+        gw = g * xhat
+        return _from_per_sample(gw if gw.dim() == 2 else gw.sum(2), ext.diagonal)
+
+    def bias(self, ext, module, g_inp, g_out, bpq):  # noqa: D102
+        g = self._flat(g_out[0])
+        return _from_per_sample(g if g.dim() == 2 else g.sum(2), ext.diagonal)
+
+
+FAST_PATHS: dict[type[nn.Module], Callable[[], FirstOrderModuleExtension]] = {
+    nn.Linear: _LinearFisher,
+    nn.Conv2d: _Conv2dFisher,
+    nn.BatchNorm1d: _BatchNormFisher,
+    nn.BatchNorm2d: _BatchNormFisher,
+}
+"""Module type -> BackPACK module extension computing its per-sample quantities."""
+
+
+def fast_path_reason(module: nn.Module) -> str | None:
+    """Why ``module`` cannot use a fast path, or ``None`` if it can."""
+    if type(module) not in FAST_PATHS:
+        return f"no fast path for {type(module).__name__}"
+    if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"):
+        return "grouped or non-zero-padded convolution"
+    return None
+
+
+class PerSampleFisher(FirstOrderBackpropExtension):
+    """BackPACK extension storing per-sample squared gradient norms (and squares).
+
+    Each supported parameter gets ``param.fisherlab_fisher = (sq_norms, diag)``
+    where ``sq_norms`` has shape ``(N,)`` and ``diag`` is ``sum_i g_i^2`` (or
+    ``None`` when ``diagonal`` is false). The loss must be a sum of independent
+    per-sample terms, as for any BackPACK first-order extension.
+
+    Args:
+        diagonal: Also accumulate the elementwise squares.
+    """
+
+    def __init__(self, diagonal: bool = False) -> None:
+        super().__init__(
+            savefield=SAVEFIELD,
+            module_exts={t: make() for t, make in FAST_PATHS.items()},
+            fail_mode=FAIL_SILENT,
+        )
+        self.diagonal = diagonal
+
+
+def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor) -> nn.Module:
+    """A deep copy of ``model`` ready for :class:`PerSampleFisher`.
+
+    The copy is in eval mode with every parameter requiring grad. In-place
+    activations are made out-of-place and, where torch.fx can trace the model,
+    BackPACK's converter rewrites in-place additions (torchvision's
+    ``out += identity``); the converted model is kept only if it has the same
+    parameter names and module names and reproduces the model's output on
+    ``example``. Only the modules named in ``modules`` are extended (hooked).
+    The caller's model is not touched.
+
+    Args:
+        model: The user's model.
+        modules: Names of the modules whose parameters use a fast path.
+        example: An input batch to validate the conversion with.
+
+    Returns:
+        The prepared copy.
+    """
+    from backpack.custom_module.graph_utils import convert_module_to_backpack
+
+    work = copy.deepcopy(model).eval()
+    for m in work.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            converted = convert_module_to_backpack(copy.deepcopy(work), False).eval()
+            same_names = [n for n, _ in converted.named_parameters()] == [
+                n for n, _ in work.named_parameters()
+            ] and set(modules) <= set(dict(converted.named_modules()))
+            if same_names and torch.allclose(converted(example), work(example)):
+                work = converted
+    except Exception:  # noqa: BLE001 - untraceable models keep their own forward
+        pass
+    work.eval()
+    for p in work.parameters():
+        p.requires_grad_(True)
+    by_name = dict(work.named_modules())
+    for name in modules:
+        extend(by_name[name])
+    return work
+
+
+def backpack_pass(
+    model: nn.Module,
+    x: Tensor,
+    loss_fn: Callable[[Tensor], Tensor],
+    params: dict[str, nn.Parameter],
+    diagonal: bool,
+) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor | None]]]:
+    """One forward and backward pass with :class:`PerSampleFisher`.
+
+    Args:
+        model: A model from :func:`prepare_backpack_model`.
+        x: The input batch.
+        loss_fn: Maps the model output to per-sample losses ``(N,)``.
+        params: The fast-path parameters of ``model`` by name.
+        diagonal: Also compute ``sum_i g_i^2``.
+
+    Returns:
+        The per-sample losses (detached) and, per parameter name that received
+        a result, ``(sq_norms, diag)``.
+    """
+    x = x.detach().requires_grad_(True)
+    with backpack(PerSampleFisher(diagonal)):
+        losses = loss_fn(model(x))
+        if torch.isfinite(losses).all():
+            losses.sum().backward(inputs=[x])
+    results = {}
+    for name, p in params.items():
+        value = getattr(p, SAVEFIELD, None)
+        if value is not None:
+            results[name] = value
+            delattr(p, SAVEFIELD)
+    return losses.detach(), results

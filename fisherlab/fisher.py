@@ -1,0 +1,523 @@
+r"""Per-layer Fisher information of any per-sample objective: :func:`profile`.
+
+For a layer :math:`l` with parameters :math:`\theta_l`, samples
+:math:`i = 1..N` and per-sample objective :math:`L_i` (e.g. cross-entropy of
+the model on :math:`(x_i, y_i)`), fisherlab reports
+
+.. math::
+
+    F_l = \frac{1}{N} \sum_i \Big(\frac{\partial L_i}{\partial \theta_l}\Big)^2
+    \quad\text{(diagonal, elementwise)}, \qquad
+    \operatorname{tr} F_l = \frac{1}{N} \sum_i
+    \Big\| \frac{\partial L_i}{\partial \theta_l} \Big\|^2,
+
+the mean per parameter :math:`\operatorname{tr} F_l / |\theta_l|` (the trace
+favours large layers) and the share :math:`\operatorname{tr} F_l / \sum_k
+\operatorname{tr} F_k`. This is the *empirical* Fisher, with the given labels.
+The *true* Fisher replaces :math:`y_i` by :math:`M` labels drawn from the
+model's :math:`\operatorname{softmax}(f(x_i))` and averages over the
+:math:`N M` terms. Squaring the gradient of the batch *mean* is not the Fisher;
+fisherlab never does that.
+
+Layers are those of :func:`fisherlab.layers.layers`. Each parameter is
+computed by the BackPACK engine when its module has a fast path
+(:data:`fisherlab.engines.backpack_engine.FAST_PATHS`) and by the torch.func
+fallback otherwise; the ``engine`` column says which. The model is profiled in
+eval mode on private copies: the caller's model keeps its mode, its
+``requires_grad`` flags, and gets no hooks.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from fisherlab.checkpoint import model_meta
+from fisherlab.data import DataSpec, ImageDataset, load_all, load_dataset
+from fisherlab.engines.backpack_engine import (
+    backpack_pass,
+    fast_path_reason,
+    prepare_backpack_model,
+)
+from fisherlab.engines.functorch_engine import forward_logits, functorch_pass
+from fisherlab.errors import FisherlabError
+from fisherlab.evaluate import iterate_batches
+from fisherlab.layers import Layer, layers
+from fisherlab.objectives import (
+    FisherType,
+    Objective,
+    resolve_fisher,
+    resolve_objective,
+    sample_labels,
+    uniforms,
+)
+
+ENGINES = ("auto", "backpack", "functorch")
+COLUMNS = [
+    "index",
+    "name",
+    "kind",
+    "n_params",
+    "trace",
+    "mean",
+    "share",
+    "objective",
+    "fisher",
+    "engine",
+    "n_samples",
+    "mc_samples",
+]
+
+
+@dataclass
+class FisherSums:
+    """Running sums over samples, per parameter name.
+
+    Attributes:
+        sq: ``sum_i ||g_i||^2`` (float64 scalars).
+        diag: ``sum_i g_i^2`` (float64 tensors), when requested.
+        n_terms: Number of (sample, label draw) terms summed.
+        n_samples: Number of inputs.
+    """
+
+    sq: dict[str, Tensor]
+    diag: dict[str, Tensor] | None
+    n_terms: int = 0
+    n_samples: int = 0
+
+    def add(self, name: str, sq: Tensor, diag: Tensor | None) -> None:
+        """Add a batch's per-sample squared norms (and summed squares)."""
+        self.sq[name] += sq.detach().double().sum().cpu()
+        if self.diag is not None and diag is not None:
+            self.diag[name] += diag.detach().double().cpu()
+
+    def all_reduce(self) -> None:
+        """Sum the statistics over the processes of ``torch.distributed``."""
+        names = list(self.sq)
+        parts = [torch.stack([self.sq[n] for n in names]).view(-1)]
+        parts.append(torch.tensor([self.n_terms, self.n_samples], dtype=torch.float64))
+        if self.diag is not None:
+            parts += [self.diag[n].view(-1) for n in names]
+        flat = torch.cat(parts)
+        backend = dist.get_backend()
+        if backend == "nccl":
+            flat = flat.cuda()
+        dist.all_reduce(flat)
+        flat = flat.cpu()
+        k = len(names)
+        for i, n in enumerate(names):
+            self.sq[n] = flat[i].clone()
+        self.n_terms, self.n_samples = int(flat[k].item()), int(flat[k + 1].item())
+        if self.diag is not None:
+            pos = k + 2
+            for n in names:
+                size = self.diag[n].numel()
+                self.diag[n] = flat[pos : pos + size].view_as(self.diag[n]).clone()
+                pos += size
+
+
+def fisher_frame(
+    model_layers: list[Layer],
+    sums: FisherSums,
+    engines: dict[str, str],
+    objective: str,
+    fisher: str,
+    mc_samples: int,
+) -> pd.DataFrame:
+    """Turn per-parameter sums into the tidy per-layer frame (see module docs)."""
+    if sums.n_terms == 0:
+        raise FisherlabError("no samples were profiled: the data is empty")
+    rows = []
+    for layer in model_layers:
+        trace = sum(float(sums.sq[p]) for p in layer.params) / sums.n_terms
+        used = sorted({engines[p] for p in layer.params})
+        rows.append(
+            {
+                "index": layer.index,
+                "name": layer.name,
+                "kind": layer.kind,
+                "n_params": layer.n_params,
+                "trace": trace,
+                "mean": trace / layer.n_params if layer.n_params else 0.0,
+                "objective": objective,
+                "fisher": fisher,
+                "engine": "+".join(used),
+                "n_samples": sums.n_samples,
+                "mc_samples": mc_samples,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    total = frame["trace"].sum()
+    frame["share"] = frame["trace"] / total if total > 0 else 0.0
+    return frame[COLUMNS]
+
+
+# --------------------------------------------------------------------------- data
+def _input_dataset(data: Any, model: nn.Module, split: str | None) -> Dataset | DataLoader:
+    if isinstance(data, DataLoader | Dataset):
+        return data
+    if isinstance(data, str | DataSpec):
+        spec = DataSpec.parse(data)
+        input_spec = model_meta(model).input_spec
+        chosen = split or ("all" if spec.source == "npz" else "train")
+        if chosen == "all":
+            return load_all(spec, input_spec=input_spec)
+        if chosen not in ("train", "test"):
+            raise FisherlabError(f"split must be train, test or all, got {chosen!r}")
+        splits = load_dataset(spec, input_spec=input_spec)
+        return splits.train if chosen == "train" else splits.test
+    raise FisherlabError(
+        f"data must be a dataset string, a Dataset or a DataLoader, got {type(data).__name__}"
+    )
+
+
+def iterate_data(
+    data: Dataset | DataLoader, batch_size: int, max_samples: int | None
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """Yield ``(global_start_index, x, y)`` batches, stopping at ``max_samples``."""
+    if isinstance(data, DataLoader):
+        batches: Any = iter(data)
+    elif isinstance(data, ImageDataset):
+        batches = iterate_batches(data, torch.arange(len(data)), batch_size)
+    else:
+        batches = iter(DataLoader(data, batch_size=batch_size, shuffle=False))
+    start = 0
+    for batch in batches:
+        if not isinstance(batch, list | tuple) or len(batch) < 2:
+            raise FisherlabError("the data must yield (x, y) pairs")
+        x, y = batch[0], torch.as_tensor(batch[1])
+        if max_samples is not None:
+            if start >= max_samples:
+                return
+            keep = max_samples - start
+            x, y = x[:keep], y[:keep]
+        yield start, x, y
+        start += len(y)
+
+
+def _data_length(data: Dataset | DataLoader, max_samples: int | None) -> int | None:
+    try:
+        n = len(data.dataset) if isinstance(data, DataLoader) else len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return min(n, max_samples) if max_samples is not None else n
+
+
+# --------------------------------------------------------------------------- engine
+class FisherEngine:
+    """Accumulates per-layer Fisher sums of one model over batches.
+
+    Built once per model (copies are made and prepared here) and fed batches
+    with :meth:`add_batch`; attacks reuse one engine across iterations.
+
+    Args:
+        model: The model to profile (left untouched).
+        objective: A built-in objective name or ``(output, target) -> (N,)``.
+        fisher: ``"empirical"`` or ``"true"``.
+        mc_samples: Label draws per input for the true Fisher.
+        seed: Seed of the true-Fisher label draws.
+        engine: ``"auto"`` (BackPACK fast paths, torch.func fallback),
+            ``"backpack"`` (fast paths only, error otherwise) or
+            ``"functorch"`` (torch.func for every parameter).
+        diagonal: Also accumulate the per-parameter diagonal.
+        device: Where to compute.
+
+    Raises:
+        FisherlabError: For a model that cannot be profiled per sample.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: str | Objective = "classification",
+        fisher: str | FisherType = "empirical",
+        mc_samples: int = 1,
+        seed: int = 0,
+        engine: str = "auto",
+        diagonal: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if isinstance(model, torch.jit.ScriptModule):
+            raise FisherlabError(
+                "TorchScript models cannot be profiled per sample (no module hooks or "
+                "torch.func): load an eager model (a fisherlab checkpoint)"
+            )
+        if engine not in ENGINES:
+            raise FisherlabError(f"unknown engine {engine!r}: expected one of {ENGINES}")
+        if mc_samples < 1:
+            raise FisherlabError(f"mc_samples must be >= 1, got {mc_samples}")
+        self.objective_name, self.objective = resolve_objective(objective)
+        self.fisher = resolve_fisher(fisher)
+        self.mc_samples = mc_samples if self.fisher is FisherType.TRUE else 1
+        self.seed, self.diagonal = seed, diagonal
+        self.device = torch.device(device)
+        self.layers = layers(model)
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None:
+                raise FisherlabError(
+                    f"module {name} ({type(m).__name__}) has no running statistics, so it "
+                    "mixes samples even in eval mode; per-sample Fisher is undefined"
+                )
+        owners = {}
+        for mname, m in model.named_modules():
+            for pname, _ in m.named_parameters(recurse=False):
+                owners[f"{mname}.{pname}" if mname else pname] = (mname, m)
+        inside_attention = [
+            n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
+        ]
+        self.engines: dict[str, str] = {}
+        for pname, (mname, m) in owners.items():
+            reason = fast_path_reason(m)
+            if any(mname.startswith(a + ".") for a in inside_attention):
+                reason = "inside nn.MultiheadAttention, which bypasses its children"
+            if engine == "functorch":
+                reason = reason or "engine='functorch'"
+            if reason is not None and engine == "backpack":
+                raise FisherlabError(
+                    f"module {mname or '(root)'} ({type(m).__name__}) has no BackPACK fast "
+                    f"path ({reason}); use engine='auto' for the torch.func fallback"
+                )
+            self.engines[pname] = "functorch" if reason else "backpack"
+        self.plain = copy.deepcopy(model).eval().to(self.device)
+        self.plain.requires_grad_(False)
+        self.dtype = next(self.plain.parameters()).dtype
+        self._fast_modules = sorted(
+            {owners[p][0] for p, e in self.engines.items() if e == "backpack"}
+        )
+        self.bp_model: nn.Module | None = None
+        self.bp_params: dict[str, nn.Parameter] = {}
+        self.num_outputs: int | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Start new sums (e.g. for the next attack iteration)."""
+        zeros = {n: torch.zeros((), dtype=torch.float64) for n in self.engines}
+        diag = None
+        if self.diagonal:
+            diag = {
+                n: torch.zeros(p.shape, dtype=torch.float64)
+                for n, p in self.plain.named_parameters()
+            }
+        self.sums = FisherSums(zeros, diag)
+
+    def _targets(self, logits: Tensor, y: Tensor, u: Tensor | None, m: int) -> Tensor:
+        if self.num_outputs is None:
+            self.num_outputs = int(logits.shape[1]) if logits.dim() == 2 else None
+        if self.fisher is FisherType.TRUE:
+            assert u is not None
+            return sample_labels(logits, u[:, m])
+        if logits.dim() == 2 and y.numel() and (y.max() >= logits.shape[1] or y.min() < 0):
+            raise FisherlabError(
+                f"labels range over {int(y.min())}..{int(y.max())} but the model has "
+                f"{logits.shape[1]} outputs: the data's classes do not fit the model"
+            )
+        return y
+
+    def add_batch(self, x: Tensor, y: Tensor, start: int = 0, batch_no: int = 0) -> Tensor:
+        """Add the Fisher terms of one batch.
+
+        Args:
+            x: Inputs, prepared for the model.
+            y: Labels (used by the empirical Fisher; ignored by the true one).
+            start: Global index of the batch's first sample (true-Fisher draws).
+            batch_no: Batch number, for error messages.
+
+        Returns:
+            The per-sample losses of the last label draw.
+        """
+        x = x.to(self.device, self.dtype)
+        y = y.to(self.device)
+        n = x.shape[0]
+        u = (
+            uniforms(self.seed, start, n, self.mc_samples)
+            if self.fisher is FisherType.TRUE
+            else None
+        )
+        if self._fast_modules and self.bp_model is None:
+            self.bp_model = prepare_backpack_model(self.plain, self._fast_modules, x[:2])
+            named = dict(self.bp_model.named_parameters())
+            self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
+        fallback = [p for p, e in self.engines.items() if e == "functorch"]
+        losses = torch.empty(0)
+        for m in range(self.mc_samples):
+            used: list[Tensor] = []
+
+            def loss_fn(out: Tensor, m: int = m, used: list[Tensor] = used) -> Tensor:
+                t = self._targets(out, y, u, m)
+                used.append(t)
+                return self.objective(out, t)
+
+            results: dict[str, tuple[Tensor, Tensor | None]] = {}
+            if self.bp_model is not None:
+                losses, results = backpack_pass(
+                    self.bp_model, x, loss_fn, self.bp_params, self.diagonal
+                )
+                missing = [p for p in self.bp_params if p not in results]
+                for p in missing:  # module never called through its forward: fall back
+                    self.engines[p] = "functorch"
+                    del self.bp_params[p]
+                    fallback.append(p)
+            else:
+                losses = loss_fn(forward_logits(self.plain, x)).detach()
+            if not torch.isfinite(losses).all():
+                bad = int((~torch.isfinite(losses)).nonzero()[0])
+                raise FisherlabError(
+                    f"the objective is {losses[bad].item()} for sample {start + bad} "
+                    f"(batch {batch_no}); check the data and the model's outputs"
+                )
+            if fallback:
+                try:
+                    results.update(
+                        functorch_pass(
+                            self.plain, fallback, x, used[-1], self.objective, self.diagonal
+                        )
+                    )
+                except FisherlabError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - name the failing parameters
+                    raise FisherlabError(
+                        f"the torch.func fallback failed for parameters {fallback[:3]} "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                        "these modules have no fallback"
+                    ) from None
+            for p, (sq, dg) in results.items():
+                self.sums.add(p, sq, dg)
+            self.sums.n_terms += n
+        self.sums.n_samples += n
+        return losses
+
+    def frame(self) -> pd.DataFrame:
+        """The per-layer frame of the sums so far."""
+        return fisher_frame(
+            self.layers,
+            self.sums,
+            self.engines,
+            self.objective_name,
+            self.fisher.value,
+            self.mc_samples,
+        )
+
+    def diagonal_dict(self) -> dict[str, Tensor]:
+        """Per-parameter Fisher diagonal ``1/(N M) sum g^2`` (float64)."""
+        if self.sums.diag is None:
+            raise FisherlabError("the diagonal was not requested: pass diagonal=True")
+        return {n: d / self.sums.n_terms for n, d in self.sums.diag.items()}
+
+
+def _check_input(x: Tensor, model: nn.Module) -> None:
+    spec = model_meta(model).input_spec
+    if spec is not None and tuple(x.shape[1:]) != (spec.channels, spec.size, spec.size):
+        raise FisherlabError(
+            f"the data has inputs of shape {tuple(x.shape[1:])} but the model expects "
+            f"{(spec.channels, spec.size, spec.size)} (its checkpoint's input spec)"
+        )
+
+
+def profile(
+    model: nn.Module,
+    data: Any,
+    objective: str | Objective = "classification",
+    fisher: str = "empirical",
+    *,
+    batch_size: int = 64,
+    max_samples: int | None = None,
+    device: str | torch.device = "cpu",
+    mc_samples: int = 1,
+    seed: int = 0,
+    diagonal: bool = False,
+    engine: str = "auto",
+    split: str | None = None,
+    progress: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Tensor]]:
+    """Per-layer Fisher information of ``model`` on ``data`` (see module docs).
+
+    Under ``torch.distributed`` (e.g. ``torchrun``) each process takes every
+    ``world_size``-th batch and the sums are all-reduced; every process
+    returns the same frame.
+
+    Args:
+        model: A classifier (left exactly as it was).
+        data: A dataset string (prepared with the model's input spec), a
+            ``Dataset`` or a ``DataLoader`` of ``(x, y)`` pairs (a loader's own
+            batch size is used).
+        objective: ``"classification"``, ``"logit"`` or a callable
+            ``(output, target) -> per-sample losses``.
+        fisher: ``"empirical"`` (given labels) or ``"true"`` (sampled labels).
+        batch_size: Samples per pass.
+        max_samples: Profile only the first this many samples.
+        device: Where to compute.
+        mc_samples: Label draws per input for ``fisher="true"``.
+        seed: Seed of those draws.
+        diagonal: Also return the per-parameter diagonal.
+        engine: ``"auto"``, ``"backpack"`` or ``"functorch"``.
+        split: For dataset strings: ``"train"``, ``"test"`` or ``"all"``
+            (default ``"all"`` for ``npz``, else ``"train"``).
+        progress: Show a progress bar over batches.
+        on_batch: Called with ``(samples_done, total or -1)`` after each batch.
+
+    Returns:
+        The frame (columns :data:`COLUMNS`), or ``(frame, diagonal)`` with
+        ``diagonal={param_name: tensor}`` when ``diagonal=True``.
+
+    Raises:
+        FisherlabError: For data that does not fit the model, empty data, a
+            non-finite objective or an unsupported module.
+
+    Example:
+        >>> import fisherlab as fl
+        >>> model = fl.build_model("target_cnn", num_classes=10)
+        >>> frame = fl.profile(model, "mnist5k", max_samples=32)
+        >>> len(frame), round(frame["share"].sum(), 6)
+        (6, 1.0)
+    """
+    if batch_size < 1:
+        raise FisherlabError(f"batch_size must be >= 1, got {batch_size}")
+    if max_samples is not None and max_samples < 1:
+        raise FisherlabError(f"max_samples must be >= 1, got {max_samples}")
+    source = _input_dataset(data, model, split)
+    total = _data_length(source, max_samples)
+    if total == 0:
+        raise FisherlabError("the data is empty: nothing to profile")
+    fe = FisherEngine(model, objective, fisher, mc_samples, seed, engine, diagonal, device)
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    n_batches = (
+        math.ceil(total / batch_size) if total and not isinstance(source, DataLoader) else None
+    )
+    bar = tqdm(total=n_batches, disable=not progress or rank != 0, unit="batch", desc="profile")
+    for k, (start, x, y) in enumerate(iterate_data(source, batch_size, max_samples)):
+        if k == 0:
+            _check_input(x, model)
+        if k % world == rank:
+            try:
+                fe.add_batch(x, y, start, k)
+            except RuntimeError as exc:
+                raise FisherlabError(
+                    f"the model failed on batch {k} (inputs {tuple(x.shape)}): "
+                    f"{' '.join(str(exc).split())[:200]}"
+                ) from None
+        bar.update(1)
+        if on_batch is not None:
+            on_batch(start + len(y), total if total is not None else -1)
+    bar.close()
+    if distributed:
+        fe.sums.all_reduce()
+        engines = [None] * world
+        dist.all_gather_object(engines, fe.engines)
+        for other in engines:
+            for p, e in (other or {}).items():
+                if e == "functorch":
+                    fe.engines[p] = e
+    frame = fe.frame()
+    return (frame, fe.diagonal_dict()) if diagonal else frame
