@@ -1,0 +1,210 @@
+"""Speed and memory of fisherlab's Fisher engine against stock alternatives.
+
+For each model and batch, every method computes per-layer squared per-sample
+gradients for the whole batch; times are medians over repeats, interleaved
+round-robin in one process, and reported relative to one plain
+forward+backward of the same batch. Peak memory is measured per method in a
+fresh subprocess (peak resident-memory growth over the resident set just
+before the method's calls, sampled every millisecond).
+
+Methods:
+  plain             loss.backward() of the batch-mean loss (the 1.00 anchor)
+  fisherlab trace   FisherEngine.add_batch, per-layer trace only
+  fisherlab diag    FisherEngine.add_batch with the full diagonal
+  backpack l2       stock BackPACK BatchL2Grad (extend with converter)
+  backpack sgs      stock BackPACK SumGradSquared
+  vmap(grad)        torch.func per-sample gradients of all parameters
+  loop              one autograd.grad call per sample
+
+Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import torch
+from torch import nn
+
+CASES = {
+    "target_cnn": dict(image_size=28, batch=128),
+    "vgg16_bn": dict(image_size=64, batch=32),
+    "resnet18": dict(image_size=64, batch=32),
+}
+METHODS = [
+    "plain",
+    "fisherlab trace",
+    "fisherlab diag",
+    "backpack l2",
+    "backpack sgs",
+    "vmap(grad)",
+    "loop",
+]
+
+
+def make_case(arch: str):
+    from fisherlab.models import build_model
+
+    spec = CASES[arch]
+    torch.manual_seed(0)
+    model = build_model(arch, 10, image_size=spec["image_size"]).eval()
+    x = torch.randn(spec["batch"], 1, spec["image_size"], spec["image_size"])
+    y = torch.randint(0, 10, (spec["batch"],))
+    return model, x, y
+
+
+def make_method(name: str, model: nn.Module, x, y):
+    """Return a zero-argument callable doing the method's work on (x, y)."""
+    ce = nn.functional.cross_entropy
+    if name == "plain":
+        m = copy.deepcopy(model)
+
+        def run():
+            m.zero_grad(set_to_none=True)
+            ce(m(x), y).backward()
+
+        return run
+    if name.startswith("fisherlab"):
+        from fisherlab.fisher import FisherEngine
+
+        engine = FisherEngine(model, diagonal=name.endswith("diag"))
+
+        def run():
+            engine.add_batch(x, y)
+
+        return run
+    if name.startswith("backpack"):
+        from backpack import backpack, extend
+        from backpack.extensions import BatchL2Grad, SumGradSquared
+
+        m = copy.deepcopy(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = extend(m, use_converter=True).eval()
+        ext = BatchL2Grad() if name.endswith("l2") else SumGradSquared()
+
+        def run():
+            m.zero_grad(set_to_none=True)
+            with backpack(ext):
+                ce(m(x), y, reduction="sum").backward()
+
+        return run
+    if name == "vmap(grad)":
+        from torch.func import functional_call, grad, vmap
+
+        m = copy.deepcopy(model)
+        params = {k: v.detach() for k, v in m.named_parameters()}
+        buffers = dict(m.named_buffers())
+
+        def one(p, xi, yi):
+            return ce(functional_call(m, {**p, **buffers}, (xi[None],)), yi[None])
+
+        def run():
+            g = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+            return {k: v.square().flatten(1).sum(1) for k, v in g.items()}
+
+        return run
+    if name == "loop":
+        m = copy.deepcopy(model)
+        params = list(m.parameters())
+
+        def run():
+            for i in range(len(y)):
+                gs = torch.autograd.grad(ce(m(x[i : i + 1]), y[i : i + 1]), params)
+                [g.square().sum() for g in gs]
+
+        return run
+    raise ValueError(name)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def peak_memory(arch: str, method: str) -> float:
+    """Peak resident-memory growth (MiB) during two calls of a method.
+
+    A thread samples the resident set every millisecond; the baseline is the
+    resident set just before the calls (model, data and engine already built).
+    """
+    model, x, y = make_case(arch)
+    run = make_method(method, model, x, y)
+    run()  # lazy preparation (e.g. the BackPACK copy) is not part of a batch's work
+    gc.collect()
+    base = _rss_bytes()
+    peak = base
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    run()
+    run()
+    done.set()
+    sampler.join()
+    return (peak - base) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=list(CASES))
+    parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(peak_memory(*args.memory_child)))
+        return
+    methods = [m for m in METHODS if not (args.skip_loop and m == "loop")]
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+    )
+    for arch in [args.only] if args.only else CASES:
+        model, x, y = make_case(arch)
+        runs = {m: make_method(m, model, x, y) for m in methods}
+        for run in runs.values():  # warm-up (and lazy preparation)
+            run()
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        for _ in range(args.repeats):
+            for m, run in runs.items():
+                t = time.perf_counter()
+                run()
+                times[m].append(time.perf_counter() - t)
+        med = {m: statistics.median(v) for m, v in times.items()}
+        mem = {}
+        for m in methods:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", arch, m],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            mem[m] = json.loads(out.stdout.strip().splitlines()[-1])
+        spec = CASES[arch]
+        print(f"\n{arch}, {spec['image_size']}x{spec['image_size']}, batch {spec['batch']}")
+        print(f"{'method':<16} {'median':>9} {'ratio':>6} {'peak MiB':>9} {'mem ratio':>9}")
+        for m in methods:
+            print(
+                f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / med['plain']:>6.2f} "
+                f"{mem[m]:>9.0f} {mem[m] / max(mem['plain'], 1):>9.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
