@@ -14,6 +14,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fisherlab import data as data_module
 from fisherlab import models as models_module
@@ -96,12 +97,108 @@ def _cmd_data(args: argparse.Namespace) -> None:
     )
 
 
+def _distributed_setup(device: str) -> tuple[int, int, str]:
+    """Join the process group that torchrun describes; returns (rank, world, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world, device
+
+
+def _cmd_profile(args: argparse.Namespace) -> None:
+    import time
+
+    import torch
+
+    from fisherlab._io import write_atomic, write_json
+    from fisherlab._version import __version__
+    from fisherlab.checkpoint import load_model, model_meta
+    from fisherlab.fisher import profile
+    from fisherlab.plots import plot_profile
+
+    rank, world, device = _distributed_setup(args.device)
+    model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
+    start = time.perf_counter()
+    result = profile(
+        model,
+        args.data,
+        args.objective,
+        args.fisher,
+        batch_size=args.batch_size,
+        max_samples=args.max_samples,
+        device=device,
+        mc_samples=args.mc_samples,
+        seed=args.seed,
+        diagonal=args.diagonal,
+        engine=args.engine,
+        split=args.split,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    frame, diag = result if args.diagonal else (result, None)
+    if rank != 0:
+        return
+    out = Path(args.out)
+    meta = model_meta(model)
+    run = {
+        "command": "profile",
+        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "model": {
+            "path": str(args.checkpoint),
+            "arch": meta.arch,
+            "class_names": meta.class_names,
+            "input_spec": meta.input_spec.to_dict() if meta.input_spec else None,
+        },
+        "world_size": world,
+        "seconds": seconds,
+        "samples_per_second": float(frame["n_samples"].iloc[0]) / seconds if seconds else None,
+        "engines": sorted(frame["engine"].unique().tolist()),
+        "versions": {
+            "fisherlab": __version__,
+            "torch": str(torch.__version__),
+            "backpack": _package_version("backpack-for-pytorch"),
+        },
+    }
+    write_atomic(out / "profile.csv", lambda p: frame.to_csv(p, index=False))
+    if diag is not None:
+        write_atomic(out / "diagonal.pt", lambda p: torch.save(diag, p))
+    write_json(out / "run.json", run)
+    plot_profile(frame, out / "profile.png")
+    shown = frame[["index", "name", "kind", "n_params", "trace", "mean", "share", "engine"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(
+        f"wrote {out}/profile.csv, run.json, profile.png ({frame['objective'].iloc[0]}, "
+        f"{frame['fisher'].iloc[0]} Fisher, {int(frame['n_samples'].iloc[0])} samples, "
+        f"{seconds:.1f} s)"
+    )
+
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
     from fisherlab._version import __version__
     from fisherlab.checkpoint import load_model
+    from fisherlab.fisher import ENGINES, profile
     from fisherlab.layers import layer_map
+    from fisherlab.objectives import OBJECTIVES
     from fisherlab.train import TrainConfig, train
 
     parser = _Parser(
@@ -154,6 +251,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
     p.set_defaults(func=_cmd_layers)
+
+    p = sub.add_parser(
+        "profile",
+        help="per-layer Fisher information of a checkpoint on data",
+        description=_summary(profile),
+        epilog="example: fisherlab profile runs/ft.pt --data mnist5k:0-4 --out runs/profile; "
+        "scale out with torchrun --nproc_per_node=2 -m fisherlab profile ...",
+    )
+    p.add_argument("checkpoint", help="a fisherlab checkpoint (or --trust-pickle module)")
+    p.add_argument("--data", required=True, help="dataset, e.g. mnist5k:0-4 or npz:FILE")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--objective", default="classification", choices=list(OBJECTIVES))
+    p.add_argument("--fisher", default="empirical", choices=["empirical", "true"])
+    p.add_argument("--mc-samples", type=int, default=1, help="label draws (true Fisher)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the label draws")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-samples", type=int, metavar="N")
+    p.add_argument("--split", choices=["train", "test", "all"], help="default: train (npz: all)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--engine", default="auto", choices=list(ENGINES))
+    p.add_argument("--diagonal", action="store_true", help="also save DIR/diagonal.pt")
+    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser(
         "data",

@@ -495,7 +495,12 @@ def profile(
     n_batches = (
         math.ceil(total / batch_size) if total and not isinstance(source, DataLoader) else None
     )
-    bar = tqdm(total=n_batches, disable=not progress or rank != 0, unit="batch", desc="profile")
+    bar = tqdm(
+        total=n_batches,
+        disable=None if progress and rank == 0 else True,
+        unit="batch",
+        desc="profile",
+    )
     for k, (start, x, y) in enumerate(iterate_data(source, batch_size, max_samples)):
         if k == 0:
             _check_input(x, model)
