@@ -135,3 +135,122 @@ def test_usage_errors_are_one_line():
     assert_one_line_error(proc, 2, "required")
     proc = run("train", "--arch", "alexnet", "--data", "fashion", "--out", "x.pt")
     assert_one_line_error(proc, 2, "invalid choice")
+
+
+@pytest.fixture(scope="module")
+def finetuned(pretrained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ft") / "ft.pt"
+    from fisherlab.train import TrainConfig, train
+
+    train(
+        TrainConfig(
+            data="mnist5k:0-4",
+            init=str(pretrained),
+            epochs=1,
+            max_train_samples=300,
+            freeze_boundary=2,
+        ),
+        out=out,
+        progress=False,
+    )
+    return out
+
+
+def test_profile_writes_frame_config_and_plot(finetuned, tmp_path):
+    out = tmp_path / "prof"
+    proc = run(
+        "profile",
+        str(finetuned),
+        "--data",
+        "mnist5k:0-4",
+        "--max-samples",
+        "48",
+        "--fisher",
+        "true",
+        "--mc-samples",
+        "2",
+        "--diagonal",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "diagonal.pt",
+        "profile.csv",
+        "profile.png",
+        "run.json",
+    ]
+    frame = pd.read_csv(out / "profile.csv")
+    from fisherlab.fisher import profile
+
+    expected = profile(
+        load_model(finetuned), "mnist5k:0-4", fisher="true", mc_samples=2, max_samples=48
+    )
+    assert frame["trace"].to_numpy() == pytest.approx(expected["trace"].to_numpy(), rel=1e-9)
+    diag = torch.load(out / "diagonal.pt", weights_only=True)
+    assert set(diag) == {n for n, _ in load_model(finetuned).named_parameters()}
+    import json
+
+    config = json.loads((out / "run.json").read_text())
+    assert config["config"]["fisher"] == "true" and config["world_size"] == 1
+
+
+def test_profile_bad_data_is_one_line_and_writes_nothing(finetuned, tmp_path):
+    out = tmp_path / "prof"
+    proc = run("profile", str(finetuned), "--data", "mnist5k", "--out", str(out), "--quiet")
+    assert_one_line_error(proc, 1, "the model has 5 outputs")
+    assert not out.exists()
+    proc = run(
+        "profile", str(finetuned), "--data", "fashion:0-4", "--max-samples", "0", "--out", str(out)
+    )
+    assert_one_line_error(proc, 1, "max_samples must be >= 1")
+    assert not out.exists()
+
+
+def test_torchrun_two_processes_equal_one(finetuned, tmp_path):
+    args = [
+        "profile",
+        str(finetuned),
+        "--data",
+        "mnist5k:0-4",
+        "--max-samples",
+        "100",
+        "--batch-size",
+        "16",
+        "--fisher",
+        "true",
+        "--quiet",
+    ]
+    single = run(*args, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "fisherlab",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = pd.read_csv(tmp_path / "one" / "profile.csv")
+    two = pd.read_csv(tmp_path / "two" / "profile.csv")
+    assert two["n_samples"].tolist() == one["n_samples"].tolist() == [100] * len(one)
+    assert two["trace"].to_numpy() == pytest.approx(one["trace"].to_numpy(), rel=1e-9)
+    import json
+
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "profile.csv",
+        "profile.png",
+        "run.json",
+    ]

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cases import CASE_IDS, MODEL_CASES, make_data, make_model
 from torch import nn
 
-from cases import CASE_IDS, MODEL_CASES, make_data, make_model
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher import profile
 from fisherlab.reference import reference_profile
@@ -44,7 +44,10 @@ def test_engine_column_names_the_engines():
     assert set(cnn["engine"]) == {"backpack"}
     forced = profile(make_model(*MODEL_CASES[0]), make_data(28, 1, 5), engine="functorch")
     assert set(forced["engine"]) == {"functorch"}
-    assert _rel(forced["trace"], profile(make_model(*MODEL_CASES[0]), make_data(28, 1, 5))["trace"]) < 1e-10
+    assert (
+        _rel(forced["trace"], profile(make_model(*MODEL_CASES[0]), make_data(28, 1, 5))["trace"])
+        < 1e-10
+    )
 
 
 @pytest.mark.parametrize("case", [MODEL_CASES[0], MODEL_CASES[3]], ids=["target_cnn", "resnet18"])
@@ -174,7 +177,9 @@ def test_classes_outside_the_model():
 
 def test_empty_data():
     model = make_model(*MODEL_CASES[0])
-    empty = torch.utils.data.TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long))
+    empty = torch.utils.data.TensorDataset(
+        torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long)
+    )
     with pytest.raises(FisherlabError, match="empty"):
         profile(model, empty)
 
@@ -194,7 +199,11 @@ def test_unsupported_module_without_fallback_is_named():
 
 
 def test_batchnorm_without_running_stats_is_refused():
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False),
-                          nn.Flatten(), nn.Linear(2 * 26 * 26, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.BatchNorm2d(2, track_running_stats=False),
+        nn.Flatten(),
+        nn.Linear(2 * 26 * 26, 3),
+    )
     with pytest.raises(FisherlabError, match=r"1 \(BatchNorm2d\) has no running statistics"):
         profile(model, make_data(28, 1, 3))

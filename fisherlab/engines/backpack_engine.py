@@ -20,10 +20,11 @@ Per-layer support is one table, :data:`FAST_PATHS`, keyed by module type:
   (``C_in k^2 x P``) and output gradient ``B_i`` (``C_out x P``),
   ``g_i = B_i U_i^T``. The norm uses the Gram form ``<U_i^T U_i, B_i^T B_i>``
   when ``P (C_in k^2 + C_out) < 1.2 C_in k^2 C_out`` (small feature maps, where
-  it is cheaper) and explicit per-sample gradients otherwise, computed for 8
-  samples at a time as one convolution whose groups are the samples
-  (``conv2d_weight`` with ``groups=8``), which runs at the speed of the batched
-  weight gradient and keeps memory bounded.
+  it is cheaper) and explicit per-sample gradients otherwise: on large maps
+  for 8 samples at a time as one convolution whose groups are the samples
+  (``conv2d_weight`` with ``groups=8``), which runs near the speed of the
+  batched weight gradient; on small maps as ``B_i U_i^T`` by batched matmul,
+  one sample at a time to keep the result in cache.
 * ``nn.BatchNorm1d/2d`` in eval mode (running statistics): with
   ``xhat = (x - mu) / sqrt(var + eps)``, ``g_i(gamma) = sum_p b_ip xhat_ip``
   and ``g_i(beta) = sum_p b_ip``, over positions ``p``.
@@ -53,12 +54,20 @@ from backpack.extensions.firstorder.base import (
 from torch import Tensor, nn
 
 SAVEFIELD = "fisherlab_fisher"
+GROUPED_MIN_POSITIONS = 128
+"""Convolutions with more output positions than this get per-sample gradients as one
+grouped convolution (8 samples a call); smaller maps use unfold + batched matmul per
+sample, which is faster there (measured on the 2-core CPU, see benchmarks/)."""
 _CHUNK_BYTES = 64 * 2**20
 
 
 def _chunks(n: int, per_sample_numel: int, itemsize: int) -> list[slice]:
     size = max(1, _CHUNK_BYTES // max(1, per_sample_numel * itemsize))
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
+
+
+def _slices(n: int, size: int) -> list[slice]:
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def _from_per_sample(grads: Tensor, diagonal: bool) -> tuple[Tensor, Tensor | None]:
@@ -134,24 +143,35 @@ class _Conv2dFisher(FirstOrderModuleExtension):
 
     def weight(self, ext, module, g_inp, g_out, bpq):
         x, g = module.input0, g_out[0]
-        n = g.shape[0]
-        gram = not ext.diagonal and self.use_gram(module, g.shape[2] * g.shape[3])
+        n, positions = g.shape[0], g.shape[2] * g.shape[3]
+        if not ext.diagonal and self.use_gram(module, positions):
+            return torch.cat([self.gram_norms(module, x[s], g[s]) for s in _slices(n, 8)]), None
+        grouped = positions > GROUPED_MIN_POSITIONS
         sqs, diag = [], None
-        for s in [slice(i, min(n, i + 8)) for i in range(0, n, 8)]:
-            if gram:
-                u = F.unfold(
-                    x[s], module.kernel_size, module.dilation, module.padding, module.stride
-                )  # (n, C_in k^2, P)
-                b = g[s].flatten(2)  # (n, C_out, P)
-                gram_u = torch.bmm(u.transpose(1, 2), u)
-                gram_b = torch.bmm(b.transpose(1, 2), b)
-                sqs.append((gram_u * gram_b).sum((1, 2)))
-                continue
-            sq, dg = _from_per_sample(self.per_sample_grads(module, x[s], g[s]), ext.diagonal)
+        for s in _slices(n, 8 if grouped else 1):
+            if grouped:
+                grads = self.per_sample_grads(module, x[s], g[s])
+            else:
+                u = self.unfold(module, x[s])
+                grads = torch.bmm(g[s].flatten(2), u.transpose(1, 2))
+            sq, dg = _from_per_sample(grads, ext.diagonal)
             sqs.append(sq)
             if dg is not None:
                 diag = dg if diag is None else diag + dg
-        return torch.cat(sqs), diag
+        return torch.cat(sqs), (diag.view_as(module.weight) if diag is not None else None)
+
+    @staticmethod
+    def unfold(module: nn.Conv2d, x: Tensor) -> Tensor:
+        """The ``(n, C_in k^2, P)`` patches of ``x`` that the convolution multiplies."""
+        return F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+
+    def gram_norms(self, module: nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
+        """``||g_i||^2 = <U_i^T U_i, B_i^T B_i>`` without forming ``g_i``."""
+        u = self.unfold(module, x)
+        b = g.flatten(2)
+        gram_u = torch.bmm(u.transpose(1, 2), u)
+        gram_b = torch.bmm(b.transpose(1, 2), b)
+        return (gram_u * gram_b).sum((1, 2))
 
     def bias(self, ext, module, g_inp, g_out, bpq):
         return _from_per_sample(g_out[0].sum((2, 3)), ext.diagonal)
