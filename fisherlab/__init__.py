@@ -1,8 +1,8 @@
 """fisherlab: Fisher-information layer analysis and TL-DMI defenses against model inversion.
 
 The flow: data + architecture -> :func:`train` (pretrain, or fine-tune with a
-freeze boundary) -> checkpoint -> per-layer analyses keyed by
-:func:`layer_map` -> a freeze boundary.
+freeze boundary) -> checkpoint -> :func:`profile` (per-layer Fisher
+information, rows keyed by :func:`layer_map`) -> a freeze boundary.
 """
 
 from fisherlab._version import __version__
@@ -10,8 +10,10 @@ from fisherlab.checkpoint import ModelMeta, load_model, model_meta, save_model
 from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
 from fisherlab.errors import FisherlabError
 from fisherlab.evaluate import natural_accuracy
+from fisherlab.fisher import FisherEngine, profile
 from fisherlab.layers import Layer, layer_map, layer_state_keys, layers
 from fisherlab.models import build_model, replace_head
+from fisherlab.reference import reference_profile
 from fisherlab.train import TrainConfig, TrainResult, freeze, train
 
 __all__ = [
@@ -35,6 +37,10 @@ __all__ = [
     "model_meta",
     "load_model",
     "save_model",
+    # Fisher information
+    "FisherEngine",
+    "profile",
+    "reference_profile",
     # training and evaluation
     "TrainConfig",
     "TrainResult",

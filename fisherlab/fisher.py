@@ -478,7 +478,7 @@ def profile(
         >>> import fisherlab as fl
         >>> model = fl.build_model("target_cnn", num_classes=10)
         >>> frame = fl.profile(model, "mnist5k", max_samples=32)
-        >>> len(frame), round(frame["share"].sum(), 6)
+        >>> len(frame), round(float(frame["share"].sum()), 6)
         (6, 1.0)
     """
     if batch_size < 1:

@@ -187,7 +187,8 @@ def test_profile_writes_frame_config_and_plot(finetuned, tmp_path):
     expected = profile(
         load_model(finetuned), "mnist5k:0-4", fisher="true", mc_samples=2, max_samples=48
     )
-    assert frame["trace"].to_numpy() == pytest.approx(expected["trace"].to_numpy(), rel=1e-9)
+    # float32 model: another process may order its reductions differently
+    assert frame["trace"].to_numpy() == pytest.approx(expected["trace"].to_numpy(), rel=1e-6)
     diag = torch.load(out / "diagonal.pt", weights_only=True)
     assert set(diag) == {n for n, _ in load_model(finetuned).named_parameters()}
     import json
@@ -245,7 +246,8 @@ def test_torchrun_two_processes_equal_one(finetuned, tmp_path):
     one = pd.read_csv(tmp_path / "one" / "profile.csv")
     two = pd.read_csv(tmp_path / "two" / "profile.csv")
     assert two["n_samples"].tolist() == one["n_samples"].tolist() == [100] * len(one)
-    assert two["trace"].to_numpy() == pytest.approx(one["trace"].to_numpy(), rel=1e-9)
+    # float32 model; torchrun runs each rank with one thread, so reductions differ slightly
+    assert two["trace"].to_numpy() == pytest.approx(one["trace"].to_numpy(), rel=1e-6)
     import json
 
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
