@@ -440,7 +440,7 @@ def profile(
     progress: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Tensor]]:
-    """Per-layer Fisher information of ``model`` on ``data`` (see module docs).
+    """Per-layer Fisher information (trace, mean per parameter, share) of a per-sample objective.
 
     Under ``torch.distributed`` (e.g. ``torchrun``) each process takes every
     ``world_size``-th batch and the sums are all-reduced; every process

@@ -221,7 +221,7 @@ def freeze(model: nn.Module, frozen: list[int]) -> list[nn.Module]:
 
 
 def train(config: TrainConfig, out: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Pretrain, or fine-tune with a freeze boundary, and save checkpoints.
+    """Pretrain, or TL-DMI fine-tune with a freeze boundary, and save checkpoints.
 
     Writes, when ``out`` is given: the final checkpoint ``out``, intermediate
     ones ``<stem>.epochNNN.pt`` (``save_every``), ``<stem>.history.csv`` (one
