@@ -191,15 +191,117 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def _cmd_train_gan(args: argparse.Namespace) -> None:
+    from fisherlab.train_gan import GANConfig, train_gan
+
+    config = GANConfig(
+        data=args.data,
+        kind=args.kind,
+        loss=args.loss,
+        target=args.target,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_critic=args.n_critic,
+        seed=args.seed,
+        max_train_samples=args.max_train_samples,
+    )
+    prior = train_gan(config, args.out, progress=not args.quiet)
+    print(
+        f"{args.out}: {config.kind} GAN ({config.loss}) after {prior.epoch} epochs on "
+        f"{args.data}; samples in {Path(args.out).with_suffix('')}.samples.png"
+    )
+
+
+def _private_data(args: argparse.Namespace, target_path: str) -> str | None:
+    if args.private_data:
+        return args.private_data
+    from fisherlab.checkpoint import load_model, model_meta
+
+    config = model_meta(load_model(target_path)).train_config or {}
+    return config.get("data")
+
+
+def _print_summary(summary: dict) -> None:
+    keys = [
+        "attack_accuracy_top1",
+        "attack_accuracy_top5",
+        "knn_distance",
+        "fid",
+        "natural_accuracy",
+        "target_confidence",
+    ]
+    print(", ".join(f"{k} {summary[k]:.4g}" for k in keys if k in summary))
+
+
+def _cmd_attack(args: argparse.Namespace) -> None:
+    from fisherlab.attacks import AttackConfig, attack, write_outputs
+    from fisherlab.data import DataSpec
+
+    classes = DataSpec.parse(f"mnist5k:{args.classes}").classes
+    config = AttackConfig(
+        attack=args.attack,
+        classes=tuple(classes or ()),
+        per_class=args.per_class,
+        iterations=args.iterations,
+        restarts=args.restarts,
+        seed=args.seed,
+        lr=args.lr,
+        lam=args.lam,
+        fisher_every=args.fisher_every,
+        fisher_samples=args.fisher_samples,
+    )
+    outcome = attack(
+        args.target,
+        args.generator,
+        args.eval_model,
+        config,
+        private_data=_private_data(args, args.target) if args.eval_model else None,
+        progress=not args.quiet,
+    )
+    write_outputs(outcome, args.out)
+    _print_summary(outcome.summary)
+    print(f"wrote {args.out}/attack.csv, summary.json, fisher.csv, reconstructions.png")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import torch
+
+    from fisherlab.attacks import AttackConfig, evaluate_attack, write_outputs
+    from fisherlab.attacks.base import AttackResult
+    from fisherlab.checkpoint import load_model
+
+    source = Path(args.reconstructions)
+    file = source / "reconstructions.pt" if source.is_dir() else source
+    if not file.is_file():
+        raise FisherlabError(f"{file} does not exist: give the --out directory of fisherlab attack")
+    saved = torch.load(file, weights_only=True)
+    config = AttackConfig(**{**saved["config"], "classes": tuple(saved["config"]["classes"])})
+    result = AttackResult(
+        saved["images"], saved["labels"], saved["restart"], saved["confidence"], None
+    )
+    outcome = evaluate_attack(
+        result,
+        load_model(args.target),
+        load_model(args.eval_model),
+        _private_data(args, args.target),
+        config,
+    )
+    write_outputs(outcome, args.out or file.parent)
+    _print_summary(outcome.summary)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
     from fisherlab._version import __version__
+    from fisherlab.attacks import AttackConfig, attack, evaluate_attack
     from fisherlab.checkpoint import load_model
     from fisherlab.fisher import ENGINES, profile
     from fisherlab.layers import layer_map
     from fisherlab.objectives import OBJECTIVES
     from fisherlab.train import TrainConfig, train
+    from fisherlab.train_gan import GANConfig, train_gan
 
     parser = _Parser(
         prog="fisherlab",
@@ -275,6 +377,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser(
+        "train-gan",
+        help="train a GMI or KEDMI GAN prior on public data",
+        description=_summary(train_gan) + " " + _summary(GANConfig),
+        epilog="example: fisherlab train-gan --data mnist5k:5-9 --kind gmi --epochs 120 "
+        "--target runs/target.pt --out runs/gmi_gan.pt",
+    )
+    p.add_argument("--data", required=True, help="public dataset, e.g. mnist5k:5-9")
+    p.add_argument("--out", required=True, metavar="CKPT")
+    p.add_argument("--kind", default="gmi", choices=["gmi", "kedmi"])
+    p.add_argument("--loss", default="dcgan", choices=["dcgan", "wgan-gp"])
+    p.add_argument("--target", metavar="CKPT", help="target (needed by kedmi; fixes image size)")
+    p.add_argument("--epochs", type=int, default=GANConfig.epochs)
+    p.add_argument("--batch-size", type=int, default=GANConfig.batch_size)
+    p.add_argument("--lr", type=float, default=GANConfig.lr)
+    p.add_argument("--n-critic", type=int, help="critic steps per generator step")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train-samples", type=int, metavar="N")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train_gan)
+
+    p = sub.add_parser(
+        "attack",
+        help="invert a target with GMI, KEDMI or a white-box baseline, then evaluate",
+        description=_summary(attack),
+        epilog="example: fisherlab attack runs/target.pt --attack gmi --generator runs/gmi_gan.pt "
+        "--eval-model runs/eval.pt --classes 0-4 --per-class 5 --iterations 600 --restarts 5 "
+        "--fisher-every 10 --out runs/gmi",
+    )
+    p.add_argument("target", help="the attacked classifier checkpoint")
+    p.add_argument("--attack", default="gmi", choices=["gmi", "kedmi", "whitebox"])
+    p.add_argument("--generator", metavar="CKPT", help="GAN prior from fisherlab train-gan")
+    p.add_argument("--eval-model", metavar="CKPT", help="evaluation classifier")
+    p.add_argument("--private-data", help="default: the data the target was trained on")
+    p.add_argument("--classes", default="0-4", help="classes to invert, e.g. 0-4")
+    p.add_argument("--per-class", type=int, default=AttackConfig.per_class)
+    p.add_argument("--iterations", type=int, default=AttackConfig.iterations)
+    p.add_argument("--restarts", type=int, default=AttackConfig.restarts)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, help="default: gmi 0.01, kedmi 0.02, whitebox 0.05")
+    p.add_argument("--lam", type=float, default=AttackConfig.lam, help="identity-loss weight")
+    p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
+    p.add_argument("--fisher-samples", type=int, metavar="N", help="latents per class recorded")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_attack)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="judge saved reconstructions with an evaluation model",
+        description=_summary(evaluate_attack),
+    )
+    p.add_argument("target", help="the attacked classifier checkpoint")
+    p.add_argument("--reconstructions", required=True, metavar="DIR", help="an attack's --out")
+    p.add_argument("--eval-model", required=True, metavar="CKPT")
+    p.add_argument("--private-data", help="default: the data the target was trained on")
+    p.add_argument("--out", metavar="DIR", help="default: the reconstructions' directory")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "data",

@@ -63,3 +63,66 @@ def natural_accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 512) 
         for module, mode in modes:
             module.training = mode
     return correct / n
+
+
+# --------------------------------------------------------------------------- attack metrics
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's head (its last layer, a Linear), flattened.
+
+    This is the feature space of the KNN distance and of the FID.
+    """
+    from fisherlab.layers import layers
+
+    head = dict(model.named_modules())[layers(model)[-1].name]
+    captured: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return captured[0].flatten(1)
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Whether each label is among the ``k`` largest logits, ``(N,)`` bool."""
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == labels.view(-1, 1)).any(1)
+
+
+def knn_distances(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    private_features: torch.Tensor,
+    private_labels: torch.Tensor,
+) -> torch.Tensor:
+    """Per reconstruction, the minimum squared L2 distance to a private sample of its class.
+
+    Args:
+        features: ``(N, F)`` evaluation features of the reconstructions.
+        labels: ``(N,)`` their classes.
+        private_features: ``(M, F)`` evaluation features of the private images.
+        private_labels: ``(M,)`` their classes.
+
+    Returns:
+        ``(N,)`` float64 distances (``inf`` where the class has no private sample).
+    """
+    f, p = features.double(), private_features.double()
+    d = (f.square().sum(1, keepdim=True) - 2 * f @ p.T + p.square().sum(1)).clamp_min(0)
+    d[labels.view(-1, 1) != private_labels.view(1, -1)] = float("inf")
+    return d.min(1).values
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance of Gaussians fitted to two feature sets (FID's formula).
+
+    ``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, with the trace of
+    the matrix square root taken as ``sum sqrt(eig(S_a^(1/2) S_b S_a^(1/2)))``.
+    """
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    vals, vecs = torch.linalg.eigh(cov_a)
+    root_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle)

@@ -1,0 +1,336 @@
+"""Training the GAN priors of model-inversion attacks on public data.
+
+Two kinds, as in the attacks' papers:
+
+* ``gmi`` (Zhang et al., CVPR 2020): a generator and a critic trained on the
+  public data alone, with either the WGAN-GP loss of GMI (``n_critic`` = 5,
+  gradient penalty 10) or the non-saturating DCGAN loss with 1:1 updates,
+  which gave clean MNIST digits in far fewer CPU minutes in our calibration
+  (``../shared/REFERENCE.md`` section 7).
+* ``kedmi`` (Chen et al., ICCV 2021): the discriminator has one logit per
+  target class; on public images it learns the target's soft labels
+  ``softmax(T(x))`` and "real" (``log Z = logsumexp(logits)``), on generated
+  images "fake". The generator matches the discriminator's mean features on
+  public data and lowers the entropy of ``T(G(z))``.
+
+A GAN checkpoint (``format = "fisherlab-gan"``) holds both networks, their
+arguments, the optimiser states and the epoch, and loads with
+``torch.load(weights_only=True)``; training resumes from it. Adam with
+``lr = 2e-4`` and betas (0.5, 0.999) and batch 64 follow GMI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from fisherlab._io import write_atomic
+from fisherlab._version import __version__
+from fisherlab.checkpoint import load_model, model_meta
+from fisherlab.data import InputSpec, load_dataset
+from fisherlab.errors import FisherlabError
+from fisherlab.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
+
+GAN_FORMAT = "fisherlab-gan"
+KINDS = ("gmi", "kedmi")
+LOSSES = ("dcgan", "wgan-gp")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """A GAN prior's training run; :meth:`key` identifies it for resuming.
+
+    Attributes:
+        data: Public dataset string, e.g. ``"mnist5k:5-9"``.
+        kind: ``"gmi"`` or ``"kedmi"``.
+        loss: For ``gmi``: ``"dcgan"`` or ``"wgan-gp"``.
+        target: Target checkpoint (``kedmi`` needs it; it also fixes the image
+            size and channels for ``gmi`` when given).
+        epochs: Passes over the public data.
+        batch_size: Mini-batch size.
+        lr: Adam learning rate of both networks.
+        n_critic: Discriminator steps per generator step (default 5 for
+            WGAN-GP, 1 otherwise).
+        gp_weight: Gradient-penalty weight (WGAN-GP).
+        entropy_weight: Weight of the target-entropy term (KEDMI).
+        seed: Seed of initialisation, shuffling and latents.
+        max_train_samples: Use only this many public images.
+    """
+
+    data: str
+    kind: str = "gmi"
+    loss: str = "dcgan"
+    target: str | None = None
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 2e-4
+    n_critic: int | None = None
+    gp_weight: float = 10.0
+    entropy_weight: float = 1e-2
+    seed: int = 0
+    max_train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise FisherlabError(f"unknown GAN kind {self.kind!r}: expected one of {KINDS}")
+        if self.loss not in LOSSES:
+            raise FisherlabError(f"unknown GAN loss {self.loss!r}: expected one of {LOSSES}")
+        if self.kind == "kedmi" and self.target is None:
+            raise FisherlabError("a KEDMI GAN learns the target's soft labels: give --target")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise FisherlabError("epochs must be >= 1 and batch_size >= 2")
+
+    @property
+    def critic_steps(self) -> int:
+        """Discriminator updates per generator update."""
+        return self.n_critic or (5 if self.loss == "wgan-gp" else 1)
+
+    def key(self) -> str:
+        """A 12-hex-digit hash of the config (``epochs`` excluded, so runs extend)."""
+        d = {k: v for k, v in asdict(self).items() if k != "epochs"}
+        if self.target is not None and Path(self.target).is_file():
+            d["target"] = hashlib.sha256(Path(self.target).read_bytes()).hexdigest()
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class GANPrior:
+    """A loaded GAN prior.
+
+    Attributes:
+        generator: ``z -> image in [0, 1]`` (eval mode).
+        discriminator: :class:`~fisherlab.gan.Critic` or
+            :class:`~fisherlab.gan.KEDMIDiscriminator` (eval mode).
+        kind: ``"gmi"`` or ``"kedmi"``.
+        image_spec: Channels and size of the generated images.
+        epoch: Epochs trained.
+        config: The training config.
+    """
+
+    generator: Generator
+    discriminator: nn.Module
+    kind: str
+    image_spec: InputSpec
+    epoch: int
+    config: dict
+
+    def prior_score(self, images: Tensor) -> Tensor:
+        """The discriminator's realness score per image (higher = more real)."""
+        d = self.discriminator
+        return d.score(images) if isinstance(d, KEDMIDiscriminator) else d(images)
+
+
+def _build(config: GANConfig, channels: int, size: int, num_classes: int | None):
+    torch.manual_seed(config.seed)
+    generator = Generator(channels, size)
+    if config.kind == "kedmi":
+        assert num_classes is not None
+        return generator, KEDMIDiscriminator(num_classes, channels, size)
+    return generator, Critic(channels, size)
+
+
+def _gradient_penalty(
+    critic: nn.Module, real: Tensor, fake: Tensor, gen: torch.Generator
+) -> Tensor:
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grads,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grads.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def _payload(config, generator, discriminator, opt_g, opt_d, epoch, spec, num_classes) -> dict:
+    return {
+        "format": GAN_FORMAT,
+        "format_version": 1,
+        "kind": config.kind,
+        "config": {**asdict(config), "key": config.key()},
+        "image_spec": spec.to_dict(),
+        "num_classes": num_classes,
+        "epoch": epoch,
+        "generator": generator.state_dict(),
+        "discriminator": discriminator.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "fisherlab_version": __version__,
+    }
+
+
+def load_gan(path: str | Path) -> GANPrior:
+    """Load a GAN prior written by :func:`train_gan`.
+
+    Raises:
+        FisherlabError: For a missing, unreadable or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FisherlabError(
+            f"GAN checkpoint {path} does not exist; train one with fisherlab train-gan"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means a bad file
+        raise FisherlabError(
+            f"{path} is not a readable GAN checkpoint ({type(exc).__name__}); expected a "
+            "file written by fisherlab train-gan"
+        ) from None
+    if not isinstance(obj, dict) or obj.get("format") != GAN_FORMAT:
+        raise FisherlabError(
+            f"{path} is not a fisherlab GAN checkpoint ('format': {GAN_FORMAT!r} missing); "
+            "a classifier checkpoint goes to --target or --eval-model"
+        )
+    spec = InputSpec.from_dict(obj["image_spec"])
+    config = GANConfig(**{k: v for k, v in obj["config"].items() if k != "key"})
+    generator, discriminator = _build(config, spec.channels, spec.size, obj["num_classes"])
+    generator.load_state_dict(obj["generator"])
+    discriminator.load_state_dict(obj["discriminator"])
+    return GANPrior(
+        generator.eval(), discriminator.eval(), obj["kind"], spec, int(obj["epoch"]), obj["config"]
+    )
+
+
+def save_samples(prior_or_generator: GANPrior | Generator, path: str | Path, n: int = 64) -> Path:
+    """Write a grid of ``n`` samples (fixed latents, seed 0) as a PNG, atomically."""
+    from torchvision.utils import save_image
+
+    generator = getattr(prior_or_generator, "generator", prior_or_generator)
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(0))
+        images = generator(z)
+    generator.train(was_training)
+    nrow = math.ceil(math.sqrt(n))
+    return write_atomic(path, lambda p: save_image(images, p, nrow=nrow, format="png"))
+
+
+def train_gan(config: GANConfig, out: str | Path, progress: bool = True) -> GANPrior:
+    """Train (or resume) a GAN prior and save it after every epoch.
+
+    If ``out`` holds a checkpoint of the same config (same :meth:`GANConfig.key`),
+    training continues from its epoch; a finished run returns at once. A grid of
+    samples is written to ``<out stem>.samples.png``.
+
+    Args:
+        config: The run.
+        out: Checkpoint path.
+        progress: Show a progress bar.
+
+    Returns:
+        The trained prior.
+
+    Raises:
+        FisherlabError: For bad data, a bad target, or a checkpoint of another config.
+    """
+    out = Path(out)
+    target = None
+    spec: InputSpec | None = None
+    if config.target is not None:
+        target = load_model(config.target)
+        spec = model_meta(target).input_spec
+        target.requires_grad_(False)
+    splits = load_dataset(config.data, input_spec=spec)
+    spec = splits.input_spec
+    pixel_spec = InputSpec(spec.channels, spec.size, None, None)
+    pixels = load_dataset(config.data, input_spec=pixel_spec).train.tensors()[0]
+    if config.max_train_samples is not None:
+        pixels = pixels[: config.max_train_samples]
+    num_classes = None
+    if target is not None:
+        with torch.no_grad():
+            num_classes = int(target(spec.normalize(pixels[:2])).shape[1])
+    generator, discriminator = _build(config, spec.channels, spec.size, num_classes)
+    betas = (0.5, 0.999) if config.loss == "dcgan" or config.kind == "kedmi" else (0.5, 0.9)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
+    start_epoch = 0
+    if out.is_file():
+        saved = torch.load(out, map_location="cpu", weights_only=True)
+        if saved.get("format") != GAN_FORMAT or saved["config"].get("key") != config.key():
+            raise FisherlabError(
+                f"{out} holds a different GAN run; choose another --out or delete it"
+            )
+        generator.load_state_dict(saved["generator"])
+        discriminator.load_state_dict(saved["discriminator"])
+        opt_g.load_state_dict(saved["opt_g"])
+        opt_d.load_state_dict(saved["opt_d"])
+        start_epoch = int(saved["epoch"])
+    gen = torch.Generator().manual_seed(config.seed * 7919 + start_epoch)
+    n = pixels.shape[0]
+    steps = n // config.batch_size
+    bar = tqdm(
+        total=(config.epochs - start_epoch) * steps,
+        disable=None if progress else True,
+        unit="batch",
+        desc=f"train-gan {config.kind}/{config.loss}",
+    )
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        generator.train()
+        discriminator.train()
+        order = torch.randperm(n, generator=gen)
+        for step in range(steps):
+            real = pixels[order[step * config.batch_size : (step + 1) * config.batch_size]]
+            z = torch.randn(real.shape[0], Z_DIM, generator=gen)
+            fake = generator(z)
+            d_loss = _discriminator_loss(config, discriminator, target, spec, real, fake, gen)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            if step % config.critic_steps == 0:
+                g_loss = _generator_loss(config, discriminator, target, spec, real, generator, gen)
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                opt_g.step()
+            if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
+                raise FisherlabError(
+                    f"GAN training diverged at epoch {epoch}, step {step}: lower --lr"
+                )
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
+        payload = _payload(config, generator, discriminator, opt_g, opt_d, epoch, spec, num_classes)
+        write_atomic(out, lambda p, payload=payload: torch.save(payload, p))
+    bar.close()
+    prior = load_gan(out)
+    save_samples(prior, out.with_suffix("").with_name(out.stem + ".samples.png"))
+    return prior
+
+
+def _discriminator_loss(config, disc, target, spec, real, fake, gen) -> Tensor:
+    fake = fake.detach()
+    if config.kind == "kedmi":
+        logits_real, _ = disc(real)
+        logits_fake, _ = disc(fake)
+        with torch.no_grad():
+            soft = torch.softmax(target(spec.normalize(real)), dim=1)
+        supervised = -(soft * torch.log_softmax(logits_real, dim=1)).sum(1).mean()
+        lse_real = KEDMIDiscriminator.real_logit(logits_real)
+        lse_fake = KEDMIDiscriminator.real_logit(logits_fake)
+        unsupervised = F.softplus(-lse_real).mean() + F.softplus(lse_fake).mean()
+        return supervised + unsupervised
+    if config.loss == "wgan-gp":
+        penalty = _gradient_penalty(disc, real, fake, gen)
+        return disc(fake).mean() - disc(real).mean() + config.gp_weight * penalty
+    return F.softplus(-disc(real)).mean() + F.softplus(disc(fake)).mean()
+
+
+def _generator_loss(config, disc, target, spec, real, generator, gen) -> Tensor:
+    z = torch.randn(real.shape[0], Z_DIM, generator=gen)
+    fake = generator(z)
+    if config.kind == "kedmi":
+        _, feat_fake = disc(fake)
+        with torch.no_grad():
+            _, feat_real = disc(real)
+        matching = (feat_real.mean(0) - feat_fake.mean(0)).square().mean()
+        probs = torch.softmax(target(spec.normalize(fake)), dim=1)
+        entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(1).mean()
+        return matching + config.entropy_weight * entropy
+    if config.loss == "wgan-gp":
+        return -disc(fake).mean()
+    return F.softplus(-disc(fake)).mean()
