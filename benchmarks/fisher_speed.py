@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import warnings
 
@@ -127,38 +124,18 @@ def make_method(name: str, model: nn.Module, x, y):
     raise ValueError(name)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
 def peak_memory(arch: str, method: str) -> float:
     """Peak resident-memory growth (MiB) during two calls of a method.
 
-    A thread samples the resident set every millisecond; the baseline is the
-    resident set just before the calls (model, data and engine already built).
+    The baseline is the resident set just before the calls (model, data and
+    engine already built, one warm-up call done).
     """
+    from _memory import peak_growth_mib
+
     model, x, y = make_case(arch)
     run = make_method(method, model, x, y)
     run()  # lazy preparation (e.g. the BackPACK copy) is not part of a batch's work
-    gc.collect()
-    base = _rss_bytes()
-    peak = base
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _rss_bytes())
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    run()
-    run()
-    done.set()
-    sampler.join()
-    return (peak - base) / 2**20
+    return peak_growth_mib(lambda: (run(), run()))
 
 
 def main() -> None:

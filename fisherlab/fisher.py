@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from fisherlab.checkpoint import model_meta
 from fisherlab.data import DataSpec, ImageDataset, load_all, load_dataset
 from fisherlab.engines.backpack_engine import (
+    SAVEFIELD,
     backpack_pass,
     fast_path_reason,
     prepare_backpack_model,
@@ -343,10 +344,7 @@ class FisherEngine:
             if self.fisher is FisherType.TRUE
             else None
         )
-        if self._fast_modules and self.bp_model is None:
-            self.bp_model = prepare_backpack_model(self.plain, self._fast_modules, x[:2])
-            named = dict(self.bp_model.named_parameters())
-            self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
+        self.fast_model(x)
         fallback = [p for p, e in self.engines.items() if e == "functorch"]
         losses = torch.empty(0)
         for m in range(self.mc_samples):
@@ -395,6 +393,49 @@ class FisherEngine:
             self.sums.n_terms += n
         self.sums.n_samples += n
         return losses
+
+    def fast_model(self, example: Tensor) -> nn.Module:
+        """The network the fast engine runs: a hooked copy of the model, built on first use.
+
+        Its outputs equal the model's. Run a backward pass through it inside
+        ``backpack(PerSampleFisher())`` and call :meth:`take_fast_results` to
+        get per-sample quantities of *that* pass, without a pass of its own (the
+        attacks do this to record the Fisher along their trajectory).
+
+        Args:
+            example: An input batch (validates BackPACK's converter).
+        """
+        if self._fast_modules and self.bp_model is None:
+            example = example.detach().to(self.device, self.dtype)
+            self.bp_model = prepare_backpack_model(self.plain, self._fast_modules, example[:2])
+            named = dict(self.bp_model.named_parameters())
+            self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
+        return self.bp_model if self.bp_model is not None else self.plain
+
+    def take_fast_results(self) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """Per-sample results the last backward left on the fast-path parameters.
+
+        Parameters whose module was not reached move to the torch.func fallback.
+        """
+        results = {}
+        for name, p in list(self.bp_params.items()):
+            value = getattr(p, SAVEFIELD, None)
+            if value is None:
+                self.engines[name] = "functorch"
+                del self.bp_params[name]
+                continue
+            results[name] = value
+            delattr(p, SAVEFIELD)
+        return results
+
+    def fallback_results(
+        self, x: Tensor, targets: Tensor
+    ) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """Per-sample results of the torch.func fallback parameters on ``(x, targets)``."""
+        names = [p for p, e in self.engines.items() if e == "functorch"]
+        if not names:
+            return {}
+        return functorch_pass(self.plain, names, x.detach(), targets, self.objective, self.diagonal)
 
     def frame(self) -> pd.DataFrame:
         """The per-layer frame of the sums so far."""

@@ -5,21 +5,24 @@ classifies as ``c``. Its *identity loss* for latent ``j`` with class ``y_j`` is
 ``L_j = CE(T(x_j), y_j)`` with ``x_j = G(z_j)`` (or the optimised pixels for
 the white-box baseline), normalised with the target's input spec. The Fisher
 information of this objective with respect to the target's parameters,
-recorded every ``fisher_every`` iterations through
-:class:`fisherlab.fisher.FisherEngine`, is the paper's Fig. 5 quantity: one
-row per (iteration, layer). Recording works on copies of ``T`` and on detached
-images, so it cannot change the attack's trajectory.
+recorded every ``fisher_every`` iterations with fisherlab's BackPACK
+extension during the attack's own backward pass (:class:`FisherRecorder`), is
+the paper's Fig. 5 quantity: one row per (iteration, layer).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
+from backpack import backpack
 from torch import Tensor, nn
 
 from fisherlab.data import InputSpec
+from fisherlab.engines.backpack_engine import PerSampleFisher
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher import FisherEngine
 
@@ -108,12 +111,23 @@ class AttackResult:
 
 
 class FisherRecorder:
-    """Records the per-layer Fisher of the identity loss along an attack.
+    """Records the per-layer Fisher of the identity loss along an attack, for free.
+
+    The attack runs the target as :meth:`network` (a hooked copy with the same
+    outputs, used whether or not anything is recorded, so recording cannot change
+    the trajectory). At a recorded iteration, the attack's own backward pass runs
+    inside :meth:`observe` with fisherlab's BackPACK extension active: the
+    gradient reaching the target's output for latent ``j`` is
+    ``scale * dL_j/d output_j``, where ``scale`` is the weight of ``L_j`` in the
+    attack's loss (``lam / n`` for a mean), so the per-sample squared gradient
+    norms of ``L_j`` are the extension's values divided by ``scale^2``, with no
+    extra forward or backward pass. Parameters without a fast path are added by
+    the torch.func fallback on the same images.
 
     Args:
-        target: The target model (left untouched).
-        spec: The target's input spec (to normalise pixels).
-        every: Record at iterations ``every, 2 every, ...`` (and the first one).
+        target: The target model (left untouched; a copy is used).
+        spec: The target's input spec.
+        every: Record at iteration 1 and every ``every``-th (0: never).
         samples: Use only this many latents per class (``None``: all).
         per_class: Latents per class in the batch.
     """
@@ -128,30 +142,80 @@ class FisherRecorder:
     ) -> None:
         self.every, self.spec = every, spec
         self.samples, self.per_class = samples, per_class
-        self.engine = FisherEngine(target, "classification", "empirical") if every else None
-        self.frames: list[pd.DataFrame] = []
+        self.engine = FisherEngine(target, "classification", "empirical")
+        self.rows: list[dict] = []
+
+    def network(self, example: Tensor) -> nn.Module:
+        """The target as the attack must run it (same outputs as the target)."""
+        return self.engine.fast_model(self.spec.normalize(example))
 
     def due(self, iteration: int) -> bool:
         """Whether iteration ``iteration`` (1-based) is recorded."""
-        return self.engine is not None and (iteration == 1 or iteration % self.every == 0)
+        return self.every > 0 and (iteration == 1 or iteration % self.every == 0)
 
-    def record(self, iteration: int, restart: int, pixels: Tensor, labels: Tensor) -> None:
-        """Add the Fisher rows of the identity loss at this iteration."""
-        assert self.engine is not None
-        x, y = pixels.detach(), labels
+    @contextlib.contextmanager
+    def observe(
+        self,
+        iteration: int,
+        restart: int,
+        pixels: Tensor,
+        labels: Tensor,
+        scale: float,
+    ) -> Iterator[None]:
+        """Run the attack's backward pass inside this block to record iteration ``iteration``.
+
+        Args:
+            iteration: The 1-based iteration.
+            restart: The restart.
+            pixels: The images of this iteration (pixel space).
+            labels: Their target classes.
+            scale: Weight of each per-sample identity loss in the attack's loss.
+        """
+        if not self.due(iteration):
+            yield
+            return
+        with backpack(PerSampleFisher(diagonal=False)):
+            yield
+        results = self.engine.take_fast_results()
+        fallback = self.engine.fallback_results(self.spec.normalize(pixels.detach()), labels)
+        keep = torch.ones(len(labels), dtype=torch.bool)
         if self.samples is not None and self.samples < self.per_class:
-            keep = (torch.arange(len(y)) % self.per_class) < self.samples
-            x, y = x[keep], y[keep]
-        self.engine.reset()
-        self.engine.add_batch(self.spec.normalize(x), y)
-        frame = self.engine.frame()
-        frame.insert(0, "iteration", iteration)
-        frame.insert(0, "restart", restart)
-        self.frames.append(frame)
+            keep = (torch.arange(len(labels)) % self.per_class) < self.samples
+        n = int(keep.sum())
+        per_param = {
+            name: float(sq[keep].double().sum()) / scale**2 for name, (sq, _) in results.items()
+        }
+        per_param.update(
+            {name: float(sq[keep].double().sum()) for name, (sq, _) in fallback.items()}
+        )
+        for layer in self.engine.layers:
+            trace = sum(per_param[p] for p in layer.params) / n
+            self.rows.append(
+                {
+                    "restart": restart,
+                    "iteration": iteration,
+                    "index": layer.index,
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "n_params": layer.n_params,
+                    "trace": trace,
+                    "mean": trace / layer.n_params,
+                    "objective": "identity",
+                    "fisher": "empirical",
+                    "engine": "+".join(sorted({self.engine.engines[p] for p in layer.params})),
+                    "n_samples": n,
+                    "mc_samples": 1,
+                }
+            )
 
     def frame(self) -> pd.DataFrame:
-        """All recorded rows."""
-        return pd.concat(self.frames, ignore_index=True) if self.frames else pd.DataFrame()
+        """All recorded rows, one per (restart, iteration, layer), with ``share``."""
+        if not self.rows:
+            return pd.DataFrame()
+        frame = pd.DataFrame(self.rows)
+        totals = frame.groupby(["restart", "iteration"])["trace"].transform("sum")
+        frame.insert(frame.columns.get_loc("mean") + 1, "share", frame["trace"] / totals)
+        return frame
 
 
 def class_labels(classes: tuple[int, ...], per_class: int) -> Tensor:

@@ -42,17 +42,18 @@ def run_gmi(
     labels = class_labels(config.classes, config.per_class)
     gen = torch.Generator().manual_seed(config.seed)
     candidates, scores, rows = [], [], []
+    scale = config.lam / len(labels)  # weight of each identity loss in the mean
+    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM)))
     for restart in range(config.restarts):
         z = torch.randn(len(labels), Z_DIM, generator=gen).clamp_(-1, 1).requires_grad_(True)
         opt = torch.optim.SGD([z], lr=config.step_size, momentum=config.momentum)
         for it in range(1, config.iterations + 1):
             images = prior.generator(z)
             prior_loss = -prior.prior_score(images)
-            identity = F.cross_entropy(target(spec.normalize(images)), labels, reduction="none")
+            identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
             loss = (prior_loss + config.lam * identity).mean()
-            (grad,) = torch.autograd.grad(loss, z)
-            if recorder.due(it):
-                recorder.record(it, restart, images, labels)
+            with recorder.observe(it, restart, images, labels, scale):
+                (grad,) = torch.autograd.grad(loss, z)
             z.grad = grad
             opt.step()
             with torch.no_grad():

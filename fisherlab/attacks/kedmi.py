@@ -47,6 +47,8 @@ def run_kedmi(
     labels = class_labels(config.classes, config.per_class)
     gen = torch.Generator().manual_seed(config.seed)
     candidates, scores, rows = [], [], []
+    scale = config.lam / len(step_labels)  # weight of each identity loss in the mean
+    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM)))
     for restart in range(config.restarts):
         mu = torch.zeros(k, Z_DIM, requires_grad=True)
         logvar = torch.zeros(k, Z_DIM, requires_grad=True)
@@ -56,13 +58,10 @@ def run_kedmi(
             z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).reshape(-1, Z_DIM)
             images = prior.generator(z)
             prior_loss = F.softplus(-prior.prior_score(images))
-            identity = F.cross_entropy(
-                target(spec.normalize(images)), step_labels, reduction="none"
-            )
+            identity = F.cross_entropy(net(spec.normalize(images)), step_labels, reduction="none")
             loss = (prior_loss + config.lam * identity).mean()
-            grads = torch.autograd.grad(loss, [mu, logvar])
-            if recorder.due(it):
-                recorder.record(it, restart, images, step_labels)
+            with recorder.observe(it, restart, images, step_labels, scale):
+                grads = torch.autograd.grad(loss, [mu, logvar])
             mu.grad, logvar.grad = grads
             opt.step()
             rows.append((restart, it, identity.mean().item(), prior_loss.mean().item()))

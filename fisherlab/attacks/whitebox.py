@@ -48,17 +48,17 @@ def run_whitebox(
     gen = torch.Generator().manual_seed(config.seed)
     shape = (len(labels), spec.channels, spec.size, spec.size)
     candidates, scores, rows = [], [], []
+    net = recorder.network(torch.zeros(2, *shape[1:]))
     for restart in range(config.restarts):
         w = (0.1 * torch.randn(shape, generator=gen)).requires_grad_(True)
         opt = torch.optim.Adam([w], lr=config.step_size)
         for it in range(1, config.iterations + 1):
             images = torch.sigmoid(w)
-            identity = F.cross_entropy(target(spec.normalize(images)), labels, reduction="none")
+            identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
             tv = total_variation(images)
             loss = (identity + config.tv_weight * tv).mean()
-            (grad,) = torch.autograd.grad(loss, w)
-            if recorder.due(it):
-                recorder.record(it, restart, images, labels)
+            with recorder.observe(it, restart, images, labels, 1.0 / len(labels)):
+                (grad,) = torch.autograd.grad(loss, w)
             w.grad = grad
             opt.step()
             rows.append((restart, it, identity.mean().item(), tv.mean().item()))

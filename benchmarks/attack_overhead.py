@@ -1,0 +1,98 @@
+"""Overhead of recording the Fisher at every attack iteration, side by side.
+
+Runs the same GMI attack (same target, GAN prior, seed) with and without
+``fisher_every=1``, alternating, and prints the median wall time of each and
+their ratio, plus peak resident-memory growth of each in a subprocess.
+Target on the 2-core CPU: ratio <= 1.5.
+
+Usage: python benchmarks/attack_overhead.py TARGET.pt GAN.pt [--iterations 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from fisherlab.attacks import attack
+
+
+def one_run(target: str, gan: str, iterations: int, every: int, per_class: int) -> float:
+    start = time.perf_counter()
+    attack(
+        target,
+        gan,
+        attack="gmi",
+        classes=(0, 1, 2, 3, 4),
+        per_class=per_class,
+        iterations=iterations,
+        restarts=1,
+        seed=0,
+        fisher_every=every,
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target")
+    parser.add_argument("gan")
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--per-class", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child is not None:
+        from _memory import peak_growth_mib
+
+        one_run(args.target, args.gan, 2, args.memory_child, args.per_class)
+        print(
+            json.dumps(
+                peak_growth_mib(
+                    lambda: one_run(
+                        args.target, args.gan, args.iterations, args.memory_child, args.per_class
+                    )
+                )
+            )
+        )
+        return
+    times: dict[int, list[float]] = {0: [], 1: []}
+    one_run(args.target, args.gan, 2, 1, args.per_class)  # warm-up
+    for _ in range(args.repeats):
+        for every in (0, 1):
+            times[every].append(
+                one_run(args.target, args.gan, args.iterations, every, args.per_class)
+            )
+    mem = {}
+    for every in (0, 1):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                args.target,
+                args.gan,
+                "--iterations",
+                str(args.iterations),
+                "--per-class",
+                str(args.per_class),
+                "--memory-child",
+                str(every),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        mem[every] = json.loads(out.stdout.strip().splitlines()[-1])
+    plain, recorded = statistics.median(times[0]), statistics.median(times[1])
+    n = 5 * args.per_class
+    print(f"GMI, {n} latents, {args.iterations} iterations, median of {args.repeats}")
+    print(f"without Fisher      {plain:7.2f} s   peak RSS growth {mem[0]:6.0f} MiB")
+    print(f"Fisher every step   {recorded:7.2f} s   peak RSS growth {mem[1]:6.0f} MiB")
+    print(f"ratio               {recorded / plain:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
