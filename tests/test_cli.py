@@ -256,3 +256,95 @@ def test_torchrun_two_processes_equal_one(finetuned, tmp_path):
         "profile.png",
         "run.json",
     ]
+
+
+def test_train_gan_attack_and_evaluate_through_the_cli(finetuned, tmp_path):
+    gan = tmp_path / "gan.pt"
+    proc = run(
+        "train-gan",
+        "--data",
+        "mnist5k:5-9",
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "256",
+        "--quiet",
+        "--out",
+        str(gan),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "gan.samples.png").is_file()
+    judge = tmp_path / "eval.pt"
+    proc = run(
+        "train",
+        "--arch",
+        "eval_cnn",
+        "--data",
+        "mnist5k:0-4",
+        "--epochs",
+        "1",
+        "--max-train-samples",
+        "300",
+        "--quiet",
+        "--out",
+        str(judge),
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "attack"
+    proc = run(
+        "attack",
+        str(finetuned),
+        "--generator",
+        str(gan),
+        "--eval-model",
+        str(judge),
+        "--classes",
+        "0-1",
+        "--per-class",
+        "2",
+        "--iterations",
+        "3",
+        "--restarts",
+        "1",
+        "--fisher-every",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "attack.csv",
+        "fisher.csv",
+        "reconstructions.png",
+        "reconstructions.pt",
+        "summary.json",
+        "trajectory.csv",
+    ]
+    fisher = pd.read_csv(out / "fisher.csv")
+    assert sorted(fisher["iteration"].unique()) == [1, 2, 3] and len(fisher) == 3 * 6
+    import json
+
+    first = json.loads((out / "summary.json").read_text())
+    proc = run(
+        "evaluate",
+        str(finetuned),
+        "--reconstructions",
+        str(out),
+        "--eval-model",
+        str(judge),
+        "--out",
+        str(tmp_path / "again"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    for key in ("attack_accuracy_top1", "knn_distance", "fid", "natural_accuracy"):
+        assert again[key] == pytest.approx(first[key], rel=1e-6)
+
+
+def test_attack_with_a_classifier_as_generator_is_one_line(finetuned, tmp_path):
+    proc = run(
+        "attack", str(finetuned), "--generator", str(finetuned), "--out", str(tmp_path / "a")
+    )
+    assert_one_line_error(proc, 1, "not a fisherlab GAN checkpoint")
+    assert not (tmp_path / "a").exists()
