@@ -230,6 +230,30 @@ def target_confidence(target: nn.Module, spec: InputSpec, pixels: Tensor, labels
     return probs.gather(1, labels.view(-1, 1)).squeeze(1)
 
 
+TRAJECTORY_COLUMNS = ["restart", "iteration", "identity_loss", "prior_loss"]
+
+
+def finish(
+    candidates: list[tuple[Tensor, Tensor | None]],
+    scores: list[Tensor],
+    rows: list[tuple],
+    labels: Tensor,
+    recorder: FisherRecorder,
+) -> AttackResult:
+    """Keep the best restart per slot and assemble the :class:`AttackResult`.
+
+    Args:
+        candidates: Per restart, ``(images, latents or None)``.
+        scores: Per restart, the target's confidence per slot.
+        rows: Trajectory rows ``(restart, iteration, identity_loss, prior_loss)``.
+        labels: Target class per slot.
+        recorder: The attack's Fisher recorder.
+    """
+    images, latents, best, confidence = keep_best(candidates, scores)
+    trajectory = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
+    return AttackResult(images, labels, best, confidence, latents, recorder.frame(), trajectory)
+
+
 def keep_best(candidates: list[tuple[Tensor, Tensor | None]], scores: list[Tensor]):
     """Per reconstruction slot, the restart with the highest score.
 

@@ -13,7 +13,6 @@ Defaults: ``lam = 100``, momentum 0.9, lr 0.01 (MNIST; 0.02 for faces).
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,7 +22,7 @@ from fisherlab.attacks.base import (
     AttackResult,
     FisherRecorder,
     class_labels,
-    keep_best,
+    finish,
     target_confidence,
 )
 from fisherlab.data import InputSpec
@@ -65,6 +64,4 @@ def run_gmi(
             final = prior.generator(z)
         candidates.append((final, z.detach().clone()))
         scores.append(target_confidence(target, spec, final, labels))
-    images, latents, best, conf = keep_best(candidates, scores)
-    trajectory = pd.DataFrame(rows, columns=["restart", "iteration", "identity_loss", "prior_loss"])
-    return AttackResult(images, labels, best, conf, latents, recorder.frame(), trajectory)
+    return finish(candidates, scores, rows, labels, recorder)

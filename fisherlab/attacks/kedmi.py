@@ -15,7 +15,6 @@ independent runs the best reconstruction per slot is kept. Defaults:
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +24,7 @@ from fisherlab.attacks.base import (
     AttackResult,
     FisherRecorder,
     class_labels,
-    keep_best,
+    finish,
     target_confidence,
 )
 from fisherlab.data import InputSpec
@@ -73,6 +72,4 @@ def run_kedmi(
             final = prior.generator(z)
         candidates.append((final, z))
         scores.append(target_confidence(target, spec, final, labels))
-    images, latents, best, conf = keep_best(candidates, scores)
-    trajectory = pd.DataFrame(rows, columns=["restart", "iteration", "identity_loss", "prior_loss"])
-    return AttackResult(images, labels, best, conf, latents, recorder.frame(), trajectory)
+    return finish(candidates, scores, rows, labels, recorder)

@@ -12,7 +12,6 @@ private class.
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,7 +21,7 @@ from fisherlab.attacks.base import (
     AttackResult,
     FisherRecorder,
     class_labels,
-    keep_best,
+    finish,
     target_confidence,
 )
 from fisherlab.data import InputSpec
@@ -67,6 +66,4 @@ def run_whitebox(
         final = torch.sigmoid(w.detach())
         candidates.append((final, None))
         scores.append(target_confidence(target, spec, final, labels))
-    images, _, best, conf = keep_best(candidates, scores)
-    trajectory = pd.DataFrame(rows, columns=["restart", "iteration", "identity_loss", "prior_loss"])
-    return AttackResult(images, labels, best, conf, None, recorder.frame(), trajectory)
+    return finish(candidates, scores, rows, labels, recorder)
