@@ -208,7 +208,8 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
     )
     prior = train_gan(config, args.out, progress=not args.quiet)
     print(
-        f"{args.out}: {config.kind} GAN ({config.loss}) after {prior.epoch} epochs on "
+        f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
+        f"after {prior.epoch} epochs on "
         f"{args.data}; samples in {Path(args.out).with_suffix('')}.samples.png"
     )
 
