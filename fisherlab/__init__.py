@@ -2,10 +2,12 @@
 
 The flow: data + architecture -> :func:`train` (pretrain, or fine-tune with a
 freeze boundary) -> checkpoint -> :func:`profile` (per-layer Fisher
-information, rows keyed by :func:`layer_map`) -> a freeze boundary.
+information, rows keyed by :func:`layer_map`) -> :func:`attack` (GMI, KEDMI,
+white-box, with the Fisher recorded along the attack) -> evaluation.
 """
 
 from fisherlab._version import __version__
+from fisherlab.attacks import AttackConfig, attack
 from fisherlab.checkpoint import ModelMeta, load_model, model_meta, save_model
 from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
 from fisherlab.errors import FisherlabError
@@ -15,6 +17,7 @@ from fisherlab.layers import Layer, layer_map, layer_state_keys, layers
 from fisherlab.models import build_model, replace_head
 from fisherlab.reference import reference_profile
 from fisherlab.train import TrainConfig, TrainResult, freeze, train
+from fisherlab.train_gan import GANConfig, load_gan
 
 __all__ = [
     "__version__",
@@ -41,6 +44,11 @@ __all__ = [
     "FisherEngine",
     "profile",
     "reference_profile",
+    # model-inversion attacks
+    "AttackConfig",
+    "GANConfig",
+    "attack",
+    "load_gan",
     # training and evaluation
     "TrainConfig",
     "TrainResult",
