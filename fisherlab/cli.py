@@ -224,15 +224,9 @@ def _private_data(args: argparse.Namespace, target_path: str) -> str | None:
 
 
 def _print_summary(summary: dict) -> None:
-    keys = [
-        "attack_accuracy_top1",
-        "attack_accuracy_top5",
-        "knn_distance",
-        "fid",
-        "natural_accuracy",
-        "target_confidence",
-    ]
-    print(", ".join(f"{k} {summary[k]:.4g}" for k in keys if k in summary))
+    from fisherlab.attacks import SUMMARY_METRICS
+
+    print(", ".join(f"{k} {summary[k]:.4g}" for k in SUMMARY_METRICS if k in summary))
 
 
 def _cmd_attack(args: argparse.Namespace) -> None:

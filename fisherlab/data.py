@@ -516,6 +516,37 @@ def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[
     return torch.cat(train_idx).sort().values, torch.cat(test_idx).sort().values
 
 
+def _class_selector(
+    parsed: DataSpec, raw: _Raw
+) -> tuple[list[int], Callable[[Tensor], tuple[Tensor, Tensor]]]:
+    """The selected source class ids and a function ``labels -> (kept indices, new labels)``.
+
+    Raises:
+        FisherlabError: For class ids the source does not have.
+    """
+    n_source = len(raw.class_names)
+    ids = list(parsed.classes) if parsed.classes is not None else list(range(n_source))
+    bad = [c for c in ids if c >= n_source]
+    if bad:
+        raise FisherlabError(
+            f"dataset {parsed}: classes {bad} do not exist; {parsed.source} has "
+            f"classes 0-{n_source - 1}"
+        )
+    lookup = torch.full((n_source,), -1, dtype=torch.int64)
+    lookup[torch.tensor(ids, dtype=torch.int64)] = torch.arange(len(ids))
+
+    def select(y: Tensor) -> tuple[Tensor, Tensor]:
+        keep = torch.nonzero(lookup[y] >= 0).flatten()
+        return keep, lookup[y[keep]]
+
+    return ids, select
+
+
+def _output_spec(raw: _Raw, input_spec: InputSpec | None) -> InputSpec:
+    """The spec images are prepared with: the requested one, except for as-stored data."""
+    return raw.input_spec if (input_spec is None or raw.as_stored) else input_spec
+
+
 def load_all(spec: str | DataSpec, *, input_spec: InputSpec | None = None) -> ImageDataset:
     """Every selected sample of a dataset, in source order, as one dataset.
 
@@ -532,21 +563,11 @@ def load_all(spec: str | DataSpec, *, input_spec: InputSpec | None = None) -> Im
     """
     parsed = DataSpec.parse(spec)
     raw = SOURCES[parsed.source].loader(parsed.path)
-    n_source = len(raw.class_names)
-    ids = list(parsed.classes) if parsed.classes is not None else list(range(n_source))
-    if any(c >= n_source for c in ids):
-        raise FisherlabError(
-            f"dataset {parsed}: classes {[c for c in ids if c >= n_source]} do not "
-            f"exist; {parsed.source} has classes 0-{n_source - 1}"
-        )
-    lookup = torch.full((n_source,), -1, dtype=torch.int64)
-    lookup[torch.tensor(ids, dtype=torch.int64)] = torch.arange(len(ids))
-    spec_out = raw.input_spec if (input_spec is None or raw.as_stored) else input_spec
+    _, select = _class_selector(parsed, raw)
+    spec_out = _output_spec(raw, input_spec)
     assert raw.y is not None
     ys = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
-    y_all = torch.cat(ys)
-    keep = torch.nonzero(lookup[y_all] >= 0).flatten()
-    labels = lookup[y_all[keep]]
+    keep, labels = select(torch.cat(ys))
     if raw.files is not None:
         return ImageDataset(labels, spec_out, files=[raw.files[i] for i in keep.tolist()])
     assert raw.x is not None
@@ -589,23 +610,9 @@ def load_dataset(
     if not 0.0 < test_fraction < 1.0:
         raise FisherlabError(f"test_fraction must be in (0, 1), got {test_fraction}")
     raw = SOURCES[parsed.source].loader(parsed.path)
-    n_source = len(raw.class_names)
-    class_ids = list(parsed.classes) if parsed.classes is not None else list(range(n_source))
-    bad = [c for c in class_ids if c >= n_source]
-    if bad:
-        raise FisherlabError(
-            f"dataset {parsed}: classes {bad} do not exist; {parsed.source} has "
-            f"classes 0-{n_source - 1}"
-        )
+    class_ids, select = _class_selector(parsed, raw)
     assert raw.y is not None
-    lookup = torch.full((n_source,), -1, dtype=torch.int64)
-    lookup[torch.tensor(class_ids, dtype=torch.int64)] = torch.arange(len(class_ids))
-
-    def select(y: Tensor) -> tuple[Tensor, Tensor]:
-        keep = torch.nonzero(lookup[y] >= 0).flatten()
-        return keep, lookup[y[keep]]
-
-    spec_out = raw.input_spec if (input_spec is None or raw.as_stored) else input_spec
+    spec_out = _output_spec(raw, input_spec)
     if raw.x_test is not None and raw.y_test is not None:
         tr_idx, tr_y = select(raw.y)
         te_idx, te_y = select(raw.y_test)

@@ -345,7 +345,6 @@ class FisherEngine:
             else None
         )
         self.fast_model(x)
-        fallback = [p for p, e in self.engines.items() if e == "functorch"]
         losses = torch.empty(0)
         for m in range(self.mc_samples):
             used: list[Tensor] = []
@@ -355,16 +354,8 @@ class FisherEngine:
                 used.append(t)
                 return self.objective(out, t)
 
-            results: dict[str, tuple[Tensor, Tensor | None]] = {}
             if self.bp_model is not None:
-                losses, results = backpack_pass(
-                    self.bp_model, x, loss_fn, self.bp_params, self.diagonal
-                )
-                missing = [p for p in self.bp_params if p not in results]
-                for p in missing:  # module never called through its forward: fall back
-                    self.engines[p] = "functorch"
-                    del self.bp_params[p]
-                    fallback.append(p)
+                losses = backpack_pass(self.bp_model, x, loss_fn, self.diagonal)
             else:
                 losses = loss_fn(forward_logits(self.plain, x)).detach()
             if not torch.isfinite(losses).all():
@@ -373,21 +364,8 @@ class FisherEngine:
                     f"the objective is {losses[bad].item()} for sample {start + bad} "
                     f"(batch {batch_no}); check the data and the model's outputs"
                 )
-            if fallback:
-                try:
-                    results.update(
-                        functorch_pass(
-                            self.plain, fallback, x, used[-1], self.objective, self.diagonal
-                        )
-                    )
-                except FisherlabError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - name the failing parameters
-                    raise FisherlabError(
-                        f"the torch.func fallback failed for parameters {fallback[:3]} "
-                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-                        "these modules have no fallback"
-                    ) from None
+            results = self.take_fast_results() if self.bp_model is not None else {}
+            results.update(self.fallback_results(x, used[-1]))
             for p, (sq, dg) in results.items():
                 self.sums.add(p, sq, dg)
             self.sums.n_terms += n
@@ -431,11 +409,26 @@ class FisherEngine:
     def fallback_results(
         self, x: Tensor, targets: Tensor
     ) -> dict[str, tuple[Tensor, Tensor | None]]:
-        """Per-sample results of the torch.func fallback parameters on ``(x, targets)``."""
+        """Per-sample results of the torch.func fallback parameters on ``(x, targets)``.
+
+        Raises:
+            FisherlabError: If torch.func cannot differentiate those modules.
+        """
         names = [p for p, e in self.engines.items() if e == "functorch"]
         if not names:
             return {}
-        return functorch_pass(self.plain, names, x.detach(), targets, self.objective, self.diagonal)
+        try:
+            return functorch_pass(
+                self.plain, names, x.detach(), targets, self.objective, self.diagonal
+            )
+        except FisherlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - name the failing parameters
+            raise FisherlabError(
+                f"the torch.func fallback failed for parameters {names[:3]} "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                "these modules have no fallback"
+            ) from None
 
     def frame(self) -> pd.DataFrame:
         """The per-layer frame of the sums so far."""

@@ -18,16 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from fisherlab._io import write_atomic
+from fisherlab.attacks import SUMMARY_METRICS as METRICS
 from fisherlab.attacks import attack, write_outputs
-
-METRICS = [
-    "attack_accuracy_top1",
-    "attack_accuracy_top5",
-    "knn_distance",
-    "fid",
-    "natural_accuracy",
-    "target_confidence",
-]
 
 
 def main() -> None:

@@ -46,9 +46,19 @@ from fisherlab.evaluate import (
 )
 
 ATTACKS = {"gmi": run_gmi, "kedmi": run_kedmi, "whitebox": run_whitebox}
+SUMMARY_METRICS = [
+    "attack_accuracy_top1",
+    "attack_accuracy_top5",
+    "knn_distance",
+    "fid",
+    "natural_accuracy",
+    "target_confidence",
+]
+"""The numbers of an attack's ``summary.json``, in reporting order."""
 
 __all__ = [
     "ATTACKS",
+    "SUMMARY_METRICS",
     "AttackConfig",
     "AttackOutcome",
     "AttackResult",
@@ -77,7 +87,7 @@ class AttackOutcome:
     private_examples: torch.Tensor | None = field(default=None, repr=False)
 
 
-def _model(value: nn.Module | str | Path | None, what: str) -> nn.Module | None:
+def _model(value: nn.Module | str | Path | None) -> nn.Module | None:
     if value is None or isinstance(value, nn.Module):
         return value
     return load_model(value)
@@ -170,7 +180,7 @@ def attack(
                 "classes": tuple(options.get("classes", config.classes)),
             }
         )
-    target_model = _model(target, "target")
+    target_model = _model(target)
     assert target_model is not None
     spec = model_meta(target_model).input_spec
     if spec is None:
@@ -178,7 +188,7 @@ def attack(
             "the target has no input spec: use a checkpoint written by fisherlab train"
         )
     prior = _prior(generator)
-    judge = _model(eval_model, "evaluation model")
+    judge = _model(eval_model)
     _check(target_model, spec, prior, judge, config, private_data)
     target_model.eval()
     if prior is not None:

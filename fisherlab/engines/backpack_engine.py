@@ -290,31 +290,25 @@ def backpack_pass(
     model: nn.Module,
     x: Tensor,
     loss_fn: Callable[[Tensor], Tensor],
-    params: dict[str, nn.Parameter],
     diagonal: bool,
-) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor | None]]]:
+) -> Tensor:
     """One forward and backward pass with :class:`PerSampleFisher`.
+
+    The results stay on the fast-path parameters (``param.fisherlab_fisher``)
+    for the caller to take; no backward runs if a loss is not finite.
 
     Args:
         model: A model from :func:`prepare_backpack_model`.
         x: The input batch.
         loss_fn: Maps the model output to per-sample losses ``(N,)``.
-        params: The fast-path parameters of ``model`` by name.
         diagonal: Also compute ``sum_i g_i^2``.
 
     Returns:
-        The per-sample losses (detached) and, per parameter name that received
-        a result, ``(sq_norms, diag)``.
+        The per-sample losses (detached).
     """
     x = x.detach().requires_grad_(True)
     with backpack(PerSampleFisher(diagonal)):
         losses = loss_fn(model(x))
         if torch.isfinite(losses).all():
             losses.sum().backward(inputs=[x])
-    results = {}
-    for name, p in params.items():
-        value = getattr(p, SAVEFIELD, None)
-        if value is not None:
-            results[name] = value
-            delattr(p, SAVEFIELD)
-    return losses.detach(), results
+    return losses.detach()
