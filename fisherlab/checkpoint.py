@@ -71,6 +71,28 @@ def model_meta(model: nn.Module) -> ModelMeta:
     return meta if isinstance(meta, ModelMeta) else ModelMeta(source="foreign")
 
 
+def fingerprint(model: nn.Module) -> str:
+    """A 12-hex-digit hash of a model's state (names, shapes, dtypes and values).
+
+    Two profiles with the same fingerprint come from the same weights; the
+    planner uses it to refuse profiles of different models.
+
+    Example:
+        >>> from fisherlab.models import build_model
+        >>> a = build_model("target_cnn", num_classes=5)
+        >>> fingerprint(a) == fingerprint(a), len(fingerprint(a))
+        (True, 12)
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def _plain(obj: Any) -> Any:
     """A JSON round trip: only str/int/float/bool/None/list/dict survive."""
     return json.loads(json.dumps(obj, default=str))

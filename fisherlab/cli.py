@@ -121,7 +121,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
 
     from fisherlab._io import write_atomic, write_json
     from fisherlab._version import __version__
-    from fisherlab.checkpoint import load_model, model_meta
+    from fisherlab.checkpoint import fingerprint, load_model, model_meta
     from fisherlab.fisher import profile
     from fisherlab.plots import plot_profile
 
@@ -154,6 +154,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         "config": {k: v for k, v in vars(args).items() if k != "func"},
         "model": {
             "path": str(args.checkpoint),
+            "fingerprint": fingerprint(model),
             "arch": meta.arch,
             "class_names": meta.class_names,
             "input_spec": meta.input_spec.to_dict() if meta.input_spec else None,
@@ -286,6 +287,99 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     _print_summary(outcome.summary)
 
 
+def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
+    import json
+
+    import pandas as pd
+
+    from fisherlab._io import write_atomic, write_json
+    from fisherlab.planner import recommend_freeze
+    from fisherlab.plots import plot_recommendation
+
+    if not 0.0 <= args.budget <= 1.0:
+        raise FisherlabError(f"the budget must be in [0, 1], got {args.budget}")
+    if not args.lam >= 0.0:
+        raise FisherlabError(f"--lam must be >= 0, got {args.lam}")
+    given = args.classification is not None and args.inversion is not None
+    if args.checkpoint is None and not given:
+        raise FisherlabError(
+            "give --classification and --inversion profiles, or a checkpoint with --data and "
+            "--generator to compute them"
+        )
+    if args.checkpoint is not None and (args.classification or args.inversion):
+        raise FisherlabError("give a checkpoint or --classification/--inversion profiles, not both")
+    if given:
+        cls, inv = args.classification, args.inversion
+    else:
+        cls, inv = _profiles_for_planner(args)
+    rec = recommend_freeze(cls, inv, lam=args.lam, budget=args.budget)
+    if args.out:
+        out = Path(args.out)
+        table = rec.table.assign(lam=rec.lam, budget=rec.budget)
+        write_atomic(out / "recommendation.csv", lambda p: table.to_csv(p, index=False))
+        write_json(out / "recommendation.json", rec.to_dict())
+        plot_recommendation(table, out / "recommendation.png")
+        if isinstance(cls, pd.DataFrame):
+            write_atomic(out / "classification.csv", lambda p: cls.to_csv(p, index=False))
+            write_atomic(out / "inversion.csv", lambda p: inv.to_csv(p, index=False))
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=2))
+        return
+    shown = rec.table.rename(
+        columns={
+            "inversion_share": "I(b)",
+            "classification_share": "C(b)",
+            "n_trainable_params": "|theta_C|",
+        }
+    ).drop(columns=["frozen_layers"])
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print()
+    print(rec.explanation)
+    if args.out:
+        print(f"wrote {args.out}/recommendation.csv, recommendation.json, recommendation.png")
+
+
+def _profiles_for_planner(args: argparse.Namespace):
+    from fisherlab.attacks import AttackConfig, attack
+    from fisherlab.checkpoint import load_model, model_meta
+    from fisherlab.fisher import profile
+
+    if args.data is None or args.generator is None:
+        raise FisherlabError(
+            "computing the profiles needs --data (private data) and --generator (GAN prior)"
+        )
+    model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
+    cls = profile(model, args.data, max_samples=args.max_samples, progress=not args.quiet)
+    meta = model_meta(model)
+    n_classes = len(meta.class_names) if meta.class_names else None
+    classes = tuple(range(n_classes)) if n_classes else AttackConfig.classes
+    config = AttackConfig(
+        attack=args.attack,
+        classes=classes,
+        per_class=args.per_class,
+        iterations=args.iterations,
+        restarts=1,
+        fisher_every=args.fisher_every,
+    )
+    outcome = attack(model, args.generator, None, config, progress=not args.quiet)
+    return cls, outcome.result.fisher
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from fisherlab.reproduce import reproduce
+
+    tables = reproduce(args.preset, args.out, seeds=args.seeds, progress=not args.quiet)
+    claims = tables["claims"]
+    for row in claims.itertuples():
+        print(f"{row.claim} [{row.verdict}] {row.paper}: {row.ours}")
+    steps = tables["steps"]
+    print(
+        f"wrote {args.out}/ (runs.csv, claims.csv, ...; figures in {args.out}/figures): "
+        f"{len(steps)} steps, {int(steps['cached'].sum())} cached, "
+        f"{steps.loc[~steps['cached'].astype(bool), 'seconds'].sum():.0f} s computed"
+    )
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
@@ -295,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     from fisherlab.fisher import ENGINES, profile
     from fisherlab.layers import layer_map
     from fisherlab.objectives import OBJECTIVES
+    from fisherlab.planner import recommend_freeze
+    from fisherlab.reproduce import PRESETS, reproduce
     from fisherlab.train import TrainConfig, train
     from fisherlab.train_gan import GANConfig, train_gan
 
@@ -431,6 +527,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private-data", help="default: the data the target was trained on")
     p.add_argument("--out", metavar="DIR", help="default: the reconstructions' directory")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "recommend-freeze",
+        help="recommend a TL-DMI freeze boundary from Fisher profiles",
+        description=_summary(recommend_freeze)
+        + " Rule: b* = argmax_b I(b) - lam*C(b) subject to C(b) <= budget, where I(b) and C(b)"
+        " are the shares of inversion and classification Fisher in the frozen layers [0, b).",
+        epilog="examples: fisherlab recommend-freeze --classification runs/profile "
+        "--inversion runs/gmi --out runs/plan; fisherlab recommend-freeze runs/ft.pt "
+        "--data mnist5k:0-4 --generator runs/gmi_gan.pt --out runs/plan",
+    )
+    p.add_argument("checkpoint", nargs="?", help="compute both profiles for this model")
+    p.add_argument("--classification", metavar="PATH", help="profile.csv or its directory")
+    p.add_argument("--inversion", metavar="PATH", help="an attack's fisher.csv or its directory")
+    p.add_argument("--lam", type=float, default=1.0, help="price of classification Fisher")
+    p.add_argument("--budget", type=float, default=1.0, help="cap on C(b), in [0, 1]")
+    p.add_argument("--out", metavar="DIR", help="write recommendation.csv/.json/.png here")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--data", help="private data for the classification profile")
+    p.add_argument("--generator", metavar="CKPT", help="GAN prior for the inversion profile")
+    p.add_argument("--attack", default="gmi", choices=["gmi", "kedmi"])
+    p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--per-class", type=int, default=5)
+    p.add_argument("--fisher-every", type=int, default=10, metavar="K")
+    p.add_argument("--max-samples", type=int, default=1000, metavar="N")
+    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_recommend_freeze)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="run the paper's experiments (Figs. 1-II to 5) at small scale, cached",
+        description=_summary(reproduce),
+        epilog="example: fisherlab reproduce --preset quick --out results/quick",
+    )
+    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1")
+    p.add_argument("--out", default="results", metavar="DIR")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser(
         "data",

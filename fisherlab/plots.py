@@ -61,3 +61,307 @@ def plot_profile(frame: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
     if path is not None:
         write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=120))
     return fig
+
+
+def _save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    fig.tight_layout()
+    if path is not None:
+        write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    return fig
+
+
+def plot_recommendation(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """The planner's cumulative frozen Fisher shares against the boundary, pick marked.
+
+    Args:
+        table: A recommendation table (:attr:`fisherlab.planner.Recommendation.table`,
+            or ``recommendations.csv`` of one seed): ``boundary``,
+            ``inversion_share``, ``classification_share``, ``score``, ``chosen``,
+            and optionally ``budget``.
+        path: Save the figure here (PNG), atomically.
+
+    Returns:
+        The figure.
+    """
+    use_style()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(table["boundary"], table["inversion_share"], "o-", label="inversion Fisher frozen I(b)")
+    ax.plot(
+        table["boundary"],
+        table["classification_share"],
+        "s-",
+        label="classification Fisher frozen C(b)",
+    )
+    ax.plot(table["boundary"], table["score"], "^:", color="grey", label="score I(b) - lam C(b)")
+    pick = int(table.loc[table["chosen"].astype(bool), "boundary"].iloc[0])
+    ax.axvline(pick, color="black", lw=1.2, ls="--")
+    ax.annotate(f"pick b={pick}", (pick, 1.0), xytext=(4, -12), textcoords="offset points")
+    if "budget" in table and float(table["budget"].iloc[0]) < 1:
+        ax.axhline(float(table["budget"].iloc[0]), color="red", lw=0.8, ls=":", label="budget")
+    ax.set_xlabel("freeze boundary b (layers 0..b-1 frozen)")
+    ax.set_ylabel("cumulative share")
+    ax.set_xticks(table["boundary"])
+    ax.set_ylim(min(0.0, float(table["score"].min())) - 0.05, 1.08)
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title("which boundary freezes the most inversion Fisher")
+    return _save(fig, path)
+
+
+def plot_layer_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Fig. 1-II: per-layer Fisher share by objective, mean and sd over seeds.
+
+    Args:
+        frame: ``layer_fisher.csv`` (``index``, ``name``, ``objective``,
+            ``share``, ``seed``).
+        path: Save the figure here.
+    """
+    use_style()
+    data = frame.assign(layer=_label(frame))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.9 * data["layer"].nunique() + 3), 4.2))
+    sns.barplot(data=data, x="layer", y="share", hue="objective", errorbar="sd", ax=ax)
+    ax.set_title(f"share of the Fisher trace per layer ({data['seed'].nunique()} seeds)")
+    ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def _mean_runs(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    agg = runs.groupby(by, as_index=False).agg(
+        natural_accuracy=("natural_accuracy", "mean"),
+        natural_sd=("natural_accuracy", "std"),
+        attack=("attack_accuracy_top1", "mean"),
+        attack_sd=("attack_accuracy_top1", "std"),
+        n_trainable_params=("n_trainable_params", "first"),
+    )
+    return agg.fillna({"natural_sd": 0.0, "attack_sd": 0.0})
+
+
+def plot_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Fig. 2: GMI attack accuracy against natural accuracy, a line per |theta_C|.
+
+    Each line is one freeze boundary; its points are checkpoints of the
+    fine-tuning (epochs), averaged over seeds with sd error bars.
+
+    Args:
+        runs: ``runs.csv``.
+        path: Save the figure here.
+    """
+    use_style()
+    sweep = runs[runs["experiments"].str.contains("boundary_sweep") & (runs["attack"] == "gmi")]
+    sweep = sweep[sweep["domain"] == sweep["domain"].iloc[0]]
+    agg = _mean_runs(sweep, ["boundary", "epoch"])
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    palette = sns.color_palette("viridis", agg["boundary"].nunique())
+    for color, (b, g) in zip(palette, agg.groupby("boundary"), strict=True):
+        g = g.sort_values("epoch")
+        ax.errorbar(
+            g["natural_accuracy"],
+            g["attack"],
+            xerr=g["natural_sd"],
+            yerr=g["attack_sd"],
+            fmt="o-",
+            color=color,
+            capsize=2,
+            label=f"b={b}, |θ_C|={int(g['n_trainable_params'].iloc[0]):,}",
+        )
+        last = g.iloc[-1]
+        ax.annotate(
+            f"ep {int(last['epoch'])}",
+            (last["natural_accuracy"], last["attack"]),
+            fontsize="x-small",
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("natural accuracy (private test)")
+    ax.set_ylabel("GMI attack accuracy (top-1)")
+    ax.set_title(f"trade-off per freeze boundary ({sweep['seed'].nunique()} seeds)")
+    ax.legend(fontsize="x-small", loc="best")
+    return _save(fig, path)
+
+
+def plot_pretraining(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Fig. 3: attack and natural accuracy by pretraining domain and boundary.
+
+    Args:
+        runs: ``runs.csv``.
+        path: Save the figure here.
+    """
+    use_style()
+    sub = runs[
+        runs["experiments"].str.contains("pretraining")
+        & runs["final"].astype(bool)
+        & (runs["attack"] == "gmi")
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for ax, col, title in (
+        (axes[0], "attack_accuracy_top1", "GMI attack accuracy (top-1)"),
+        (axes[1], "natural_accuracy", "natural accuracy"),
+    ):
+        sns.barplot(data=sub, x="boundary", y=col, hue="domain", errorbar="sd", ax=ax)
+        ax.set_title(title)
+        ax.set_xlabel("freeze boundary b")
+    axes[1].set_ylim(max(0.0, float(sub["natural_accuracy"].min()) - 0.05), 1.0)
+    fig.suptitle(f"pretraining domain ({sub['seed'].nunique()} seeds)")
+    return _save(fig, path)
+
+
+def plot_first_vs_middle(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Fig. 4: training the first layers versus the middle ones.
+
+    Args:
+        runs: ``runs.csv``.
+        path: Save the figure here.
+    """
+    use_style()
+    sub = runs[runs["experiments"].str.contains("first_vs_middle") & (runs["attack"] == "gmi")]
+    sub = sub.assign(arm=sub["setting"] + " (layers " + sub["trained_layers"].astype(str) + ")")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.0))
+    sns.barplot(data=sub, x="arm", y="attack_accuracy_top1", errorbar="sd", ax=axes[0])
+    axes[0].set_title("GMI attack accuracy (top-1)")
+    sns.barplot(data=sub, x="arm", y="natural_accuracy", errorbar="sd", ax=axes[1])
+    axes[1].set_title("natural accuracy")
+    axes[1].set_ylim(max(0.0, float(sub["natural_accuracy"].min()) - 0.05), 1.0)
+    for ax in axes:
+        ax.set_xlabel("")
+    fig.suptitle(f"first vs middle layers fine-tuned ({sub['seed'].nunique()} seeds)")
+    return _save(fig, path)
+
+
+def plot_fisher_along_attack(frame: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Fig. 5: layer shares of the inversion Fisher at every recorded iteration.
+
+    Args:
+        frame: ``attack_fisher.csv`` restricted to one target setting (all
+            seeds and restarts are averaged), with an ``attack`` column.
+        path: Save the figure here.
+    """
+    use_style()
+    kinds = sorted(frame["attack"].unique())
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.6 * len(kinds), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        sub = frame[frame["attack"] == kind]
+        share = sub.groupby(["iteration", "index"])["share"].mean().unstack("index")
+        share = share.div(share.sum(axis=1), axis=0)
+        names = sub.groupby("index")["name"].first()
+        ax.stackplot(
+            share.index,
+            share.T.to_numpy(),
+            labels=[f"{i} {names[i]}" for i in share.columns],
+            alpha=0.9,
+        )
+        ax.set_xlim(share.index.min(), share.index.max())
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("attack iteration")
+        ax.set_ylabel("share of the inversion Fisher")
+        ax.set_title(f"{kind.upper()} ({sub['seed'].nunique()} seeds)")
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return _save(fig, path)
+
+
+def plot_pareto(
+    runs: pd.DataFrame, validation: pd.DataFrame, path: str | Path | None = None
+) -> plt.Figure:
+    """The sweep's Pareto front (natural accuracy up, attack accuracy down) and the picks.
+
+    Args:
+        runs: ``runs.csv`` (final GMI checkpoints of the boundary sweep are used).
+        validation: ``planner_validation.csv`` (one pick per seed).
+        path: Save the figure here.
+    """
+    from fisherlab.claims import pareto_front
+
+    use_style()
+    sweep = runs[
+        runs["experiments"].str.contains("boundary_sweep")
+        & runs["final"].astype(bool)
+        & (runs["attack"] == "gmi")
+    ]
+    sweep = sweep[sweep["domain"] == sweep["domain"].iloc[0]]
+    agg = _mean_runs(sweep, ["boundary"]).reset_index(drop=True)
+    front = agg.iloc[pareto_front(agg)].sort_values("natural_accuracy")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.errorbar(
+        agg["natural_accuracy"],
+        agg["attack"],
+        xerr=agg["natural_sd"],
+        yerr=agg["attack_sd"],
+        fmt="o",
+        color="grey",
+        capsize=2,
+        label="boundary (mean ± sd over seeds)",
+    )
+    ax.plot(front["natural_accuracy"], front["attack"], "-", color="black", lw=1, label="front")
+    for r in agg.itertuples():
+        ax.annotate(
+            f"b={r.boundary}",
+            (r.natural_accuracy, r.attack),
+            fontsize="small",
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    if not validation.empty:
+        picks = validation["pick"].value_counts()
+        chosen = agg[agg["boundary"].isin(picks.index)]
+        ax.scatter(
+            chosen["natural_accuracy"],
+            chosen["attack"],
+            s=160,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=2,
+            label="planner pick ("
+            + ", ".join(f"b={b}: {n} seed{'s' if n > 1 else ''}" for b, n in picks.items())
+            + ")",
+        )
+    ax.set_xlabel("natural accuracy")
+    ax.set_ylabel("GMI attack accuracy (top-1)")
+    ax.set_title("planner pick against the measured sweep")
+    ax.legend(fontsize="x-small")
+    return _save(fig, path)
+
+
+FIGURES = {
+    "fig1_layer_fisher": ("layer_fisher.csv", plot_layer_fisher),
+    "fig2_tradeoff": ("runs.csv", plot_tradeoff),
+    "fig3_pretraining": ("runs.csv", plot_pretraining),
+    "fig4_first_vs_middle": ("runs.csv", plot_first_vs_middle),
+    "fig5_fisher_along_attack": ("attack_fisher.csv", None),
+    "planner_pareto": ("runs.csv", None),
+    "recommendation": ("recommendations.csv", None),
+}
+"""Figure name -> (the table it reads, its function); see :func:`draw_figure`."""
+
+
+def draw_figure(name: str, results: str | Path, out: str | Path | None = None) -> plt.Figure:
+    """Draw one named figure from a reproduction's results directory.
+
+    Args:
+        name: A key of :data:`FIGURES`.
+        results: The ``--out`` directory of ``fisherlab reproduce``.
+        out: Directory to save ``<name>.png`` into (``None``: do not save).
+
+    Returns:
+        The figure.
+    """
+    results = Path(results)
+    path = Path(out) / f"{name}.png" if out is not None else None
+    table, func = FIGURES[name]
+    frame = pd.read_csv(results / table)
+    if name == "fig5_fisher_along_attack":
+        full = frame[(frame["domain"] == frame["domain"].iloc[0]) & (frame["boundary"] == 0)]
+        return plot_fisher_along_attack(full, path)
+    if name == "planner_pareto":
+        return plot_pareto(frame, pd.read_csv(results / "planner_validation.csv"), path)
+    if name == "recommendation":
+        return plot_recommendation(frame[frame["seed"] == frame["seed"].min()], path)
+    assert func is not None
+    return func(frame, path)
+
+
+def draw_all(results: str | Path, out: str | Path) -> list[Path]:
+    """Draw every figure of :data:`FIGURES` into ``out``; returns the PNG paths."""
+    paths = []
+    for name in FIGURES:
+        fig = draw_figure(name, results, out)
+        plt.close(fig)
+        paths.append(Path(out) / f"{name}.png")
+    return paths

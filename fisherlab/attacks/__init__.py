@@ -34,7 +34,7 @@ from fisherlab.attacks.base import AttackConfig, AttackResult, FisherRecorder
 from fisherlab.attacks.gmi import run_gmi
 from fisherlab.attacks.kedmi import run_kedmi
 from fisherlab.attacks.whitebox import run_whitebox
-from fisherlab.checkpoint import load_model, model_meta
+from fisherlab.checkpoint import fingerprint, load_model, model_meta
 from fisherlab.data import InputSpec, load_dataset
 from fisherlab.errors import FisherlabError
 from fisherlab.evaluate import (
@@ -221,7 +221,11 @@ def evaluate_attack(
             "target_confidence": result.confidence.numpy(),
         }
     )
-    summary: dict[str, Any] = {"config": config.to_dict(), "n_reconstructions": len(rows)}
+    summary: dict[str, Any] = {
+        "config": config.to_dict(),
+        "target": {"fingerprint": fingerprint(target)},
+        "n_reconstructions": len(rows),
+    }
     summary["target_confidence"] = float(result.confidence.mean())
     examples = None
     if private_data is not None:

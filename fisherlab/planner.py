@@ -1,0 +1,343 @@
+"""From Fisher profiles to a freeze boundary: :func:`recommend_freeze`.
+
+TL-DMI (Ho et al., CVPR 2024) freezes the first layers of a pretrained model
+and fine-tunes the rest (theta_C) on private data. Its Fisher-information
+argument is that the model-inversion (MI) objective draws on the first layers
+and classification on the last. The planner turns that argument into a rule.
+
+For a model with layers ``0..L-1`` (the head ``L-1`` is always trained), let
+``s_I(l)`` be layer ``l``'s share of the inversion Fisher trace and ``s_C(l)``
+its share of the classification Fisher trace. Freezing the layers ``[0, b)``
+holds the cumulative shares
+
+    I(b) = sum_{l < b} s_I(l),        C(b) = sum_{l < b} s_C(l),
+
+both rising from 0 at ``b = 0`` (full fine-tuning). The planner picks
+
+    b* = argmax_{b in {0..L-1}, C(b) <= budget}  I(b) - lam * C(b),
+
+breaking ties towards the larger ``b`` (fewer trainable parameters).
+
+* ``lam`` (default 1) prices classification Fisher against inversion Fisher.
+  With ``lam = 1`` the score is the excess of inversion over classification
+  Fisher that the frozen layers take out of the attacker's reach; it grows
+  while the layers added to the frozen prefix are inversion-dominated
+  (``s_I(l) > s_C(l)``) and falls once they are classification-dominated.
+  ``lam > 1`` protects accuracy, ``lam < 1`` favours privacy, ``lam = 0``
+  freezes as much as the budget allows.
+* ``budget`` in [0, 1] caps the frozen classification share ``C(b)``
+  (default 1: no cap). ``lam=0`` with a budget is the rule "freeze as much
+  inversion Fisher as possible while the frozen classification share stays
+  under the budget".
+
+The inversion profile is an attack's recorded Fisher (``fisher.csv`` from
+``fisherlab attack --fisher-every K``): its traces are averaged per layer over
+all recorded iterations and restarts before the shares are taken. Shares use
+the trace, not the per-parameter mean, because freezing a layer removes all of
+its parameters at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fisherlab.errors import FisherlabError
+
+PROFILE_KEYS = ["index", "name", "n_params"]
+"""Columns that identify a layer; two profiles must agree on them."""
+
+__all__ = ["Recommendation", "layer_shares", "read_profile", "recommend_freeze"]
+
+
+@dataclass
+class Recommendation:
+    """A recommended freeze boundary and the reasoning behind it.
+
+    Attributes:
+        boundary: Freeze the layers ``[0, boundary)``; train the rest.
+        n_trainable_params: |theta_C|, the parameters that stay trainable.
+        n_params: All parameters of the model.
+        lam: Price of classification Fisher in the score.
+        budget: Cap on the frozen classification share.
+        table: One row per candidate boundary: ``boundary``,
+            ``frozen_layers``, ``inversion_share`` (I(b)),
+            ``classification_share`` (C(b)), ``score``, ``feasible``,
+            ``n_trainable_params``, ``chosen``.
+        layers: One row per layer: ``index``, ``name``, ``n_params``,
+            ``inversion_share``, ``classification_share``.
+        explanation: One paragraph in words.
+    """
+
+    boundary: int
+    n_trainable_params: int
+    n_params: int
+    lam: float
+    budget: float
+    table: pd.DataFrame
+    layers: pd.DataFrame
+    explanation: str = field(default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (``--json``)."""
+        return {
+            "boundary": self.boundary,
+            "frozen_layers": list(range(self.boundary)),
+            "n_trainable_params": self.n_trainable_params,
+            "n_params": self.n_params,
+            "lam": self.lam,
+            "budget": self.budget,
+            "rule": "argmax_b I(b) - lam * C(b) subject to C(b) <= budget; ties -> larger b",
+            "table": json.loads(self.table.to_json(orient="records")),
+            "layers": json.loads(self.layers.to_json(orient="records")),
+            "explanation": self.explanation,
+        }
+
+
+def read_profile(path: str | Path) -> pd.DataFrame:
+    """Read a profile written by ``fisherlab profile`` or ``fisherlab attack``.
+
+    Args:
+        path: ``profile.csv``, an attack's ``fisher.csv``, or the directory
+            holding either.
+
+    Returns:
+        The frame; ``frame.attrs["model"]`` holds the model's fingerprint when
+        the sidecar (``run.json`` or ``summary.json``) records one.
+
+    Raises:
+        FisherlabError: If the file is missing, unreadable or empty.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = [path / n for n in ("profile.csv", "fisher.csv") if (path / n).is_file()]
+        if not found:
+            raise FisherlabError(
+                f"{path} holds neither profile.csv nor fisher.csv: give the --out directory "
+                "of fisherlab profile or fisherlab attack --fisher-every K"
+            )
+        path = found[0]
+    if not path.is_file():
+        raise FisherlabError(f"{path} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise FisherlabError(f"{path} is not a profile CSV: {exc}") from None
+    if frame.empty:
+        hint = " (was the attack run with --fisher-every K?)" if path.name == "fisher.csv" else ""
+        raise FisherlabError(f"{path} is an empty profile{hint}")
+    for sidecar, key in (("run.json", "model"), ("summary.json", "target")):
+        side = path.parent / sidecar
+        try:
+            record = json.loads(side.read_text()).get(key) if side.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("fingerprint"), str):
+            frame.attrs["model"] = record["fingerprint"]
+    return frame
+
+
+def layer_shares(frame: pd.DataFrame, what: str = "profile") -> pd.DataFrame:
+    """Per-layer share of the Fisher trace, averaging recorded iterations first.
+
+    Args:
+        frame: A profile frame (``fisherlab profile``) or an attack's recorded
+            Fisher (with ``iteration``/``restart`` columns).
+        what: Its name in error messages.
+
+    Returns:
+        One row per layer: ``index``, ``name``, ``n_params``, ``trace``, ``share``.
+
+    Raises:
+        FisherlabError: For an empty frame, missing columns, a zero trace, or
+            layers listed with inconsistent sizes.
+    """
+    if frame is None or len(frame) == 0:
+        raise FisherlabError(f"the {what} profile is empty")
+    missing = [c for c in [*PROFILE_KEYS, "trace"] if c not in frame.columns]
+    if missing:
+        raise FisherlabError(
+            f"the {what} profile lacks the columns {missing}: give a profile.csv from "
+            "fisherlab profile or a fisher.csv from fisherlab attack"
+        )
+    per_layer = frame.groupby(PROFILE_KEYS, as_index=False, sort=True)["trace"].mean()
+    if per_layer["index"].duplicated().any():
+        raise FisherlabError(f"the {what} profile lists a layer index twice with other names")
+    if not (per_layer["trace"] >= 0).all():
+        raise FisherlabError(f"the {what} profile has negative or missing traces")
+    total = float(per_layer["trace"].sum())
+    if not total > 0:
+        raise FisherlabError(f"the {what} profile's Fisher trace is zero in every layer")
+    per_layer["share"] = per_layer["trace"] / total
+    return per_layer.sort_values("index").reset_index(drop=True)
+
+
+def _check_same_layers(cls: pd.DataFrame, inv: pd.DataFrame) -> None:
+    a = cls[PROFILE_KEYS].to_records(index=False).tolist()
+    b = inv[PROFILE_KEYS].to_records(index=False).tolist()
+    if a != b:
+        diff = next(
+            (f"layer {x} vs {y}" for x, y in zip(a, b, strict=False) if x != y),
+            f"{len(a)} vs {len(b)} layers",
+        )
+        raise FisherlabError(
+            "the classification and inversion profiles come from different layer maps "
+            f"(first difference: {diff}): profile the same model for both"
+        )
+    if list(cls["index"]) != list(range(len(cls))):
+        raise FisherlabError(
+            f"the profiles cover layers {list(cls['index'])}: the planner needs every layer "
+            "0..L-1 of the model"
+        )
+
+
+def _explain(rec: Recommendation) -> str:
+    t = rec.table.set_index("boundary")
+    b = rec.boundary
+    n_layers = len(rec.layers)
+    row = t.loc[b]
+    names = rec.layers.set_index("index")["name"]
+    if b == 0:
+        first = rec.layers.iloc[0]
+        why = (
+            f"already the first layer ({first['name']}) carries more classification Fisher "
+            f"({first['classification_share']:.1%}) than the price-weighted inversion Fisher "
+            f"({first['inversion_share']:.1%}), so no frozen prefix scores above zero"
+        )
+        return (
+            f"Recommendation: fine-tune all {n_layers} layers (boundary 0, "
+            f"{rec.n_trainable_params:,} of {rec.n_params:,} parameters trainable): {why}. "
+            "The Fisher profiles give no reason to freeze anything; TL-DMI's premise does not "
+            "hold for this model."
+        )
+    frozen = (
+        f"layers 0-{b - 1} ({names[0]} to {names[b - 1]})" if b > 1 else f"layer 0 ({names[0]})"
+    )
+    text = (
+        f"Recommendation: freeze {frozen} and fine-tune layers {b}-{n_layers - 1} "
+        f"(boundary {b}; {rec.n_trainable_params:,} of {rec.n_params:,} parameters, "
+        f"{rec.n_trainable_params / rec.n_params:.1%}, stay trainable). The frozen layers hold "
+        f"{row['inversion_share']:.1%} of the inversion Fisher but only "
+        f"{row['classification_share']:.1%} of the classification Fisher, the best "
+        f"trade-off I(b) - {rec.lam:g} C(b) = {row['score']:.3f} over all boundaries"
+    )
+    if b + 1 in t.index:
+        nxt = rec.layers.iloc[b]
+        limit = (
+            f"freezing layer {b} ({nxt['name']}) as well would breach the budget "
+            f"C <= {rec.budget:g}"
+            if not bool(t.loc[b + 1, "feasible"])
+            else f"layer {b} ({nxt['name']}) is classification-heavy "
+            f"({nxt['classification_share']:.1%} of the classification Fisher against "
+            f"{nxt['inversion_share']:.1%} of the inversion Fisher), so freezing it would "
+            "lower the score"
+        )
+        text += f"; {limit}"
+    if rec.budget < 1:
+        text += f". The frozen classification share is capped at {rec.budget:g}"
+    return text + "."
+
+
+def recommend_freeze(
+    classification_profile: pd.DataFrame | str | Path,
+    inversion_profile: pd.DataFrame | str | Path,
+    *,
+    lam: float = 1.0,
+    budget: float = 1.0,
+) -> Recommendation:
+    """Recommend a TL-DMI freeze boundary from a classification and an inversion profile.
+
+    The rule (see the module docs): ``b* = argmax_b I(b) - lam * C(b)`` over
+    the boundaries ``b`` whose frozen classification share ``C(b)`` is at most
+    ``budget``, ties going to the larger ``b``.
+
+    Args:
+        classification_profile: Profile of the classification loss on private
+            data (frame or ``fisherlab profile`` output).
+        inversion_profile: Fisher recorded along an attack (frame or
+            ``fisherlab attack --fisher-every K`` output), or any profile of
+            the inversion objective.
+        lam: Price of classification Fisher (>= 0).
+        budget: Cap in [0, 1] on the frozen share of classification Fisher.
+
+    Returns:
+        The recommendation, with its table and explanation.
+
+    Raises:
+        FisherlabError: For an empty profile, profiles of different models or
+            layer maps, ``lam < 0`` or ``budget`` outside [0, 1].
+
+    Example:
+        >>> import pandas as pd
+        >>> rows = lambda shares: pd.DataFrame(
+        ...     {"index": range(4), "name": list("abcd"), "n_params": [10, 20, 30, 5],
+        ...      "trace": shares})
+        >>> rec = recommend_freeze(rows([0.1, 0.2, 0.4, 0.3]), rows([0.4, 0.4, 0.1, 0.1]))
+        >>> rec.boundary, rec.n_trainable_params
+        (2, 35)
+    """
+    if not 0.0 <= budget <= 1.0:
+        raise FisherlabError(f"the budget must be in [0, 1], got {budget}")
+    if not lam >= 0.0:
+        raise FisherlabError(f"lam must be >= 0, got {lam}")
+    frames = [
+        read_profile(value) if isinstance(value, str | Path) else value
+        for value in (classification_profile, inversion_profile)
+    ]
+    models = [f.attrs.get("model") if f is not None else None for f in frames]
+    if all(models) and models[0] != models[1]:
+        raise FisherlabError(
+            f"the profiles come from different models (fingerprints {models[0]} and "
+            f"{models[1]}): profile the same checkpoint for both objectives"
+        )
+    cls = layer_shares(frames[0], "classification")
+    inv = layer_shares(frames[1], "inversion")
+    _check_same_layers(cls, inv)
+    n_layers = len(cls)
+    n_params = [int(n) for n in cls["n_params"]]
+    rows = []
+    for b in range(n_layers):  # the head (layer L-1) is always trained
+        c = float(cls["share"].iloc[:b].sum())
+        i = float(inv["share"].iloc[:b].sum())
+        rows.append(
+            {
+                "boundary": b,
+                "frozen_layers": b,
+                "inversion_share": i,
+                "classification_share": c,
+                "score": i - lam * c,
+                "feasible": c <= budget + 1e-12,
+                "n_trainable_params": sum(n_params[b:]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    feasible = table[table["feasible"]]
+    best = feasible["score"].max()
+    boundary = int(feasible.loc[feasible["score"] >= best - 1e-12, "boundary"].max())
+    table["chosen"] = table["boundary"] == boundary
+    per_layer = pd.DataFrame(
+        {
+            "index": cls["index"],
+            "name": cls["name"],
+            "n_params": cls["n_params"],
+            "inversion_share": inv["share"],
+            "classification_share": cls["share"],
+        }
+    )
+    rec = Recommendation(
+        boundary=boundary,
+        n_trainable_params=int(table.loc[boundary, "n_trainable_params"]),
+        n_params=sum(n_params),
+        lam=float(lam),
+        budget=float(budget),
+        table=table,
+        layers=per_layer,
+    )
+    rec.explanation = _explain(rec)
+    return rec
