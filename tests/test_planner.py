@@ -1,0 +1,220 @@
+"""The planner against a brute-force recomputation, its errors, and its CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fisherlab.errors import FisherlabError
+from fisherlab.planner import layer_shares, read_profile, recommend_freeze
+
+NAMES = ["features.0", "features.3", "features.7", "features.11", "fc", "head"]
+SIZES = [384, 18624, 74112, 147840, 295168, 1285]
+
+
+def frame(traces, names=NAMES, sizes=SIZES, **extra) -> pd.DataFrame:
+    n = len(traces)
+    return pd.DataFrame(
+        {"index": range(n), "name": names[:n], "n_params": sizes[:n], "trace": traces, **extra}
+    )
+
+
+def attack_frame(per_iteration: np.ndarray) -> pd.DataFrame:
+    """An attack's recorded Fisher: rows (restart, iteration, layer)."""
+    rows = []
+    for (r, it), traces in zip(
+        itertools.product(range(2), range(1, 4)), per_iteration, strict=True
+    ):
+        rows.append(frame(traces).assign(restart=r, iteration=it))
+    return pd.concat(rows, ignore_index=True)
+
+
+def brute_force(cls: np.ndarray, inv: np.ndarray, lam: float, budget: float):
+    """The rule written out with plain loops in float64."""
+    cls = cls / cls.sum()
+    inv = inv / inv.sum()
+    best, pick, table = -np.inf, None, []
+    for b in range(len(cls)):
+        c = sum(float(cls[l]) for l in range(b))
+        i = sum(float(inv[l]) for l in range(b))
+        score = i - lam * c
+        table.append((c, i, score))
+        if c <= budget + 1e-12 and score >= best - 1e-12:
+            best, pick = max(best, score), b
+    return pick, np.array(table)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pick_and_table_match_a_brute_force_loop(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 7))
+    cls_traces = rng.gamma(1.0, size=n)
+    inv_iter = rng.gamma(1.0, size=(6, n))
+    lam = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
+    budget = float(rng.choice([1.0, 0.5, 0.2]))
+    rec = recommend_freeze(frame(cls_traces), attack_frame(inv_iter), lam=lam, budget=budget)
+    pick, table = brute_force(cls_traces, inv_iter.mean(axis=0), lam, budget)
+    assert rec.boundary == pick
+    np.testing.assert_allclose(rec.table["classification_share"], table[:, 0], atol=1e-12)
+    np.testing.assert_allclose(rec.table["inversion_share"], table[:, 1], atol=1e-12)
+    np.testing.assert_allclose(rec.table["score"], table[:, 2], atol=1e-12)
+    assert rec.n_trainable_params == sum(SIZES[pick:n])
+    assert rec.table["chosen"].sum() == 1
+    assert bool(rec.table.loc[pick, "chosen"])
+
+
+def test_inversion_profile_averages_iterations_before_shares():
+    per_it = np.array([[1.0, 1.0, 0.0], [3.0, 1.0, 0.0], [2.0, 4.0, 6.0]] * 2)
+    shares = layer_shares(attack_frame(per_it)).set_index("index")["share"]
+    expected = per_it.mean(axis=0) / per_it.mean(axis=0).sum()
+    np.testing.assert_allclose(shares.to_numpy(), expected, atol=1e-12)
+
+
+def test_documented_behaviour_of_lam_and_budget():
+    cls = frame([1.0, 1.0, 1.0, 1.0, 3.0, 3.0])  # shares 0.1 0.1 0.1 0.1 0.3 0.3
+    inv = frame([3.0, 3.0, 2.0, 1.0, 0.5, 0.5])  # shares 0.3 0.3 0.2 0.1 0.05 0.05
+    # scores 0, .2, .4, .5, .5, .25: layer 3 adds 0.1 to both shares, the tie goes to b = 4
+    assert recommend_freeze(cls, inv).boundary == 4
+    assert recommend_freeze(cls, inv, lam=0.0).boundary == 5  # freeze all but the head
+    assert recommend_freeze(cls, inv, lam=0.0, budget=0.25).boundary == 2
+    assert recommend_freeze(cls, inv, lam=5.0).boundary == 0
+    rec = recommend_freeze(cls, inv)
+    assert "freeze layers 0-3" in rec.explanation and "layer 4 (fc)" in rec.explanation
+    payload = json.loads(json.dumps(rec.to_dict()))
+    assert payload["boundary"] == 4 and payload["frozen_layers"] == [0, 1, 2, 3]
+    assert len(payload["table"]) == 6
+
+
+def test_no_freezing_is_explained():
+    rec = recommend_freeze(frame([5.0, 1.0, 1.0]), frame([1.0, 1.0, 5.0]))
+    assert rec.boundary == 0
+    assert "fine-tune all 3 layers" in rec.explanation
+
+
+@pytest.mark.parametrize(
+    ("cls", "inv", "kwargs", "message"),
+    [
+        (frame([]), frame([1.0, 2.0]), {}, "classification profile is empty"),
+        (frame([1.0, 2.0]), pd.DataFrame(), {}, "inversion profile is empty"),
+        (frame([1.0, 2.0, 3.0]), frame([1.0, 2.0]), {}, "different layer maps"),
+        (
+            frame([1.0, 2.0]),
+            frame([1.0, 2.0], names=["a", "b"]),
+            {},
+            "different layer maps (first difference",
+        ),
+        (frame([1.0, 2.0]), frame([1.0, 2.0], sizes=[384, 7]), {}, "different layer maps"),
+        (frame([1.0, 2.0]), frame([1.0, 2.0]), {"budget": 1.5}, "budget must be in [0, 1]"),
+        (frame([1.0, 2.0]), frame([1.0, 2.0]), {"budget": -0.1}, "budget must be in [0, 1]"),
+        (frame([1.0, 2.0]), frame([1.0, 2.0]), {"lam": -1.0}, "lam must be >= 0"),
+        (frame([0.0, 0.0]), frame([1.0, 2.0]), {}, "trace is zero"),
+        (frame([1.0, 2.0]).drop(columns="trace"), frame([1.0, 2.0]), {}, "lacks the columns"),
+    ],
+)
+def test_bad_input_is_a_clear_error(cls, inv, kwargs, message):
+    with pytest.raises(FisherlabError, match=None) as info:
+        recommend_freeze(cls, inv, **kwargs)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_profiles_of_different_models_are_refused():
+    a, b = frame([1.0, 2.0]), frame([1.0, 2.0])
+    a.attrs["model"], b.attrs["model"] = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
+    with pytest.raises(FisherlabError, match="different models"):
+        recommend_freeze(a, b)
+    b.attrs["model"] = "aaaaaaaaaaaa"
+    assert recommend_freeze(a, b).boundary in (0, 1)
+
+
+def write_profile_dir(path, traces, fingerprint, sidecar="run.json", name="profile.csv"):
+    path.mkdir(parents=True)
+    frame(traces).to_csv(path / name, index=False)
+    key = "model" if sidecar == "run.json" else "target"
+    (path / sidecar).write_text(json.dumps({key: {"fingerprint": fingerprint}}))
+    return path
+
+
+def test_read_profile_takes_the_fingerprint_from_the_sidecar(tmp_path):
+    d = write_profile_dir(tmp_path / "p", [1.0, 2.0], "0123456789ab")
+    assert read_profile(d).attrs["model"] == "0123456789ab"
+    a = write_profile_dir(tmp_path / "a", [1.0, 2.0], "ffffffffffff", "summary.json", "fisher.csv")
+    assert read_profile(a / "fisher.csv").attrs["model"] == "ffffffffffff"
+    with pytest.raises(FisherlabError, match="different models"):
+        recommend_freeze(d, a)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "fisher.csv").write_text("\n")
+    with pytest.raises(FisherlabError, match="--fisher-every"):
+        read_profile(tmp_path / "empty")
+    with pytest.raises(FisherlabError, match="neither profile.csv nor fisher.csv"):
+        read_profile(tmp_path)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fisherlab", "recommend-freeze", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_writes_table_json_plot_and_explains(tmp_path):
+    cls = write_profile_dir(tmp_path / "cls", [1.0, 1.0, 1.0, 1.0, 3.0, 3.0], "0123456789ab")
+    inv = write_profile_dir(
+        tmp_path / "inv",
+        [3.0, 3.0, 2.0, 1.0, 0.5, 0.5],
+        "0123456789ab",
+        "summary.json",
+        "fisher.csv",
+    )
+    out = tmp_path / "plan"
+    proc = cli("--classification", str(cls), "--inversion", str(inv), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Recommendation: freeze layers 0-3" in proc.stdout
+    table = pd.read_csv(out / "recommendation.csv")
+    assert table.loc[table["chosen"], "boundary"].tolist() == [4]
+    assert json.loads((out / "recommendation.json").read_text())["n_trainable_params"] == sum(
+        SIZES[4:]
+    )
+    assert (out / "recommendation.png").stat().st_size > 10_000
+    proc = cli("--classification", str(cls), "--inversion", str(inv), "--json", "--lam", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["boundary"] == 5
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--budget", "2"], "budget must be in [0, 1]"),
+        (["--lam", "-1"], "--lam must be >= 0"),
+        (["--wrong-map"], "different layer maps"),
+        (["--other-model"], "different models"),
+        ([], "give --classification and --inversion"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, extra, message):
+    cls = write_profile_dir(tmp_path / "cls", [1.0, 2.0, 3.0], "0123456789ab")
+    inv = write_profile_dir(tmp_path / "inv", [1.0, 2.0, 3.0], "0123456789ab")
+    args = ["--classification", str(cls), "--inversion", str(inv)]
+    if extra == ["--wrong-map"]:
+        frame([1.0, 2.0]).to_csv(inv / "profile.csv", index=False)
+        extra = []
+    if extra == ["--other-model"]:
+        (inv / "run.json").write_text(json.dumps({"model": {"fingerprint": "ffffffffffff"}}))
+        extra = []
+    if message.startswith("give"):
+        args = []
+    out = tmp_path / "plan"
+    proc = cli(*args, *extra, "--out", str(out))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fisherlab: error:"), proc.stderr
+    assert message in lines[0]
+    assert not out.exists()
