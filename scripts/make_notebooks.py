@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import display
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a bare kernel
 from fisherlab import plots
@@ -47,9 +46,10 @@ NOTEBOOKS = {
         ["fig2_tradeoff"],
         ["C2"],
         'runs = pd.read_csv(RESULTS / "runs.csv")\n'
-        'runs[runs["experiments"].str.contains("boundary_sweep")].groupby(\n'
-        '    ["boundary", "n_trainable_params", "epoch"]\n'
-        ')[["natural_accuracy", "attack_accuracy_top1", "knn_distance"]].agg(["mean", "std"]).round(3)',
+        'sweep = runs[runs["experiments"].str.contains("boundary_sweep")]\n'
+        'cols = ["natural_accuracy", "attack_accuracy_top1", "knn_distance"]\n'
+        'by = ["boundary", "n_trainable_params", "epoch"]\n'
+        'sweep.groupby(by)[cols].agg(["mean", "std"]).round(3)',
     ),
     "fig3_pretraining": (
         "Fig. 3: the pretraining domain",
@@ -79,7 +79,8 @@ NOTEBOOKS = {
         ["fig5_fisher_along_attack"],
         [],
         'fisher = pd.read_csv(RESULTS / "attack_fisher.csv")\n'
-        'full = fisher[(fisher["boundary"] == 0) & (fisher["domain"] == fisher["domain"].iloc[0])]\n'
+        'main = fisher["domain"] == fisher["domain"].iloc[0]\n'
+        'full = fisher[main & (fisher["boundary"] == 0)]\n'
         'full.pivot_table(index=["attack", "iteration"], columns="index", values="share").round(3)',
     ),
     "planner": (

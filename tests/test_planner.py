@@ -41,8 +41,8 @@ def brute_force(cls: np.ndarray, inv: np.ndarray, lam: float, budget: float):
     inv = inv / inv.sum()
     best, pick, table = -np.inf, None, []
     for b in range(len(cls)):
-        c = sum(float(cls[l]) for l in range(b))
-        i = sum(float(inv[l]) for l in range(b))
+        c = sum(float(cls[k]) for k in range(b))
+        i = sum(float(inv[k]) for k in range(b))
         score = i - lam * c
         table.append((c, i, score))
         if c <= budget + 1e-12 and score >= best - 1e-12:
@@ -118,7 +118,7 @@ def test_no_freezing_is_explained():
     ],
 )
 def test_bad_input_is_a_clear_error(cls, inv, kwargs, message):
-    with pytest.raises(FisherlabError, match=None) as info:
+    with pytest.raises(FisherlabError) as info:
         recommend_freeze(cls, inv, **kwargs)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
@@ -152,7 +152,7 @@ def test_read_profile_takes_the_fingerprint_from_the_sidecar(tmp_path):
     (tmp_path / "empty" / "fisher.csv").write_text("\n")
     with pytest.raises(FisherlabError, match="--fisher-every"):
         read_profile(tmp_path / "empty")
-    with pytest.raises(FisherlabError, match="neither profile.csv nor fisher.csv"):
+    with pytest.raises(FisherlabError, match=r"neither profile\.csv nor fisher\.csv"):
         read_profile(tmp_path)
 
 
