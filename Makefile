@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fisherlab-installed
 RUNS ?= runs/main
 
-.PHONY: setup data main test test-all lint format clean
+.PHONY: setup data main reproduce figures finetune-demo test test-all lint format clean
 
 # A virtual environment with torch 2.14.1 + torchvision 0.29.1 and fisherlab (editable).
 $(STAMP): pyproject.toml
@@ -20,9 +20,21 @@ setup: $(STAMP) data
 data:
 	@bash scripts/install-data.sh
 
-# The main job on the embedded default data: pretrain target_cnn on Fashion-MNIST,
-# then TL-DMI fine-tune on the private MNIST digits 0-4 with layers 0-3 frozen.
+# The main job on the embedded default data: the quick reproduction of the paper's
+# experiments (tables in results/quick/, figures in results/quick/figures/).
 main: setup
+	$(BIN)/fisherlab reproduce --preset quick --out results/quick
+
+# The default preset behind the README's results table (about 45 min on 2 cores;
+# cached per step, so an interrupted run resumes), then figures/ from its tables.
+reproduce: setup
+	$(BIN)/fisherlab reproduce --preset default --out results/default
+
+figures: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py --results results/default --figures figures
+
+# The old demo: pretrain, then one TL-DMI fine-tune with layers 0-3 frozen.
+finetune-demo: setup
 	$(BIN)/fisherlab train --arch target_cnn --data fashion --epochs 1 \
 		--out $(RUNS)/pretrain.pt
 	$(BIN)/fisherlab train --init $(RUNS)/pretrain.pt --data mnist5k:0-4 \
@@ -44,4 +56,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs results/quick results/*/steps .pytest_cache .ruff_cache

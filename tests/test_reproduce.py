@@ -224,3 +224,52 @@ def test_cli_bad_input(tmp_path, args, code, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_recommend_freeze_computes_the_profiles_from_a_checkpoint(quick, tmp_path):
+    import numpy as np
+
+    from fisherlab.fisher import profile
+
+    target = _full_target(quick)
+    gan = next(
+        d / "gan.pt"
+        for d in (quick / "steps").glob("gan-*")
+        if json.loads((d / "step.json").read_text())["config"]["kind"] == "gmi"
+    )
+    out = tmp_path / "plan"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fisherlab",
+            "recommend-freeze",
+            str(target),
+            "--data",
+            "mnist5k:0-4",
+            "--generator",
+            str(gan),
+            "--iterations",
+            "10",
+            "--per-class",
+            "2",
+            "--fisher-every",
+            "5",
+            "--max-samples",
+            "128",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Recommendation:" in proc.stdout
+    cls, inv = pd.read_csv(out / "classification.csv"), pd.read_csv(out / "inversion.csv")
+    assert sorted(inv["iteration"].unique()) == [1, 5, 10]
+    table = pd.read_csv(out / "recommendation.csv")
+    assert table.loc[table["chosen"], "boundary"].item() == recommend_freeze(cls, inv).boundary
+    again = profile(load_model(target), "mnist5k:0-4", max_samples=128)
+    np.testing.assert_allclose(cls["trace"], again["trace"], rtol=1e-5)
