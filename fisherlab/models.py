@@ -303,7 +303,8 @@ def swap_head(
     The head is an ``nn.Linear`` or the VIB head of MID
     (:class:`fisherlab.defenses.VIBHead`); both expose ``in_features`` and
     ``out_features``. ``build`` runs under ``torch.manual_seed(seed)`` when a
-    seed is given, and the global random state is restored afterwards.
+    seed is given, and the global random state is restored afterwards; the new
+    head gets the old one's device and dtype.
 
     Args:
         model: The model.
@@ -338,6 +339,8 @@ def swap_head(
     finally:
         if seed is not None:
             torch.random.set_rng_state(gen_state)
+    weight = next(module.parameters())
+    new = new.to(device=weight.device, dtype=weight.dtype)
     parent_name, _, child = last.name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
