@@ -112,10 +112,14 @@ class Defense:
         stray = [k for k, v in values.items() if v is not None and k not in self.strengths]
         if stray:
             owner = next((d.name for d in DEFENSES.values() if stray[0] in d.strengths), None)
+            if owner is None:
+                raise FisherlabError(
+                    f"unknown defense strength {stray[0]!r}: expected one of "
+                    f"{', '.join(STRENGTH_FIELDS)}"
+                )
             raise FisherlabError(
-                f"{flag(stray[0])} is a strength of "
-                f"{f'--defense {owner}' if owner else 'no defense'}, but the defense is "
-                f"{self.name!r}: drop it" + (f" or choose --defense {owner}" if owner else "")
+                f"{flag(stray[0])} is a strength of --defense {owner}, but the defense is "
+                f"{self.name!r}: drop it or choose --defense {owner}"
             )
         for field, strength in self.strengths.items():
             value = values.get(field)
