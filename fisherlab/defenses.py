@@ -613,10 +613,11 @@ class LabelSmoothing(Defense):
     :func:`smoothed_cross_entropy`, with targets
     ``(1 - alpha) onehot(y) + alpha / K``. Positive ``alpha`` (Szegedy et al.,
     CVPR 2016) makes model inversion easier; negative ``alpha`` (negative
-    label smoothing, Wei et al., ICML 2022) is the defense, and the default
-    ``alpha = -0.05`` is the paper's. Their code holds ``alpha = 0`` for the
-    first half of training and then ramps it linearly; fisherlab applies the
-    constant factor from the first step. With ``alpha < 0`` the loss has no
+    label smoothing, Wei et al., ICML 2022) is the defense; the default
+    ``alpha = -0.05`` is the negative factor of the paper's experiments (its
+    public configs ship with ``alpha = 0``). Their code trains with
+    ``alpha = 0`` for 50 epochs and then ramps it linearly to its value;
+    fisherlab applies the constant factor from the first step. With ``alpha < 0`` the loss has no
     lower bound (it rewards pushing wrong classes' probabilities to 0). The
     loss part ``ce`` is the plain cross-entropy with the hard labels.
 
