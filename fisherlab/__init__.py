@@ -3,13 +3,15 @@
 The flow: data + architecture -> :func:`train` (pretrain, or fine-tune with a
 freeze boundary) -> checkpoint -> :func:`profile` (per-layer Fisher
 information, rows keyed by :func:`layer_map`) -> :func:`attack` (GMI, KEDMI,
-white-box, with the Fisher recorded along the attack) -> evaluation.
+white-box, with the Fisher recorded along the attack) -> evaluation. Training
+can add a defense against model inversion (:mod:`fisherlab.defenses`).
 """
 
 from fisherlab._version import __version__
 from fisherlab.attacks import AttackConfig, attack
 from fisherlab.checkpoint import ModelMeta, load_model, model_meta, save_model
 from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
+from fisherlab.defenses import DEFENSES, Defense, VIBHead, build_defense, hsic, normalized_hsic
 from fisherlab.errors import FisherlabError
 from fisherlab.evaluate import natural_accuracy
 from fisherlab.fisher import FisherEngine, profile
@@ -49,6 +51,13 @@ __all__ = [
     "GANConfig",
     "attack",
     "load_gan",
+    # training-time defenses
+    "DEFENSES",
+    "Defense",
+    "VIBHead",
+    "build_defense",
+    "hsic",
+    "normalized_hsic",
     # training and evaluation
     "TrainConfig",
     "TrainResult",

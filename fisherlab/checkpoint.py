@@ -5,7 +5,7 @@ fisherlab's format is a ``torch.save`` of a plain dict, loadable with
 
     {"format": "fisherlab-checkpoint", "format_version": 1,
      "arch": "target_cnn", "arch_kwargs": {"num_classes": 5, ...},
-     "state_dict": {...}, "class_names": [...], "input_spec": {...},
+     "head": None, "state_dict": {...}, "class_names": [...], "input_spec": {...},
      "train_config": {...}, "metrics": {...}, "fisherlab_version": "0.1.0",
      "torch_version": "2.14.1"}
 
@@ -14,6 +14,12 @@ pickled ``nn.Module`` only with ``trust_pickle=True`` (loading a pickle can run
 arbitrary code), with a warning. Any other file raises a one-line
 :class:`~fisherlab.errors.FisherlabError` that says what was found and what
 was expected.
+
+``head`` describes a head that replaced the architecture's ``Linear`` one, so
+that :func:`load_model` can rebuild it before loading the weights:
+``{"kind": "vib", "bottleneck": k}`` is the VIB head of the MID defense
+(:func:`fisherlab.defenses.install_head`); ``None`` (or no key, in older files)
+is the architecture's own head.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class ModelMeta:
     Attributes:
         arch: Registry architecture name, or ``None`` for foreign models.
         arch_kwargs: Arguments of :func:`fisherlab.build_model`.
+        head: A head that replaced the architecture's own (see the module docs).
         class_names: Name of each output class.
         input_spec: How data must be prepared for the model.
         train_config: The training config that produced it (a plain dict).
@@ -56,6 +63,7 @@ class ModelMeta:
 
     arch: str | None = None
     arch_kwargs: dict[str, Any] | None = None
+    head: dict[str, Any] | None = None
     class_names: list[str] | None = None
     input_spec: InputSpec | None = None
     train_config: dict[str, Any] | None = None
@@ -138,6 +146,7 @@ def save_model(
         "format_version": FORMAT_VERSION,
         "arch": meta.arch,
         "arch_kwargs": _plain(meta.arch_kwargs),
+        "head": _plain(meta.head),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "class_names": _plain(class_names or meta.class_names),
         "input_spec": spec.to_dict() if spec is not None else None,
@@ -246,6 +255,11 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
             f"not know; expected one of {', '.join(ARCHITECTURES)}"
         )
     model = build_model(arch, **kwargs)
+    head = obj.get("head")
+    if head is not None:
+        from fisherlab.defenses import install_head
+
+        install_head(model, head, where=str(path))
     state = obj.get("state_dict") or {}
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -274,6 +288,7 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
     model.fisherlab_meta = ModelMeta(
         arch=arch,
         arch_kwargs=kwargs,
+        head=head,
         class_names=obj.get("class_names"),
         input_spec=InputSpec.from_dict(spec) if spec else None,
         train_config=obj.get("train_config"),

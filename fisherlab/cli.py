@@ -55,15 +55,22 @@ def _cmd_train(args: argparse.Namespace) -> None:
         max_train_samples=args.max_train_samples,
         save_every=args.save_every,
         image_size=args.image_size,
+        defense=args.defense,
+        beta=args.beta,
+        hsic_a1=args.hsic_a1,
+        hsic_a2=args.hsic_a2,
+        smoothing=args.smoothing,
     )
     result = train(config, out=args.out, progress=not args.quiet)
     last = result.history.iloc[-1]
     frozen = result.frozen_layers
+    strengths = ", ".join(f"{k} {v:g}" for k, v in config.strengths().items())
+    defense = f", defense {config.defense} ({strengths})" if strengths else ""
     print(
         f"{args.out}: natural accuracy {last['natural_accuracy']:.4f} on {args.data} "
         f"(test split), epochs {config.epochs}, frozen layers "
         f"{frozen if frozen else 'none'}, trainable parameters "
-        f"{result.n_trainable_params:,}"
+        f"{result.n_trainable_params:,}{defense}"
     )
 
 
@@ -386,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fisherlab._version import __version__
     from fisherlab.attacks import AttackConfig, attack, evaluate_attack
     from fisherlab.checkpoint import load_model
+    from fisherlab.defenses import DEFENSES, flag
     from fisherlab.fisher import ENGINES, profile
     from fisherlab.layers import layer_map
     from fisherlab.objectives import OBJECTIVES
@@ -408,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=_summary(train) + " " + _summary(TrainConfig),
         epilog="examples: fisherlab train --arch target_cnn --data fashion --epochs 1 "
         "--out runs/pre.pt; fisherlab train --init runs/pre.pt --data mnist5k:0-4 "
-        "--freeze-boundary 2 --epochs 5 --out runs/ft.pt",
+        "--freeze-boundary 2 --epochs 5 --out runs/ft.pt; add --defense mid|bido|ls for a "
+        "training-time defense, e.g. --defense ls --smoothing -0.05",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", choices=models_module.available(), help="pretrain this architecture")
@@ -427,6 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=TrainConfig.split_seed)
     p.add_argument("--max-train-samples", type=int, metavar="N")
     p.add_argument("--image-size", type=int, metavar="S", help="pretraining input side")
+    p.add_argument(
+        "--defense",
+        default="none",
+        choices=list(DEFENSES),
+        help="training-time defense: mid (VIB head), bido (HSIC), ls (label smoothing)",
+    )
+    for name, defense in DEFENSES.items():
+        for field, strength in defense.strengths.items():
+            p.add_argument(
+                flag(field),
+                type=float,
+                help=f"{name}: {strength.meaning}, {strength.allowed} "
+                f"(default {strength.default:g})",
+            )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

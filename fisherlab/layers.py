@@ -8,8 +8,10 @@ parameterised blocks of a model in forward order. The grouping rules, in order:
    (torchvision ``BasicBlock``/``Bottleneck``: both convolutions, their
    BatchNorms and the shortcut projection) are one layer, because a boundary
    inside a block would separate a residual branch from its shortcut;
-   transformer blocks (attention and MLP with their LayerNorms) and the patch
-   embedding (projection, class token, position embeddings) likewise.
+   transformer blocks (attention and MLP with their LayerNorms), the patch
+   embedding (projection, class token, position embeddings) and the VIB head
+   of the MID defense (encoder and decoder, :class:`fisherlab.defenses.VIBHead`)
+   likewise.
 2. **Leaf modules with parameters** (:data:`LEAF_KINDS`) are one layer each, and
    a ``Conv`` immediately followed (in registration order) by a ``BatchNorm``
    over its output channels is merged with it into one ``conv_bn`` layer. A
@@ -42,6 +44,7 @@ UNIT_KINDS: dict[str, str] = {
     "EncoderBlock": "transformer_block",
     "PatchEmbedding": "patch_embedding",
     "MultiheadAttention": "attention",
+    "VIBHead": "vib_head",
 }
 """Module type name -> layer kind, for modules that form one layer with their subtree."""
 

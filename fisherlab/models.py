@@ -291,11 +291,71 @@ def build_model(
     return model
 
 
-def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Module:
-    """Replace the model's last ``Linear`` (its head) with a new one, in place.
+HEAD_KINDS = ("linear", "vib_head")
+"""Layer kinds :func:`swap_head` accepts as a model's head."""
+
+
+def swap_head(
+    model: nn.Module, build: Callable[[nn.Module], nn.Module], seed: int | None = None
+) -> nn.Module:
+    """Replace the model's head (its last layer) with ``build(old_head)``, in place.
+
+    The head is an ``nn.Linear`` or the VIB head of MID
+    (:class:`fisherlab.defenses.VIBHead`); both expose ``in_features`` and
+    ``out_features``. ``build`` runs under ``torch.manual_seed(seed)`` when a
+    seed is given, and the global random state is restored afterwards; the new
+    head gets the old one's device and dtype.
 
     Args:
-        model: A model whose last layer in forward order is an ``nn.Linear``.
+        model: The model.
+        build: Makes the new head from the old one.
+        seed: Seed for the new head's initialisation (``None``: global RNG).
+
+    Returns:
+        The new head module.
+
+    Raises:
+        FisherlabError: If the last layer is neither, or the model is TorchScript.
+    """
+    from fisherlab.layers import layers
+
+    last = layers(model)[-1]
+    if last.kind not in HEAD_KINDS or not last.name:
+        raise FisherlabError(
+            f"cannot replace the head: the last layer {last.name!r} is a {last.kind}, "
+            "expected an nn.Linear inside the model"
+        )
+    if isinstance(model, torch.jit.ScriptModule):
+        raise FisherlabError(
+            "cannot replace the head of a TorchScript module: use a fisherlab checkpoint "
+            "(fisherlab.save_model) or a plain nn.Module"
+        )
+    module = model.get_submodule(last.name)
+    gen_state = torch.random.get_rng_state()
+    if seed is not None:
+        torch.manual_seed(seed)
+    try:
+        new = build(module)
+    finally:
+        if seed is not None:
+            torch.random.set_rng_state(gen_state)
+    weight = next(module.parameters())
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    parent_name, _, child = last.name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+    return new
+
+
+def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Module:
+    """Replace the model's head with a fresh ``Linear`` for ``num_classes``, in place.
+
+    A VIB head (MID) is replaced by a plain ``Linear`` as well; the MID defense
+    puts a new one in place when it is asked for again.
+
+    Args:
+        model: A model whose last layer in forward order is an ``nn.Linear``
+            (or a VIB head).
         num_classes: Outputs of the new head.
         seed: Seed for the new head's initialisation (``None``: global RNG).
 
@@ -305,27 +365,18 @@ def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) ->
     Raises:
         FisherlabError: If the last layer is not a Linear.
     """
-    from fisherlab.layers import layers
-
-    last = layers(model)[-1]
-    module = model.get_submodule(last.name) if last.name else model
-    if last.kind != "linear" or not isinstance(module, nn.Linear):
-        raise FisherlabError(
-            f"cannot replace the head: the last layer {last.name!r} is a {last.kind}, "
-            "expected an nn.Linear"
-        )
-    gen_state = torch.random.get_rng_state()
-    if seed is not None:
-        torch.manual_seed(seed)
-    try:
-        new = nn.Linear(module.in_features, num_classes, bias=module.bias is not None)
-    finally:
-        if seed is not None:
-            torch.random.set_rng_state(gen_state)
-    parent_name, _, child = last.name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
+    new = swap_head(
+        model,
+        lambda old: nn.Linear(
+            old.in_features,
+            num_classes,
+            bias=not isinstance(old, nn.Linear) or old.bias is not None,
+        ),
+        seed,
+    )
     meta = getattr(model, "fisherlab_meta", None)
-    if meta is not None and meta.arch_kwargs is not None:
-        meta.arch_kwargs = {**meta.arch_kwargs, "num_classes": num_classes}
+    if meta is not None:
+        meta.head = None
+        if meta.arch_kwargs is not None:
+            meta.arch_kwargs = {**meta.arch_kwargs, "num_classes": num_classes}
     return new

@@ -16,6 +16,10 @@ their pretrained values:
 The head is always replaced by a freshly initialised ``Linear`` for the private
 classes and is always trained. ``train_layers`` trains an explicit set of
 layers instead of a suffix (the paper's Fig. 4, first vs middle layers).
+
+A training-time defense (:mod:`fisherlab.defenses`: MID, BiDO, label
+smoothing) can be combined with either; MID's VIB head is the head and is
+always trained.
 """
 
 from __future__ import annotations
@@ -24,22 +28,27 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import __version__
 from fisherlab.checkpoint import load_model, model_meta, save_model
 from fisherlab.data import DatasetSplits, load_dataset
+from fisherlab.defenses import STRENGTH_FIELDS, Defense, build_defense, resolve_strengths
 from fisherlab.errors import FisherlabError
 from fisherlab.evaluate import iterate_batches, natural_accuracy
 from fisherlab.layers import Layer, layers, resolve_layer_indices
 from fisherlab.models import build_model, replace_head
+
+_UNSET_FIELDS: dict[str, str | None] = {"defense": "none", **dict.fromkeys(STRENGTH_FIELDS)}
+"""Fields added after keys were first used, with the value that leaves them out of the key."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,19 @@ class TrainConfig:
         max_train_samples: Train on a seeded random subset of this size.
         save_every: Also save a checkpoint every this many epochs.
         image_size: Input side for pretraining (default: the dataset's).
+        defense: Training-time defense, a name of
+            :data:`fisherlab.defenses.DEFENSES`: ``none``, ``mid``, ``bido``
+            or ``ls``.
+        beta: ``mid``: weight of the KL term, >= 0 (default 0.003).
+        hsic_a1: ``bido``: weight of the input dependence, >= 0 (default 0.05).
+        hsic_a2: ``bido``: weight of the label dependence, >= 0 (default 0.5).
+        smoothing: ``ls``: label smoothing factor in [-1, 1) (default -0.05).
+
+    A strength left ``None`` takes its defense's default when the config is
+    made, so the config holds the values in effect; setting one that belongs
+    to another defense is an error. The defense fields enter :meth:`key` only
+    when set, so the keys of configs without a defense are those of earlier
+    fisherlab versions.
     """
 
     data: str
@@ -82,6 +104,11 @@ class TrainConfig:
     max_train_samples: int | None = None
     save_every: int | None = None
     image_size: int | None = None
+    defense: str = "none"
+    beta: float | None = None
+    hsic_a1: float | None = None
+    hsic_a2: float | None = None
+    smoothing: float | None = None
 
     def __post_init__(self) -> None:
         if (self.arch is None) == (self.init is None):
@@ -111,6 +138,13 @@ class TrainConfig:
             raise FisherlabError(f"save_every must be >= 1, got {self.save_every}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise FisherlabError(f"max_train_samples must be >= 1, got {self.max_train_samples}")
+        given = {name: getattr(self, name) for name in STRENGTH_FIELDS}
+        for name, value in resolve_strengths(self.defense, given).items():
+            object.__setattr__(self, name, value)
+
+    def strengths(self) -> dict[str, float]:
+        """The strengths of the chosen defense, e.g. ``{"beta": 0.003}``."""
+        return {k: v for k in STRENGTH_FIELDS if (v := getattr(self, k)) is not None}
 
     def to_dict(self) -> dict:
         """Plain-JSON form (tuples become lists)."""
@@ -122,6 +156,9 @@ class TrainConfig:
     def key(self) -> str:
         """A 12-hex-digit hash of the config (and of the ``init`` file's bytes)."""
         d = self.to_dict()
+        for name, unset in _UNSET_FIELDS.items():  # hashed only when set (see above)
+            if d[name] == unset:
+                del d[name]
         if self.init is not None and Path(self.init).is_file():
             d["init"] = hashlib.sha256(Path(self.init).read_bytes()).hexdigest()
         text = json.dumps(d, sort_keys=True)
@@ -135,7 +172,9 @@ class TrainResult:
     Attributes:
         model: The trained model (eval mode), with its metadata.
         history: One row per epoch: ``epoch``, ``train_loss``,
-            ``train_accuracy``, ``natural_accuracy``, ``seconds``, ``checkpoint``.
+            ``train_accuracy``, ``natural_accuracy``, ``seconds``, ``checkpoint``,
+            then the epoch means of the defense's loss parts (e.g. ``ce``,
+            ``kl``; none without a defense).
         frozen_layers: Indices of the layers kept frozen.
         trainable_layers: Indices of the layers trained.
         n_trainable_params: |theta_C|, the number of parameters trained.
@@ -220,6 +259,40 @@ def freeze(model: nn.Module, frozen: list[int]) -> list[nn.Module]:
     ]
 
 
+def _epoch(
+    model: nn.Module,
+    defense: Defense,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    bar: tqdm,
+    epoch: int,
+    lr: float,
+) -> dict[str, float]:
+    """One pass of SGD steps; returns sums over samples of the loss, its parts and hits.
+
+    Raises:
+        FisherlabError: If the loss becomes non-finite (the message names the batch).
+    """
+    sums: dict[str, float] = {"loss": 0.0, "correct": 0.0}
+    for batch, (x, y) in enumerate(batches):
+        logits = model(x)
+        loss, parts = defense.loss(model, x, logits, y)
+        if not torch.isfinite(loss):
+            bar.close()
+            raise FisherlabError(
+                f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}: "
+                f"lower the learning rate (now {lr})"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in {"loss": loss.detach(), **parts}.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(y)
+        sums["correct"] += int((logits.argmax(1) == y).sum())
+        bar.update(1)
+    return sums
+
+
 def train(config: TrainConfig, out: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Pretrain, or TL-DMI fine-tune with a freeze boundary, and save checkpoints.
 
@@ -240,6 +313,8 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = T
         FisherlabError: For bad configs, data or checkpoints, or a diverging loss.
     """
     model, splits = _prepare(config)
+    defense = build_defense(config.defense, **config.strengths())
+    defense.prepare(model, seed=config.seed)
     all_layers = layers(model)
     frozen = _frozen_indices(config, all_layers)
     trainable = [i for i in range(len(all_layers)) if i not in frozen]
@@ -280,50 +355,39 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = T
         unit="batch",
         desc=f"train {config.arch or Path(str(config.init)).name} on {config.data}",
     )
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        for m in frozen_modules:
-            m.eval()
-        order = pool[torch.randperm(len(pool), generator=gen)]
-        loss_sum, correct = 0.0, 0
-        for batch, (x, y) in enumerate(iterate_batches(splits.train, order, config.batch_size)):
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise FisherlabError(
-                    f"the training loss became {loss.item()} at epoch {epoch}, batch "
-                    f"{batch}: lower the learning rate (now {config.lr})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            bar.update(1)
-        acc = natural_accuracy(model, splits.test)
-        bar.set_postfix(epoch=epoch, loss=f"{loss_sum / len(pool):.3f}", test_acc=f"{acc:.3f}")
-        ckpt = None
-        metrics = {"natural_accuracy": acc, "epoch": epoch, **summary}
-        if stem is not None and config.save_every and epoch % config.save_every == 0:
-            if epoch < config.epochs:
-                ckpt = save_model(model, f"{stem}.epoch{epoch:03d}.pt", metrics=metrics)
+    with defense.watching(model, trainable):
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            for m in frozen_modules:
+                m.eval()
+            order = pool[torch.randperm(len(pool), generator=gen)]
+            batches = iterate_batches(splits.train, order, config.batch_size)
+            sums = _epoch(model, defense, batches, optimizer, bar, epoch, config.lr)
+            acc = natural_accuracy(model, splits.test)
+            means = {k: v / len(pool) for k, v in sums.items()}
+            bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.3f}", test_acc=f"{acc:.3f}")
+            ckpt = None
+            metrics = {"natural_accuracy": acc, "epoch": epoch, **summary}
+            if stem is not None and config.save_every and epoch % config.save_every == 0:
+                if epoch < config.epochs:
+                    ckpt = save_model(model, f"{stem}.epoch{epoch:03d}.pt", metrics=metrics)
+                    written.append(ckpt)
+            if epoch == config.epochs and out_path is not None:
+                ckpt = save_model(model, out_path, metrics=metrics)
                 written.append(ckpt)
-        if epoch == config.epochs and out_path is not None:
-            ckpt = save_model(model, out_path, metrics=metrics)
-            written.append(ckpt)
-        meta.metrics = metrics
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_loss": loss_sum / len(pool),
-                "train_accuracy": correct / len(pool),
-                "natural_accuracy": acc,
-                "seconds": time.perf_counter() - start,
-                "checkpoint": str(ckpt) if ckpt else "",
-            }
-        )
+            meta.metrics = metrics
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": means.pop("loss"),
+                    "train_accuracy": means.pop("correct"),
+                    "natural_accuracy": acc,
+                    "seconds": time.perf_counter() - start,
+                    "checkpoint": str(ckpt) if ckpt else "",
+                    **means,
+                }
+            )
     bar.close()
     history = pd.DataFrame(rows)
     if stem is not None:
