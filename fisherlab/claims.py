@@ -25,6 +25,12 @@ The claims (TL-DMI, Ho et al., CVPR 2024):
 * **C5** the planner's pick is on the measured Pareto front of (natural
   accuracy up, attack accuracy down) or adjacent to it, and within 2 points of
   full fine-tuning's natural accuracy. Number: 1 if both hold, else -1.
+* **C6a** (with the defense comparison) TL-DMI dominates MID, BiDO and label
+  smoothing. Number: the fraction of those defenses' (natural, attack
+  accuracy) points that some TL-DMI boundary matches or beats on both axes,
+  minus 0.5 (so "holds" means a majority in every seed).
+* **C6b** TL-DMI + BiDO improves on TL-DMI. Number: GMI top-1 of TL-DMI minus
+  that of TL-DMI + BiDO at the same boundary, averaged over the boundaries.
 """
 
 from __future__ import annotations
@@ -294,6 +300,72 @@ def _c5(validation: pd.DataFrame) -> dict:
     }
 
 
+def _defense_points(runs: pd.DataFrame) -> pd.DataFrame:
+    sub = runs[runs["experiments"].str.contains("defenses") & (runs["attack"] == "gmi")]
+    return sub.assign(combined=sub["setting"].str.contains(r"\+ bido", regex=True))
+
+
+def _c6(runs: pd.DataFrame, domain: str) -> list[dict]:
+    defended = _defense_points(runs)
+    sweep = _final_sweep(runs, domain)
+    fractions, gains, parts = [], [], []
+    for seed, d in defended[~defended["combined"]].groupby("seed"):
+        tl = sweep[sweep["seed"] == seed]
+        beaten = [
+            bool(
+                (
+                    (tl["natural_accuracy"] >= r.natural_accuracy)
+                    & (tl["attack_accuracy_top1"] <= r.attack_accuracy_top1)
+                ).any()
+            )
+            for r in d.itertuples()
+        ]
+        fractions.append(float(np.mean(beaten)))
+    for name, g in defended[~defended["combined"]].groupby("defense"):
+        parts.append(
+            f"{name}: top-1 {_pm(g['attack_accuracy_top1'])}, natural {_pm(g['natural_accuracy'])}"
+        )
+    combined = defended[defended["combined"]]
+    nat_change = []
+    for seed, c in combined.groupby("seed"):
+        tl = sweep[sweep["seed"] == seed].set_index("boundary")
+        diffs = [
+            float(tl.loc[r.boundary, "attack_accuracy_top1"] - r.attack_accuracy_top1)
+            for r in c.itertuples()
+            if r.boundary in tl.index
+        ]
+        nat_change += [
+            float(r.natural_accuracy - tl.loc[r.boundary, "natural_accuracy"])
+            for r in c.itertuples()
+            if r.boundary in tl.index
+        ]
+        if diffs:
+            gains.append(float(np.mean(diffs)))
+    bounds = sorted(combined["boundary"].unique().tolist())
+    return [
+        {
+            "claim": "C6a",
+            "paper": "TL-DMI beats MID, BiDO and LS on the robustness/utility trade-off",
+            "metric": "share of MID/BiDO/LS points matched or beaten by a TL-DMI boundary, - 0.5",
+            "ours": (
+                f"{_pm([f + 0.5 for f in fractions])} of the defense points dominated "
+                f"({'; '.join(parts)})"
+            ),
+            "values": [f - 0.5 for f in fractions],
+        },
+        {
+            "claim": "C6b",
+            "paper": "TL-DMI combined with BiDO improves on TL-DMI",
+            "metric": f"GMI top-1 (TL-DMI) - (TL-DMI + BiDO) at boundaries {bounds}",
+            "ours": (
+                f"{_pm(gains) if gains else 'n/a'}; natural accuracy change "
+                f"{_pm(nat_change) if nat_change else 'n/a'}"
+            ),
+            "values": gains,
+        },
+    ]
+
+
 def assess_claims(
     tables: dict[str, pd.DataFrame], domain: str, other_domains: Sequence[str]
 ) -> pd.DataFrame:
@@ -315,6 +387,8 @@ def assess_claims(
         _c4(tables["runs"]),
         _c5(tables["planner_validation"]),
     ]
+    if "defense" in tables["runs"] and tables["runs"]["experiments"].str.contains("defenses").any():
+        rows += _c6(tables["runs"], domain)
     for row in rows:
         row["verdict"] = verdict(row["values"])
         row["n_seeds"] = len(row["values"])

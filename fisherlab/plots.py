@@ -319,6 +319,89 @@ def plot_pareto(
     return _save(fig, path)
 
 
+def plot_defense_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Fig. 1-IV: every defense's trade-off curve on one plot (GMI, mean over seeds).
+
+    TL-DMI's points are the freeze boundaries of the sweep; MID, BiDO and LS
+    are full fine-tuning at each strength; TL-DMI + BiDO combines both.
+
+    Args:
+        runs: ``runs.csv`` of a reproduction with the defense comparison.
+        path: Save the figure here.
+    """
+    use_style()
+    final = runs[runs["final"].astype(bool) & (runs["attack"] == "gmi")]
+    sweep = final[final["experiments"].str.contains("boundary_sweep")]
+    sweep = sweep[sweep["domain"] == sweep["domain"].iloc[0]]
+    defended = final[final["experiments"].str.contains("defenses")]
+    combined = defended["setting"].str.contains(r"\+ bido", regex=True)
+    series = [("TL-DMI (boundary b)", sweep, "boundary")]
+    for name, g in defended[~combined].groupby("defense"):
+        series.append((name.upper() if name != "ls" else "LS (negative)", g, "setting"))
+    if combined.any():
+        series.append(("TL-DMI + BiDO", defended[combined], "setting"))
+    fig, ax = plt.subplots(figsize=(7.2, 4.8))
+    markers = iter("os^DvP*X")
+    for label, g, by in series:
+        agg = _mean_runs(g, [by]).sort_values("natural_accuracy")
+        ax.errorbar(
+            agg["natural_accuracy"],
+            agg["attack"],
+            xerr=agg["natural_sd"],
+            yerr=agg["attack_sd"],
+            fmt=next(markers) + "-",
+            capsize=2,
+            label=label,
+        )
+        for r in agg.itertuples():
+            text = f"b={getattr(r, by)}" if by == "boundary" else str(getattr(r, by))
+            ax.annotate(
+                text.split(" ", 1)[-1],
+                (r.natural_accuracy, r.attack),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    ax.set_xlabel("natural accuracy")
+    ax.set_ylabel("GMI attack accuracy (top-1)")
+    ax.set_title(f"defenses on one trade-off plot ({final['seed'].nunique()} seeds)")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_defense_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Per-layer Fisher shares under each defense: classification and inversion.
+
+    Args:
+        frame: ``defense_fisher.csv`` (``setting``, ``objective``, ``index``,
+            ``share``, ``seed``).
+        path: Save the figure here.
+    """
+    use_style()
+    objectives = sorted(frame["objective"].unique())
+    fig, axes = plt.subplots(
+        1, len(objectives), figsize=(6.2 * len(objectives), 4.4), squeeze=False
+    )
+    for ax, objective in zip(axes[0], objectives, strict=True):
+        sub = frame[frame["objective"] == objective]
+        sns.lineplot(
+            data=sub,
+            x="index",
+            y="share",
+            hue="setting",
+            style="defense",
+            markers=True,
+            errorbar="sd",
+            ax=ax,
+        )
+        ax.set_title(f"{objective} Fisher")
+        ax.set_xlabel("layer index")
+        ax.set_ylabel("share of the Fisher trace")
+        ax.legend(fontsize=6)
+    fig.suptitle("where each defense moves the Fisher information (full fine-tuning unless b)")
+    return _save(fig, path)
+
+
 FIGURES = {
     "fig1_layer_fisher": ("layer_fisher.csv", plot_layer_fisher),
     "fig2_tradeoff": ("runs.csv", plot_tradeoff),
@@ -327,6 +410,8 @@ FIGURES = {
     "fig5_fisher_along_attack": ("attack_fisher.csv", None),
     "planner_pareto": ("runs.csv", None),
     "recommendation": ("recommendations.csv", None),
+    "fig1iv_defenses": ("runs.csv", plot_defense_tradeoff),
+    "defense_fisher": ("defense_fisher.csv", plot_defense_fisher),
 }
 """Figure name -> (the table it reads, its function); see :func:`draw_figure`."""
 
@@ -347,7 +432,11 @@ def draw_figure(name: str, results: str | Path, out: str | Path | None = None) -
     table, func = FIGURES[name]
     frame = pd.read_csv(results / table)
     if name == "fig5_fisher_along_attack":
-        full = frame[(frame["domain"] == frame["domain"].iloc[0]) & (frame["boundary"] == 0)]
+        full = frame[
+            (frame["domain"] == frame["domain"].iloc[0])
+            & (frame["boundary"] == 0)
+            & (frame["defense"] == "none")
+        ]
         return plot_fisher_along_attack(full, path)
     if name == "planner_pareto":
         return plot_pareto(frame, pd.read_csv(results / "planner_validation.csv"), path)
@@ -358,9 +447,18 @@ def draw_figure(name: str, results: str | Path, out: str | Path | None = None) -
 
 
 def draw_all(results: str | Path, out: str | Path) -> list[Path]:
-    """Draw every figure of :data:`FIGURES` into ``out``; returns the PNG paths."""
+    """Draw every figure of :data:`FIGURES` into ``out``; returns the PNG paths.
+
+    The defense figures are drawn only when the results hold the defense
+    comparison (``defense_fisher.csv``).
+    """
     paths = []
     for name in FIGURES:
+        if (
+            name.startswith(("fig1iv", "defense"))
+            and not (Path(results) / "defense_fisher.csv").is_file()
+        ):
+            continue
         fig = draw_figure(name, results, out)
         plt.close(fig)
         paths.append(Path(out) / f"{name}.png")

@@ -89,6 +89,11 @@ class ReproduceConfig:
         profile_samples: Private training images in each classification profile.
         planner_lam: ``lam`` of the planner's rule.
         planner_budget: ``budget`` of the planner's rule.
+        compare_defenses: Also run the defense comparison (Fig. 1-IV).
+        defense_grid: ``(defense, ((strength, value), ...))`` pairs, each
+            applied to full fine-tuning from the main domain.
+        tl_bido_boundaries: Boundaries at which TL-DMI is combined with BiDO
+            (default strengths).
     """
 
     preset: str = "default"
@@ -118,6 +123,19 @@ class ReproduceConfig:
     profile_samples: int = 1000
     planner_lam: float = 1.0
     planner_budget: float = 1.0
+    compare_defenses: bool = False
+    defense_grid: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = (
+        ("mid", (("beta", 0.003),)),
+        ("mid", (("beta", 0.01),)),
+        ("mid", (("beta", 0.03),)),
+        ("bido", (("hsic_a1", 0.05), ("hsic_a2", 0.5))),
+        ("bido", (("hsic_a1", 0.1), ("hsic_a2", 1.0))),
+        ("bido", (("hsic_a1", 0.2), ("hsic_a2", 2.0))),
+        ("ls", (("smoothing", -0.05),)),
+        ("ls", (("smoothing", -0.1),)),
+        ("ls", (("smoothing", -0.2),)),
+    )
+    tl_bido_boundaries: tuple[int, ...] = (3, 4)
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -151,9 +169,19 @@ PRESETS: dict[str, ReproduceConfig] = {
         per_class=2,
         fisher_every=5,
         profile_samples=256,
+        compare_defenses=True,
+        defense_grid=(
+            ("mid", (("beta", 0.003),)),
+            ("bido", (("hsic_a1", 0.05), ("hsic_a2", 0.5))),
+            ("ls", (("smoothing", -0.05),)),
+        ),
+        tl_bido_boundaries=(4,),
     ),
+    "full": ReproduceConfig(preset="full", compare_defenses=True),
 }
-"""The presets: ``quick`` (minutes, for tests and a first look) and ``default``."""
+"""The presets: ``quick`` (minutes, for tests and a first look), ``default``
+(the paper's Figs. 1-II to 5) and ``full`` (``default`` plus the defense
+comparison; run it into the same ``--out`` to reuse the default's steps)."""
 
 
 # --------------------------------------------------------------------------- cache
@@ -351,6 +379,7 @@ class _Target:
     trained_layers: tuple[int, ...]
     seed: int
     experiments: tuple[str, ...]
+    defense: str = "none"
 
 
 def _n_layers(cfg: ReproduceConfig) -> int:
@@ -430,18 +459,25 @@ def reproduce(
     )
 
     # Fine-tuned targets.
-    plan: list[tuple[str, str, int | None, tuple[int, ...] | None, tuple[str, ...]]] = []
+    plan: list[tuple[str, str, int | None, tuple[int, ...] | None, tuple[str, ...], str, dict]]
+    plan = []
     for b in boundaries:
         exps = ("boundary_sweep",) + (("pretraining",) if b in cfg.domain_boundaries else ())
-        plan.append((main_domain, f"b={b}", b, None, exps))
+        plan.append((main_domain, f"b={b}", b, None, exps, "none", {}))
     for domain in cfg.domains[1:]:
         for b in cfg.domain_boundaries:
-            plan.append((domain, f"b={b}", b, None, ("pretraining",)))
-    plan.append((main_domain, "first", None, cfg.first_layers, ("first_vs_middle",)))
-    plan.append((main_domain, "middle", None, cfg.middle_layers, ("first_vs_middle",)))
+            plan.append((domain, f"b={b}", b, None, ("pretraining",), "none", {}))
+    plan.append((main_domain, "first", None, cfg.first_layers, ("first_vs_middle",), "none", {}))
+    plan.append((main_domain, "middle", None, cfg.middle_layers, ("first_vs_middle",), "none", {}))
+    if cfg.compare_defenses:
+        for name, strengths in cfg.defense_grid:
+            label = f"{name} " + ",".join(f"{k}={v:g}" for k, v in strengths)
+            plan.append((main_domain, label, 0, None, ("defenses",), name, dict(strengths)))
+        for b in cfg.tl_bido_boundaries:
+            plan.append((main_domain, f"b={b} + bido", b, None, ("defenses",), "bido", {}))
     targets: list[_Target] = []
     for seed in cfg.seeds:
-        for domain, setting, b, layer_set, exps in plan:
+        for domain, setting, b, layer_set, exps, defense, strengths in plan:
             tc = TrainConfig(
                 data=cfg.private,
                 init=str(pretrained[domain].dir / "model.pt"),
@@ -451,6 +487,8 @@ def reproduce(
                 lr=cfg.finetune_lr,
                 save_every=1,
                 seed=seed,
+                defense=defense,
+                **strengths,
             )
             step = _train_step(
                 runner,
@@ -459,10 +497,10 @@ def reproduce(
                 {"init_step": pretrained[domain].key},
             )
             trained = tuple(step_result(step)["trainable_layers"])
-            targets.append(_Target(step, domain, setting, b, trained, seed, exps))
+            targets.append(_Target(step, domain, setting, b, trained, seed, exps, defense))
 
     # The KEDMI prior learns from seed 0's fully fine-tuned target.
-    full = [t for t in targets if t.domain == main_domain and t.boundary == 0]
+    full = [t for t in targets if _is_full(t, main_domain)]
     kedmi_gan = None
     if full:
         ref = full[0]
@@ -485,7 +523,7 @@ def reproduce(
     for t in targets:
         epochs = sweep_epochs if "boundary_sweep" in t.experiments else [last]
         attacks = [("gmi", gmi_gan, e) for e in epochs]
-        if t.boundary == 0 and t.domain == main_domain and kedmi_gan is not None:
+        if _is_full(t, main_domain) and kedmi_gan is not None:
             attacks.append(("kedmi", kedmi_gan, last))
         history = {r["epoch"]: r for r in step_result(t.step)["history"]}
         for kind, gan, epoch in attacks:
@@ -543,6 +581,8 @@ def reproduce(
     tables["attack_fisher"] = pd.concat(fisher_frames, ignore_index=True)
     tables["profiles"] = pd.concat(profile_frames, ignore_index=True)
     tables["layer_fisher"] = _layer_fisher(tables, main_domain)
+    if cfg.compare_defenses:
+        tables["defense_fisher"] = _defense_fisher(tables, main_domain)
     tables["recommendations"] = _recommendations(tables, cfg, main_domain)
     tables["planner_validation"] = planner_validation(
         tables["runs"], tables["recommendations"], main_domain
@@ -588,8 +628,40 @@ def _describe(t: _Target, n_layers: int) -> dict[str, Any]:
         "n_trainable_params": step_result(t.step)["n_trainable_params"],
         "seed": t.seed,
         "experiments": ",".join(t.experiments),
+        "defense": t.defense,
         "n_layers": n_layers,
     }
+
+
+def _is_full(t: _Target, domain: str) -> bool:
+    """Whether a target is plain full fine-tuning from the main domain."""
+    return t.domain == domain and t.boundary == 0 and t.defense == "none"
+
+
+def _full_rows(frame: pd.DataFrame, domain: str) -> pd.Series:
+    """Rows of plain full fine-tuning from the main domain."""
+    return (frame["domain"] == domain) & (frame["boundary"] == 0) & (frame["defense"] == "none")
+
+
+def _defense_fisher(tables: dict[str, pd.DataFrame], domain: str) -> pd.DataFrame:
+    """Per-layer Fisher shares of each defended model and of plain full fine-tuning."""
+    from fisherlab.planner import layer_shares
+
+    def defended_or_full(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["experiments"].str.contains("defenses") | _full_rows(frame, domain)]
+
+    rows = []
+    groups = ["setting", "defense", "seed"]
+    fish = defended_or_full(tables["attack_fisher"])
+    for objective, source in (
+        ("classification", defended_or_full(tables["profiles"])),
+        ("inversion (gmi)", fish[fish["attack"] == "gmi"]),
+    ):
+        for keys, frame in source.groupby(groups):
+            labels = dict(zip(groups, keys, strict=True))
+            rows.append(layer_shares(frame).assign(**labels, objective=objective))
+    keep = [*groups, "objective", "index", "name", "n_params", "share", "trace"]
+    return pd.concat(rows, ignore_index=True)[keep]
 
 
 def _layer_fisher(tables: dict[str, pd.DataFrame], domain: str) -> pd.DataFrame:
@@ -599,11 +671,11 @@ def _layer_fisher(tables: dict[str, pd.DataFrame], domain: str) -> pd.DataFrame:
     keep = ["seed", "index", "name", "n_params", "objective", "share", "trace"]
     rows = []
     prof = tables["profiles"]
-    prof = prof[(prof["domain"] == domain) & (prof["boundary"] == 0)]
+    prof = prof[_full_rows(prof, domain)]
     for seed, frame in prof.groupby("seed"):
         rows.append(layer_shares(frame).assign(seed=seed, objective="classification"))
     fish = tables["attack_fisher"]
-    fish = fish[(fish["domain"] == domain) & (fish["boundary"] == 0)]
+    fish = fish[_full_rows(fish, domain)]
     for (seed, kind), frame in fish.groupby(["seed", "attack"]):
         rows.append(layer_shares(frame).assign(seed=seed, objective=f"inversion ({kind})"))
     return pd.concat(rows, ignore_index=True)[keep]
@@ -618,13 +690,8 @@ def _recommendations(
     prof, fish = tables["profiles"], tables["attack_fisher"]
     rows = []
     for seed in cfg.seeds:
-        cls = prof[(prof["domain"] == domain) & (prof["boundary"] == 0) & (prof["seed"] == seed)]
-        inv = fish[
-            (fish["domain"] == domain)
-            & (fish["boundary"] == 0)
-            & (fish["seed"] == seed)
-            & (fish["attack"] == "gmi")
-        ]
+        cls = prof[_full_rows(prof, domain) & (prof["seed"] == seed)]
+        inv = fish[_full_rows(fish, domain) & (fish["seed"] == seed) & (fish["attack"] == "gmi")]
         if cls.empty or inv.empty:
             continue
         rec = recommend_freeze(cls, inv, lam=cfg.planner_lam, budget=cfg.planner_budget)

@@ -80,7 +80,7 @@ NOTEBOOKS = {
         [],
         'fisher = pd.read_csv(RESULTS / "attack_fisher.csv")\n'
         'main = fisher["domain"] == fisher["domain"].iloc[0]\n'
-        'full = fisher[main & (fisher["boundary"] == 0)]\n'
+        'full = fisher[main & (fisher["boundary"] == 0) & (fisher["defense"] == "none")]\n'
         'full.pivot_table(index=["attack", "iteration"], columns="index", values="share").round(3)',
     ),
     "planner": (
@@ -91,6 +91,19 @@ NOTEBOOKS = {
         ["recommendation", "planner_pareto"],
         ["C5"],
         'pd.read_csv(RESULTS / "planner_validation.csv")',
+    ),
+    "fig1iv_defenses": (
+        "Fig. 1-IV: TL-DMI against MID, BiDO and negative label smoothing",
+        "Every defense's trade-off between natural accuracy and GMI attack accuracy on one "
+        "plot (TL-DMI: one point per freeze boundary; the others: one point per strength, "
+        "full fine-tuning; TL-DMI + BiDO: BiDO at a freeze boundary), then where each "
+        "defense moves the classification and inversion Fisher. Needs a reproduction with "
+        "the defense comparison (`--preset full`, or `quick`).",
+        ["fig1iv_defenses", "defense_fisher"],
+        ["C6a", "C6b"],
+        'pd.read_csv(RESULTS / "defense_fisher.csv").pivot_table(\n'
+        '    index=["objective", "setting"], columns="index", values="share", aggfunc="mean"\n'
+        ").round(3)",
     ),
 }
 
@@ -105,6 +118,16 @@ def notebook(title: str, text: str, figures: list[str], claims: list[str], table
         ),
         new_code_cell(SETUP),
     ]
+    if "defense_fisher" in figures:
+        cells.append(
+            new_code_cell(
+                'if not (RESULTS / "defense_fisher.csv").is_file():\n'
+                "    raise FileNotFoundError(\n"
+                '        f"{RESULTS} has no defense comparison: run fisherlab reproduce "\n'
+                '        "--preset full --out results/default"\n'
+                "    )"
+            )
+        )
     cells += [new_code_cell(f'plots.draw_figure("{name}", RESULTS, FIGURES);') for name in figures]
     cells.append(new_code_cell(table))
     if claims:

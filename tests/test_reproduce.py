@@ -29,6 +29,7 @@ TABLES = [
     "planner_validation",
     "claims",
     "steps",
+    "defense_fisher",
 ]
 
 
@@ -58,6 +59,8 @@ def test_tables_config_and_figures_are_written(quick):
         "fig5_fisher_along_attack",
         "planner_pareto",
         "recommendation",
+        "fig1iv_defenses",
+        "defense_fisher",
     ]:
         assert (quick / "figures" / f"{png}.png").stat().st_size > 10_000, png
 
@@ -92,13 +95,14 @@ def test_trainable_parameters_match_the_checkpoints(quick):
         model = load_model(step / "model.pt")
         recount = sum(layers(model)[i].n_params for i in meta["trainable_layers"])
         assert recount == meta["n_trainable_params"]
-    full = runs[(runs["boundary"] == 0)]["n_trainable_params"].iloc[0]
+    full = runs.query("boundary == 0 and defense == 'none'")["n_trainable_params"].iloc[0]
     assert full == sum(p.numel() for p in load_model(_full_target(quick)).parameters())
 
 
 def _full_target(quick: Path) -> Path:
     runs = read(quick, "runs")
-    step = runs[(runs["boundary"] == 0) & (runs["domain"] == "fashion")]["attack_step"].iloc[0]
+    full = runs.query("boundary == 0 and domain == 'fashion' and defense == 'none'")
+    step = full["attack_step"].iloc[0]
     config = json.loads((quick / "steps" / step / "step.json").read_text())["config"]
     key = config["target"].split("@")[0]
     return quick / "steps" / f"train-{key}" / "model.pt"
@@ -146,7 +150,7 @@ def test_planner_pick_recomputed_independently(quick):
 
 def test_claims_trace_back_to_the_runs(quick):
     claims = read(quick, "claims").set_index("claim")
-    assert list(claims.index) == ["C1", "C2", "C3", "C4", "C5"]
+    assert list(claims.index) == ["C1", "C2", "C3", "C4", "C5", "C6a", "C6b"]
     runs = read(quick, "runs")
     fvm = runs[runs["experiments"].str.contains("first_vs_middle")].set_index("setting")
     c4 = json.loads(claims.loc["C4", "values"])
@@ -163,6 +167,45 @@ def test_claims_trace_back_to_the_runs(quick):
     c1 = json.loads(claims.loc["C1", "values"])
     assert c1 == [pytest.approx(depth["classification"] - depth["inversion (gmi)"], abs=1e-6)]
     assert (claims["verdict"] == "inconclusive (one seed)").all()
+
+
+def test_defense_comparison_rows_and_c6_recomputed(quick):
+    runs = read(quick, "runs")
+    defended = runs[runs["experiments"].str.contains("defenses")]
+    assert sorted(defended["setting"]) == [
+        "b=4 + bido",
+        "bido hsic_a1=0.05,hsic_a2=0.5",
+        "ls smoothing=-0.05",
+        "mid beta=0.003",
+    ]
+    history = {
+        json.loads((d / "step.json").read_text())["config"].get("train_key"): d
+        for d in (quick / "steps").glob("train-*")
+    }
+    assert len(history) >= 4
+    tl = runs[runs["experiments"].str.contains("boundary_sweep") & runs["final"]]
+    tl = tl[tl["attack"] == "gmi"]
+    plain = defended[~defended["setting"].str.contains("+", regex=False)]
+    beaten = [
+        bool(
+            (
+                (tl["natural_accuracy"] >= r.natural_accuracy)
+                & (tl["attack_accuracy_top1"] <= r.attack_accuracy_top1)
+            ).any()
+        )
+        for r in plain.itertuples()
+    ]
+    claims = read(quick, "claims").set_index("claim")
+    assert json.loads(claims.loc["C6a", "values"]) == [pytest.approx(sum(beaten) / 3 - 0.5)]
+    combined = defended[defended["setting"] == "b=4 + bido"].iloc[0]
+    b4 = tl[tl["boundary"] == 4].iloc[0]
+    gain = b4["attack_accuracy_top1"] - combined["attack_accuracy_top1"]
+    assert json.loads(claims.loc["C6b", "values"]) == [pytest.approx(gain, abs=1e-6)]
+    fisher = read(quick, "defense_fisher")
+    assert set(fisher["objective"]) == {"classification", "inversion (gmi)"}
+    sums = fisher.groupby(["setting", "objective", "seed"])["share"].sum()
+    assert sums.to_numpy() == pytest.approx(1.0)
+    assert "b=0" in set(fisher["setting"])  # the undefended reference
 
 
 def test_verdicts():
