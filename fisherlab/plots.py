@@ -370,7 +370,11 @@ def plot_defense_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) ->
 
 
 def plot_defense_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """Per-layer Fisher shares under each defense: classification and inversion.
+    """Per-layer Fisher shares under each defense: classification and inversion heatmaps.
+
+    One row per trained model (defense and strength, or TL-DMI + BiDO at a
+    boundary; ``b=0`` is the undefended full fine-tuning), one column per
+    layer, the share averaged over seeds.
 
     Args:
         frame: ``defense_fisher.csv`` (``setting``, ``objective``, ``index``,
@@ -379,26 +383,37 @@ def plot_defense_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> 
     """
     use_style()
     objectives = sorted(frame["objective"].unique())
+    order = sorted(frame["setting"].unique(), key=lambda v: (v != "b=0", v))
     fig, axes = plt.subplots(
-        1, len(objectives), figsize=(6.2 * len(objectives), 4.4), squeeze=False
+        1,
+        len(objectives),
+        figsize=(5.8 * len(objectives), 0.42 * len(order) + 1.8),
+        squeeze=False,
+        sharey=True,
     )
     for ax, objective in zip(axes[0], objectives, strict=True):
-        sub = frame[frame["objective"] == objective]
-        sns.lineplot(
-            data=sub,
-            x="index",
-            y="share",
-            hue="setting",
-            style="defense",
-            markers=True,
-            errorbar="sd",
+        table = (
+            frame[frame["objective"] == objective]
+            .pivot_table(index="setting", columns="index", values="share", aggfunc="mean")
+            .reindex(order)
+        )
+        sns.heatmap(
+            table,
+            annot=True,
+            fmt=".2f",
+            cmap="mako_r",
+            vmin=0,
+            vmax=0.6,
+            cbar=ax is axes[0][-1],
+            annot_kws={"fontsize": 7},
             ax=ax,
         )
-        ax.set_title(f"{objective} Fisher")
+        ax.set_title(f"{objective} Fisher, share per layer")
         ax.set_xlabel("layer index")
-        ax.set_ylabel("share of the Fisher trace")
-        ax.legend(fontsize=6)
-    fig.suptitle("where each defense moves the Fisher information (full fine-tuning unless b)")
+        ax.set_ylabel("")
+    fig.suptitle(
+        f"where each defense moves the Fisher information ({frame['seed'].nunique()} seeds)"
+    )
     return _save(fig, path)
 
 
