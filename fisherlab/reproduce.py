@@ -393,54 +393,11 @@ def _n_layers(cfg: ReproduceConfig) -> int:
     return len(layers(build_model(cfg.arch, num_classes=len(_private_classes(cfg)))))
 
 
-def reproduce(
-    preset: str | ReproduceConfig = "quick",
-    out: str | Path = "results",
-    *,
-    seeds: int | None = None,
-    progress: bool = True,
-    figures: bool = True,
-) -> dict[str, pd.DataFrame]:
-    """Run the paper's experiments at small scale on the default data (see module docs).
-
-    Args:
-        preset: ``"quick"``, ``"default"`` or a :class:`ReproduceConfig`.
-        out: Output directory (its ``steps/`` folder is the cache).
-        seeds: Run seeds ``0..seeds-1`` instead of the preset's.
-        progress: Print a line per step and show progress bars.
-        figures: Also draw the figures into ``OUT/figures``.
-
-    Returns:
-        The tidy tables by name (also written to ``OUT``).
-
-    Raises:
-        FisherlabError: For an unknown preset or bad settings.
-    """
+def _shared_models(runner: Runner, cfg: ReproduceConfig) -> tuple[dict[str, Step], Step, Step]:
+    """Pretraining per domain, the evaluator and the GMI prior (shared by all seeds)."""
     from fisherlab.train import TrainConfig
     from fisherlab.train_gan import GANConfig
 
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise FisherlabError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
-        cfg = PRESETS[preset]
-    else:
-        cfg = preset
-    if seeds is not None:
-        if seeds < 1:
-            raise FisherlabError(f"--seeds must be >= 1, got {seeds}")
-        cfg = replace(cfg, seeds=tuple(range(seeds)))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(out, progress)
-    started = time.perf_counter()
-    n_layers = _n_layers(cfg)
-    boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
-    bad = [b for b in (*boundaries, *cfg.domain_boundaries) if not 0 <= b < n_layers]
-    if bad:
-        raise FisherlabError(f"boundaries {bad} are out of range 0..{n_layers - 1}")
-    main_domain = cfg.domains[0]
-
-    # Shared models: pretraining per domain, the evaluator, the GMI prior.
     pretrained: dict[str, Step] = {}
     for domain, epochs, cap in zip(
         cfg.domains, cfg.pretrain_epochs, cfg.pretrain_samples, strict=True
@@ -462,9 +419,16 @@ def reproduce(
         {"epochs": cfg.gmi_gan_epochs},
     )
 
-    # Fine-tuned targets.
-    plan: list[tuple[str, str, int | None, tuple[int, ...] | None, tuple[str, ...], str, dict]]
-    plan = []
+    return pretrained, evaluator, gmi_gan
+
+
+_Plan = tuple[str, str, int | None, tuple[int, ...] | None, tuple[str, ...], str, dict]
+
+
+def _plan(cfg: ReproduceConfig, boundaries: tuple[int, ...]) -> list[_Plan]:
+    """What to fine-tune: (domain, setting, boundary, layers, experiments, defense, strengths)."""
+    main_domain = cfg.domains[0]
+    plan: list[_Plan] = []
     for b in boundaries:
         exps = ("boundary_sweep",) + (("pretraining",) if b in cfg.domain_boundaries else ())
         plan.append((main_domain, f"b={b}", b, None, exps, "none", {}))
@@ -479,6 +443,15 @@ def reproduce(
             plan.append((main_domain, label, 0, None, ("defenses",), name, dict(strengths)))
         for b in cfg.tl_bido_boundaries:
             plan.append((main_domain, f"b={b} + bido", b, None, ("defenses",), "bido", {}))
+    return plan
+
+
+def _finetune_all(
+    runner: Runner, cfg: ReproduceConfig, plan: list[_Plan], pretrained: dict[str, Step]
+) -> list[_Target]:
+    """Every planned fine-tuning, for every seed."""
+    from fisherlab.train import TrainConfig
+
     targets: list[_Target] = []
     for seed in cfg.seeds:
         for domain, setting, b, layer_set, exps, defense, strengths in plan:
@@ -504,7 +477,14 @@ def reproduce(
             trained = tuple(step_result(step)["trainable_layers"])
             targets.append(_Target(step, domain, setting, b, trained, seed, exps, defense))
 
-    # The KEDMI prior learns from seed 0's fully fine-tuned target.
+    return targets
+
+
+def _kedmi_prior(runner: Runner, cfg: ReproduceConfig, targets: list[_Target]) -> Step | None:
+    """The KEDMI prior, which learns from seed 0's fully fine-tuned target."""
+    from fisherlab.train_gan import GANConfig
+
+    main_domain = cfg.domains[0]
     full = [t for t in targets if _is_full(t, main_domain)]
     kedmi_gan = None
     if full:
@@ -521,7 +501,20 @@ def reproduce(
             {"epochs": cfg.kedmi_gan_epochs, "target_step": ref.step.key},
         )
 
-    # Attacks, profiles.
+    return kedmi_gan
+
+
+def _attack_and_profile(
+    runner: Runner,
+    cfg: ReproduceConfig,
+    targets: list[_Target],
+    priors: tuple[Step, Step | None],
+    evaluator: Step,
+    n_layers: int,
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame]]:
+    """GMI on the attacked checkpoints (KEDMI too on full fine-tuning), and profiles."""
+    main_domain = cfg.domains[0]
+    gmi_gan, kedmi_gan = priors
     last = cfg.finetune_epochs
     sweep_epochs = sorted({e for e in cfg.checkpoint_epochs if 1 <= e < last} | {last})
     run_rows, fisher_frames, profile_frames = [], [], []
@@ -579,6 +572,18 @@ def reproduce(
             )
         )
 
+    return run_rows, fisher_frames, profile_frames
+
+
+def _assemble(
+    cfg: ReproduceConfig,
+    run_rows: list[dict[str, Any]],
+    fisher_frames: list[pd.DataFrame],
+    profile_frames: list[pd.DataFrame],
+    records: list[dict[str, Any]],
+) -> dict[str, pd.DataFrame]:
+    """The tidy tables, from the steps' outputs."""
+    main_domain = cfg.domains[0]
     from fisherlab.claims import assess_claims, planner_validation
 
     tables: dict[str, pd.DataFrame] = {}
@@ -593,7 +598,60 @@ def reproduce(
         tables["runs"], tables["recommendations"], main_domain
     )
     tables["claims"] = assess_claims(tables, main_domain, cfg.domains[1:])
-    tables["steps"] = pd.DataFrame(runner.records)
+    tables["steps"] = pd.DataFrame(records)
+    return tables
+
+
+def reproduce(
+    preset: str | ReproduceConfig = "quick",
+    out: str | Path = "results",
+    *,
+    seeds: int | None = None,
+    progress: bool = True,
+    figures: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Run the paper's experiments at small scale on the default data (see module docs).
+
+    Args:
+        preset: ``"quick"``, ``"default"`` or a :class:`ReproduceConfig`.
+        out: Output directory (its ``steps/`` folder is the cache).
+        seeds: Run seeds ``0..seeds-1`` instead of the preset's.
+        progress: Print a line per step and show progress bars.
+        figures: Also draw the figures into ``OUT/figures``.
+
+    Returns:
+        The tidy tables by name (also written to ``OUT``).
+
+    Raises:
+        FisherlabError: For an unknown preset or bad settings.
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise FisherlabError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
+        cfg = PRESETS[preset]
+    else:
+        cfg = preset
+    if seeds is not None:
+        if seeds < 1:
+            raise FisherlabError(f"--seeds must be >= 1, got {seeds}")
+        cfg = replace(cfg, seeds=tuple(range(seeds)))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(out, progress)
+    started = time.perf_counter()
+    n_layers = _n_layers(cfg)
+    boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
+    bad = [b for b in (*boundaries, *cfg.domain_boundaries) if not 0 <= b < n_layers]
+    if bad:
+        raise FisherlabError(f"boundaries {bad} are out of range 0..{n_layers - 1}")
+
+    pretrained, evaluator, gmi_gan = _shared_models(runner, cfg)
+    targets = _finetune_all(runner, cfg, _plan(cfg, boundaries), pretrained)
+    kedmi_gan = _kedmi_prior(runner, cfg, targets)
+    rows, fisher, profiles = _attack_and_profile(
+        runner, cfg, targets, (gmi_gan, kedmi_gan), evaluator, n_layers
+    )
+    tables = _assemble(cfg, rows, fisher, profiles, runner.records)
     for name, frame in tables.items():
         write_atomic(out / f"{name}.csv", lambda p, frame=frame: frame.to_csv(p, index=False))
     write_json(
@@ -602,6 +660,7 @@ def reproduce(
             "config": cfg.to_dict(),
             "seconds_total": time.perf_counter() - started,
             "seconds_computed": float(sum(r["seconds"] for r in runner.records if not r["cached"])),
+            "seconds_all_steps": float(sum(r["seconds"] for r in runner.records)),
             "n_steps": len(runner.records),
             "n_cached": sum(bool(r["cached"]) for r in runner.records),
             "versions": {
