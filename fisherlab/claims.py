@@ -45,7 +45,7 @@ import pandas as pd
 ACCURACY_TOLERANCE = 0.02
 """How far (absolute) natural accuracy may fall below full fine-tuning's."""
 
-__all__ = ["assess_claims", "pareto_front", "planner_validation", "verdict"]
+__all__ = ["assess_claims", "pareto_front", "planner_validation", "select_runs", "verdict"]
 
 
 def verdict(values: Sequence[float]) -> str:
@@ -95,14 +95,35 @@ def pareto_front(frame: pd.DataFrame, x: str = "natural_accuracy", y: str = "att
     return front
 
 
-def _final_sweep(runs: pd.DataFrame, domain: str) -> pd.DataFrame:
-    keep = (
-        runs["experiments"].str.contains("boundary_sweep")
-        & (runs["domain"] == domain)
-        & runs["final"].astype(bool)
-        & (runs["attack"] == "gmi")
-    )
+def select_runs(
+    runs: pd.DataFrame,
+    experiment: str,
+    *,
+    attack: str = "gmi",
+    final: bool | None = None,
+    domain: str | None = None,
+) -> pd.DataFrame:
+    """Rows of ``runs.csv`` that belong to one experiment.
+
+    Args:
+        runs: The reproduction's ``runs.csv``.
+        experiment: ``boundary_sweep``, ``pretraining``, ``first_vs_middle`` or
+            ``defenses`` (a row may belong to several).
+        attack: Keep this attack's rows.
+        final: Keep only final checkpoints (``True``), only earlier ones
+            (``False``), or both (``None``).
+        domain: Keep only this pretraining domain (``None``: all).
+    """
+    keep = runs["experiments"].str.contains(experiment) & (runs["attack"] == attack)
+    if final is not None:
+        keep &= runs["final"].astype(bool) == final
+    if domain is not None:
+        keep &= runs["domain"] == domain
     return runs[keep]
+
+
+def _final_sweep(runs: pd.DataFrame, domain: str) -> pd.DataFrame:
+    return select_runs(runs, "boundary_sweep", final=True, domain=domain)
 
 
 def planner_validation(
@@ -220,11 +241,7 @@ def _c2(runs: pd.DataFrame, domain: str) -> dict:
 
 
 def _c3(runs: pd.DataFrame, domain: str, others: Sequence[str]) -> dict:
-    sub = runs[
-        runs["experiments"].str.contains("pretraining")
-        & runs["final"].astype(bool)
-        & (runs["attack"] == "gmi")
-    ]
+    sub = select_runs(runs, "pretraining", final=True)
     vals, parts = [], []
     if others:
         similar = others[0]
@@ -251,7 +268,7 @@ def _c3(runs: pd.DataFrame, domain: str, others: Sequence[str]) -> dict:
 
 
 def _c4(runs: pd.DataFrame) -> dict:
-    sub = runs[runs["experiments"].str.contains("first_vs_middle") & (runs["attack"] == "gmi")]
+    sub = select_runs(runs, "first_vs_middle")
     piv = sub.pivot_table(index="seed", columns="setting", values="attack_accuracy_top1")
     vals = [float(v) for v in (piv["first"] - piv["middle"])] if len(piv.columns) == 2 else []
     parts = []
@@ -301,7 +318,7 @@ def _c5(validation: pd.DataFrame) -> dict:
 
 
 def _defense_points(runs: pd.DataFrame) -> pd.DataFrame:
-    sub = runs[runs["experiments"].str.contains("defenses") & (runs["attack"] == "gmi")]
+    sub = select_runs(runs, "defenses")
     return sub.assign(combined=sub["setting"].str.contains(r"\+ bido", regex=True))
 
 
@@ -329,18 +346,14 @@ def _c6(runs: pd.DataFrame, domain: str) -> list[dict]:
     nat_change = []
     for seed, c in combined.groupby("seed"):
         tl = sweep[sweep["seed"] == seed].set_index("boundary")
-        diffs = [
-            float(tl.loc[r.boundary, "attack_accuracy_top1"] - r.attack_accuracy_top1)
-            for r in c.itertuples()
-            if r.boundary in tl.index
-        ]
-        nat_change += [
-            float(r.natural_accuracy - tl.loc[r.boundary, "natural_accuracy"])
-            for r in c.itertuples()
-            if r.boundary in tl.index
-        ]
-        if diffs:
-            gains.append(float(np.mean(diffs)))
+        pairs = c[c["boundary"].isin(tl.index)]
+        if pairs.empty:
+            continue
+        alone = tl.loc[pairs["boundary"]]
+        gains.append(
+            float(np.mean(alone["attack_accuracy_top1"].to_numpy() - pairs["attack_accuracy_top1"]))
+        )
+        nat_change += (pairs["natural_accuracy"].to_numpy() - alone["natural_accuracy"]).tolist()
     bounds = sorted(combined["boundary"].unique().tolist())
     return [
         {

@@ -300,13 +300,10 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from fisherlab._io import write_atomic, write_json
-    from fisherlab.planner import recommend_freeze
+    from fisherlab.planner import check_rule, recommend_freeze
     from fisherlab.plots import plot_recommendation
 
-    if not 0.0 <= args.budget <= 1.0:
-        raise FisherlabError(f"the budget must be in [0, 1], got {args.budget}")
-    if not args.lam >= 0.0:
-        raise FisherlabError(f"--lam must be >= 0, got {args.lam}")
+    check_rule(args.lam, args.budget)
     given = args.classification is not None and args.inversion is not None
     if args.checkpoint is None and not given:
         raise FisherlabError(

@@ -51,7 +51,7 @@ from fisherlab.errors import FisherlabError
 PROFILE_KEYS = ["index", "name", "n_params"]
 """Columns that identify a layer; two profiles must agree on them."""
 
-__all__ = ["Recommendation", "layer_shares", "read_profile", "recommend_freeze"]
+__all__ = ["Recommendation", "check_rule", "layer_shares", "read_profile", "recommend_freeze"]
 
 
 @dataclass
@@ -96,6 +96,18 @@ class Recommendation:
             "layers": json.loads(self.layers.to_json(orient="records")),
             "explanation": self.explanation,
         }
+
+
+def check_rule(lam: float, budget: float) -> None:
+    """Refuse a rule the planner cannot apply (before any profile is computed).
+
+    Raises:
+        FisherlabError: For ``lam < 0`` or ``budget`` outside [0, 1].
+    """
+    if not 0.0 <= budget <= 1.0:
+        raise FisherlabError(f"the budget must be in [0, 1], got {budget}")
+    if not lam >= 0.0:
+        raise FisherlabError(f"lam must be >= 0, got {lam}")
 
 
 def read_profile(path: str | Path) -> pd.DataFrame:
@@ -282,10 +294,7 @@ def recommend_freeze(
         >>> rec.boundary, rec.n_trainable_params
         (2, 35)
     """
-    if not 0.0 <= budget <= 1.0:
-        raise FisherlabError(f"the budget must be in [0, 1], got {budget}")
-    if not lam >= 0.0:
-        raise FisherlabError(f"lam must be >= 0, got {lam}")
+    check_rule(lam, budget)
     frames = [
         read_profile(value) if isinstance(value, str | Path) else value
         for value in (classification_profile, inversion_profile)

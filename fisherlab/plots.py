@@ -6,6 +6,7 @@ written to CSV by the pipeline (e.g. ``profile.csv``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ import pandas as pd
 import seaborn as sns
 
 from fisherlab._io import write_atomic
+from fisherlab.claims import pareto_front, select_runs
 
 
 def use_style() -> None:
@@ -146,8 +148,7 @@ def plot_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
         path: Save the figure here.
     """
     use_style()
-    sweep = runs[runs["experiments"].str.contains("boundary_sweep") & (runs["attack"] == "gmi")]
-    sweep = sweep[sweep["domain"] == sweep["domain"].iloc[0]]
+    sweep = select_runs(runs, "boundary_sweep")
     agg = _mean_runs(sweep, ["boundary", "epoch"])
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
     palette = sns.color_palette("viridis", agg["boundary"].nunique())
@@ -186,11 +187,7 @@ def plot_pretraining(runs: pd.DataFrame, path: str | Path | None = None) -> plt.
         path: Save the figure here.
     """
     use_style()
-    sub = runs[
-        runs["experiments"].str.contains("pretraining")
-        & runs["final"].astype(bool)
-        & (runs["attack"] == "gmi")
-    ]
+    sub = select_runs(runs, "pretraining", final=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, col, title in (
         (axes[0], "attack_accuracy_top1", "GMI attack accuracy (top-1)"),
@@ -212,7 +209,7 @@ def plot_first_vs_middle(runs: pd.DataFrame, path: str | Path | None = None) -> 
         path: Save the figure here.
     """
     use_style()
-    sub = runs[runs["experiments"].str.contains("first_vs_middle") & (runs["attack"] == "gmi")]
+    sub = select_runs(runs, "first_vs_middle")
     sub = sub.assign(arm=sub["setting"] + " (layers " + sub["trained_layers"].astype(str) + ")")
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.0))
     sns.barplot(data=sub, x="arm", y="attack_accuracy_top1", errorbar="sd", ax=axes[0])
@@ -267,15 +264,8 @@ def plot_pareto(
         validation: ``planner_validation.csv`` (one pick per seed).
         path: Save the figure here.
     """
-    from fisherlab.claims import pareto_front
-
     use_style()
-    sweep = runs[
-        runs["experiments"].str.contains("boundary_sweep")
-        & runs["final"].astype(bool)
-        & (runs["attack"] == "gmi")
-    ]
-    sweep = sweep[sweep["domain"] == sweep["domain"].iloc[0]]
+    sweep = select_runs(runs, "boundary_sweep", final=True)
     agg = _mean_runs(sweep, ["boundary"]).reset_index(drop=True)
     front = agg.iloc[pareto_front(agg)].sort_values("natural_accuracy")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -330,10 +320,8 @@ def plot_defense_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) ->
         path: Save the figure here.
     """
     use_style()
-    final = runs[runs["final"].astype(bool) & (runs["attack"] == "gmi")]
-    sweep = final[final["experiments"].str.contains("boundary_sweep")]
-    sweep = sweep[sweep["domain"] == sweep["domain"].iloc[0]]
-    defended = final[final["experiments"].str.contains("defenses")]
+    sweep = select_runs(runs, "boundary_sweep", final=True)
+    defended = select_runs(runs, "defenses", final=True)
     combined = defended["setting"].str.contains(r"\+ bido", regex=True)
     series = [("TL-DMI (boundary b)", sweep, "boundary")]
     for name, g in defended[~combined].groupby("defense"):
@@ -364,7 +352,7 @@ def plot_defense_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) ->
             )
     ax.set_xlabel("natural accuracy")
     ax.set_ylabel("GMI attack accuracy (top-1)")
-    ax.set_title(f"defenses on one trade-off plot ({final['seed'].nunique()} seeds)")
+    ax.set_title(f"defenses on one trade-off plot ({sweep['seed'].nunique()} seeds)")
     ax.legend(fontsize="small")
     return _save(fig, path)
 
@@ -417,18 +405,49 @@ def plot_defense_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> 
     return _save(fig, path)
 
 
-FIGURES = {
-    "fig1_layer_fisher": ("layer_fisher.csv", plot_layer_fisher),
-    "fig2_tradeoff": ("runs.csv", plot_tradeoff),
-    "fig3_pretraining": ("runs.csv", plot_pretraining),
-    "fig4_first_vs_middle": ("runs.csv", plot_first_vs_middle),
-    "fig5_fisher_along_attack": ("attack_fisher.csv", None),
-    "planner_pareto": ("runs.csv", None),
-    "recommendation": ("recommendations.csv", None),
-    "fig1iv_defenses": ("runs.csv", plot_defense_tradeoff),
-    "defense_fisher": ("defense_fisher.csv", plot_defense_fisher),
+def _full_fine_tuning(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of plain full fine-tuning from the main (first-listed) pretraining domain."""
+    return frame[
+        (frame["domain"] == frame["domain"].iloc[0])
+        & (frame["boundary"] == 0)
+        & (frame["defense"] == "none")
+    ]
+
+
+def _first_seed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["seed"] == frame["seed"].min()]
+
+
+Tables = dict[str, pd.DataFrame]
+
+FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables, Path | None], plt.Figure]]] = {
+    "fig1_layer_fisher": (("layer_fisher",), lambda t, p: plot_layer_fisher(t["layer_fisher"], p)),
+    "fig2_tradeoff": (("runs",), lambda t, p: plot_tradeoff(t["runs"], p)),
+    "fig3_pretraining": (("runs",), lambda t, p: plot_pretraining(t["runs"], p)),
+    "fig4_first_vs_middle": (("runs",), lambda t, p: plot_first_vs_middle(t["runs"], p)),
+    "fig5_fisher_along_attack": (
+        ("attack_fisher",),
+        lambda t, p: plot_fisher_along_attack(_full_fine_tuning(t["attack_fisher"]), p),
+    ),
+    "planner_pareto": (
+        ("runs", "planner_validation"),
+        lambda t, p: plot_pareto(t["runs"], t["planner_validation"], p),
+    ),
+    "recommendation": (
+        ("recommendations",),
+        lambda t, p: plot_recommendation(_first_seed(t["recommendations"]), p),
+    ),
+    # defense_fisher.csv exists only when the reproduction ran the defense comparison
+    "fig1iv_defenses": (
+        ("runs", "defense_fisher"),
+        lambda t, p: plot_defense_tradeoff(t["runs"], p),
+    ),
+    "defense_fisher": (
+        ("defense_fisher",),
+        lambda t, p: plot_defense_fisher(t["defense_fisher"], p),
+    ),
 }
-"""Figure name -> (the table it reads, its function); see :func:`draw_figure`."""
+"""Figure name -> (the tables it reads, from ``<name>.csv``; how it draws them)."""
 
 
 def draw_figure(name: str, results: str | Path, out: str | Path | None = None) -> plt.Figure:
@@ -442,39 +461,20 @@ def draw_figure(name: str, results: str | Path, out: str | Path | None = None) -
     Returns:
         The figure.
     """
-    results = Path(results)
-    path = Path(out) / f"{name}.png" if out is not None else None
-    table, func = FIGURES[name]
-    frame = pd.read_csv(results / table)
-    if name == "fig5_fisher_along_attack":
-        full = frame[
-            (frame["domain"] == frame["domain"].iloc[0])
-            & (frame["boundary"] == 0)
-            & (frame["defense"] == "none")
-        ]
-        return plot_fisher_along_attack(full, path)
-    if name == "planner_pareto":
-        return plot_pareto(frame, pd.read_csv(results / "planner_validation.csv"), path)
-    if name == "recommendation":
-        return plot_recommendation(frame[frame["seed"] == frame["seed"].min()], path)
-    assert func is not None
-    return func(frame, path)
+    needs, draw = FIGURES[name]
+    tables = {t: pd.read_csv(Path(results) / f"{t}.csv") for t in needs}
+    return draw(tables, Path(out) / f"{name}.png" if out is not None else None)
 
 
 def draw_all(results: str | Path, out: str | Path) -> list[Path]:
-    """Draw every figure of :data:`FIGURES` into ``out``; returns the PNG paths.
+    """Draw every figure of :data:`FIGURES` whose tables exist into ``out``.
 
-    The defense figures are drawn only when the results hold the defense
-    comparison (``defense_fisher.csv``).
+    Returns:
+        The PNG paths written (the defense figures need the defense comparison).
     """
     paths = []
-    for name in FIGURES:
-        if (
-            name.startswith(("fig1iv", "defense"))
-            and not (Path(results) / "defense_fisher.csv").is_file()
-        ):
-            continue
-        fig = draw_figure(name, results, out)
-        plt.close(fig)
-        paths.append(Path(out) / f"{name}.png")
+    for name, (needs, _) in FIGURES.items():
+        if all((Path(results) / f"{t}.csv").is_file() for t in needs):
+            plt.close(draw_figure(name, results, out))
+            paths.append(Path(out) / f"{name}.png")
     return paths

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import __version__
 from fisherlab.errors import FisherlabError
+from fisherlab.planner import check_rule, layer_shares, recommend_freeze
 
 __all__ = ["PRESETS", "ReproduceConfig", "reproduce"]
 
@@ -147,8 +148,7 @@ class ReproduceConfig:
             self.domains
         ):
             raise FisherlabError("pretrain_epochs and pretrain_samples need one entry per domain")
-        if not 0.0 <= self.planner_budget <= 1.0:
-            raise FisherlabError(f"the budget must be in [0, 1], got {self.planner_budget}")
+        check_rule(self.planner_lam, self.planner_budget)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -204,6 +204,7 @@ class Step:
         config: Its config (upstream steps appear by their keys).
         key: Hash of ``kind`` and ``config``.
         dir: ``OUT/steps/<kind>-<key>``.
+        result: What the step recorded in its ``step.json`` (set once it ran).
     """
 
     kind: str
@@ -211,6 +212,7 @@ class Step:
     config: dict[str, Any]
     key: str = ""
     dir: Path = field(default_factory=Path)
+    result: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -232,15 +234,16 @@ class Runner:
         key = _key(kind, config)
         return Step(kind, label, config, key, self.out / "steps" / f"{kind}-{key}")
 
-    def run(self, step: Step, work: Callable[[Path], dict[str, Any] | None]) -> dict[str, Any]:
-        """Run ``work(step.dir)`` unless cached; returns the step's record."""
+    def run(self, step: Step, work: Callable[[Path], dict[str, Any] | None]) -> None:
+        """Run ``work(step.dir)`` unless cached; sets ``step.result``."""
         self.count += 1
         if step.done:
             record = json.loads((step.dir / "step.json").read_text())
+            step.result = record["result"]
             self.records.append({**record["timing"], "cached": True})
             if self.progress:
                 tqdm.write(f"[{self.count}] {step.label}: cached ({step.dir.name})")
-            return record
+            return
         if step.dir.exists():
             shutil.rmtree(step.dir)  # an interrupted attempt
         step.dir.mkdir(parents=True)
@@ -251,11 +254,12 @@ class Runner:
         seconds = time.perf_counter() - start
         timing = {"step": step.label, "kind": step.kind, "key": step.key, "seconds": seconds}
         record = {"config": step.config, "result": result, "timing": timing}
-        write_json(step.dir / "step.json", json.loads(json.dumps(record, default=str)))
+        record = json.loads(json.dumps(record, default=str))  # as a cached run reads it
+        write_json(step.dir / "step.json", record)
+        step.result = record["result"]
         self.records.append({**timing, "cached": False})
         if self.progress:
             tqdm.write(f"[{self.count}] {step.label}: {seconds:.1f} s")
-        return record
 
 
 # --------------------------------------------------------------------------- the steps
@@ -474,7 +478,7 @@ def _finetune_all(
                 tc,
                 {"init_step": pretrained[domain].key},
             )
-            trained = tuple(step_result(step)["trainable_layers"])
+            trained = tuple(step.result["trainable_layers"])
             targets.append(_Target(step, domain, setting, b, trained, seed, exps, defense))
 
     return targets
@@ -523,7 +527,7 @@ def _attack_and_profile(
         attacks = [("gmi", gmi_gan, e) for e in epochs]
         if _is_full(t, main_domain) and kedmi_gan is not None:
             attacks.append(("kedmi", kedmi_gan, last))
-        history = {r["epoch"]: r for r in step_result(t.step)["history"]}
+        history = {r["epoch"]: r for r in t.step.result["history"]}
         for kind, gan, epoch in attacks:
             a = _attack_step(
                 runner,
@@ -536,7 +540,7 @@ def _attack_and_profile(
                 kind,
                 t.seed,
             )
-            summary = step_result(a)
+            summary = a.result
             run_rows.append(
                 {
                     **_describe(t, n_layers),
@@ -678,18 +682,13 @@ def reproduce(
     return tables
 
 
-def step_result(step: Step) -> dict[str, Any]:
-    """The ``result`` a finished step recorded."""
-    return json.loads((step.dir / "step.json").read_text())["result"]
-
-
 def _describe(t: _Target, n_layers: int) -> dict[str, Any]:
     return {
         "domain": t.domain,
         "setting": t.setting,
         "boundary": t.boundary if t.boundary is not None else -1,
         "trained_layers": ",".join(map(str, t.trained_layers)),
-        "n_trainable_params": step_result(t.step)["n_trainable_params"],
+        "n_trainable_params": t.step.result["n_trainable_params"],
         "seed": t.seed,
         "experiments": ",".join(t.experiments),
         "defense": t.defense,
@@ -707,50 +706,52 @@ def _full_rows(frame: pd.DataFrame, domain: str) -> pd.Series:
     return (frame["domain"] == domain) & (frame["boundary"] == 0) & (frame["defense"] == "none")
 
 
+def _shares(frame: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """:func:`~fisherlab.planner.layer_shares` of each group, labelled with its keys."""
+    parts = [
+        layer_shares(g).assign(**dict(zip(groups, keys, strict=True)))
+        for keys, g in frame.groupby(groups)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _objective_shares(
+    profiles: pd.DataFrame, fisher: pd.DataFrame, groups: list[str]
+) -> pd.DataFrame:
+    """Classification shares of ``profiles`` and inversion shares of ``fisher``, per group."""
+    inversion = _shares(fisher, [*groups, "attack"])
+    inversion["objective"] = "inversion (" + inversion.pop("attack") + ")"
+    classification = _shares(profiles, groups).assign(objective="classification")
+    keep = [*groups, "objective", "index", "name", "n_params", "share", "trace"]
+    return pd.concat([classification, inversion], ignore_index=True)[keep]
+
+
 def _defense_fisher(tables: dict[str, pd.DataFrame], domain: str) -> pd.DataFrame:
-    """Per-layer Fisher shares of each defended model and of plain full fine-tuning."""
-    from fisherlab.planner import layer_shares
+    """Classification and GMI Fisher shares of each defended model and of full fine-tuning."""
 
     def defended_or_full(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["experiments"].str.contains("defenses") | _full_rows(frame, domain)]
 
-    rows = []
-    groups = ["setting", "defense", "seed"]
-    fish = defended_or_full(tables["attack_fisher"])
-    for objective, source in (
-        ("classification", defended_or_full(tables["profiles"])),
-        ("inversion (gmi)", fish[fish["attack"] == "gmi"]),
-    ):
-        for keys, frame in source.groupby(groups):
-            labels = dict(zip(groups, keys, strict=True))
-            rows.append(layer_shares(frame).assign(**labels, objective=objective))
-    keep = [*groups, "objective", "index", "name", "n_params", "share", "trace"]
-    return pd.concat(rows, ignore_index=True)[keep]
+    fisher = defended_or_full(tables["attack_fisher"])
+    return _objective_shares(
+        defended_or_full(tables["profiles"]),
+        fisher[fisher["attack"] == "gmi"],
+        ["setting", "defense", "seed"],
+    )
 
 
 def _layer_fisher(tables: dict[str, pd.DataFrame], domain: str) -> pd.DataFrame:
     """Per-layer shares of the fully fine-tuned models: classification and each attack."""
-    from fisherlab.planner import layer_shares
-
-    keep = ["seed", "index", "name", "n_params", "objective", "share", "trace"]
-    rows = []
-    prof = tables["profiles"]
-    prof = prof[_full_rows(prof, domain)]
-    for seed, frame in prof.groupby("seed"):
-        rows.append(layer_shares(frame).assign(seed=seed, objective="classification"))
-    fish = tables["attack_fisher"]
-    fish = fish[_full_rows(fish, domain)]
-    for (seed, kind), frame in fish.groupby(["seed", "attack"]):
-        rows.append(layer_shares(frame).assign(seed=seed, objective=f"inversion ({kind})"))
-    return pd.concat(rows, ignore_index=True)[keep]
+    profiles, fisher = tables["profiles"], tables["attack_fisher"]
+    return _objective_shares(
+        profiles[_full_rows(profiles, domain)], fisher[_full_rows(fisher, domain)], ["seed"]
+    )
 
 
 def _recommendations(
     tables: dict[str, pd.DataFrame], cfg: ReproduceConfig, domain: str
 ) -> pd.DataFrame:
     """The planner's table per seed, from the full fine-tune's GMI and classification Fisher."""
-    from fisherlab.planner import recommend_freeze
-
     prof, fish = tables["profiles"], tables["attack_fisher"]
     rows = []
     for seed in cfg.seeds:

@@ -193,7 +193,7 @@ def test_cli_writes_table_json_plot_and_explains(tmp_path):
     ("extra", "message"),
     [
         (["--budget", "2"], "budget must be in [0, 1]"),
-        (["--lam", "-1"], "--lam must be >= 0"),
+        (["--lam", "-1"], "lam must be >= 0"),
         (["--wrong-map"], "different layer maps"),
         (["--other-model"], "different models"),
         ([], "give --classification and --inversion"),
