@@ -1,25 +1,50 @@
 """fisherlab: Fisher-information layer analysis and TL-DMI defenses against model inversion.
 
-The flow: data + architecture -> :func:`train` (pretrain, or fine-tune with a
-freeze boundary) -> checkpoint -> :func:`profile` (per-layer Fisher
-information, rows keyed by :func:`layer_map`) -> :func:`attack` (GMI, KEDMI,
-white-box, with the Fisher recorded along the attack) -> evaluation. Training
-can add a defense against model inversion (:mod:`fisherlab.defenses`).
+The flow, one subpackage per stage: :mod:`fisherlab.data` + architecture
+(:mod:`fisherlab.models`) -> :func:`train` (:mod:`fisherlab.training`:
+pretrain, or fine-tune with a freeze boundary, optionally with a defense) ->
+checkpoint -> :func:`profile` (:mod:`fisherlab.fisher`: per-layer Fisher
+information, rows keyed by :func:`layer_map`) -> :func:`recommend_freeze`
+(:mod:`fisherlab.planner`) -> :func:`attack` (:mod:`fisherlab.attacks`: GMI,
+KEDMI, white-box, with the Fisher recorded along the attack, and their
+evaluation) -> :func:`fisherlab.experiments.reproduce` -> :mod:`fisherlab.plots`
+-> :mod:`fisherlab.cli`.
 """
 
+from fisherlab import _compat
 from fisherlab._version import __version__
-from fisherlab.attacks import AttackConfig, attack
-from fisherlab.checkpoint import ModelMeta, load_model, model_meta, save_model
+from fisherlab.attacks import AttackConfig, GANConfig, attack, load_gan
 from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
-from fisherlab.defenses import DEFENSES, Defense, VIBHead, build_defense, hsic, normalized_hsic
 from fisherlab.errors import FisherlabError
-from fisherlab.evaluate import natural_accuracy
-from fisherlab.fisher import FisherEngine, profile
-from fisherlab.layers import Layer, layer_map, layer_state_keys, layers
-from fisherlab.models import build_model, replace_head
-from fisherlab.reference import reference_profile
-from fisherlab.train import TrainConfig, TrainResult, freeze, train
-from fisherlab.train_gan import GANConfig, load_gan
+from fisherlab.fisher import FisherEngine, profile, reference_profile
+from fisherlab.models import (
+    Layer,
+    ModelMeta,
+    VIBHead,
+    build_model,
+    layer_map,
+    layer_state_keys,
+    layers,
+    load_model,
+    model_meta,
+    replace_head,
+    save_model,
+)
+from fisherlab.planner import Recommendation, recommend_freeze
+from fisherlab.training import (
+    DEFENSES,
+    Defense,
+    TrainConfig,
+    TrainResult,
+    build_defense,
+    freeze,
+    hsic,
+    natural_accuracy,
+    normalized_hsic,
+    train,
+)
+
+_compat.install()
 
 __all__ = [
     "__version__",
@@ -51,6 +76,9 @@ __all__ = [
     "GANConfig",
     "attack",
     "load_gan",
+    # the planner
+    "Recommendation",
+    "recommend_freeze",
     # training-time defenses
     "DEFENSES",
     "Defense",

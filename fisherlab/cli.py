@@ -1,24 +1,50 @@
 """The ``fisherlab`` command line: a thin shell over the Python API.
 
-Each sub-command maps to one public function; its help text is that function's
-docstring summary. Errors print one line, ``fisherlab: error: ...``, and exit
-with status 1 (2 for usage errors), without a traceback or partial output.
-Set ``FISHERLAB_DEBUG=1`` to see tracebacks.
+Each sub-command parses its arguments, calls the public function it is named
+after, and prints a short report; its help text is that function's docstring
+summary. Errors print one line, ``fisherlab: error: ...``, and exit with
+status 1 (2 for usage errors), without a traceback or partial output. Set
+``FISHERLAB_DEBUG=1`` to see tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fisherlab import data as data_module
-from fisherlab import models as models_module
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from fisherlab import plots
+from fisherlab._version import __version__
+from fisherlab.attacks import (
+    SUMMARY_METRICS,
+    AttackConfig,
+    attack,
+    attack_names,
+    default_private_data,
+    evaluate_attack,
+    evaluate_saved,
+    write_outputs,
+)
+from fisherlab.attacks.train_gan import KINDS as GAN_KINDS
+from fisherlab.attacks.train_gan import LOSSES as GAN_LOSSES
+from fisherlab.attacks.train_gan import GANConfig, train_gan
+from fisherlab.data import FORMS, DataSpec, load_dataset
 from fisherlab.errors import FisherlabError
+from fisherlab.experiments import PRESETS, reproduce
+from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
+from fisherlab.models import available as available_architectures
+from fisherlab.models import build_model, layer_map, load_model, parse_layer_selection
+from fisherlab.planner import check_rule, profiles_for, recommend_freeze, write_recommendation
+from fisherlab.training import DEFENSES, TrainConfig, flag, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,9 +62,6 @@ def _summary(func: Callable) -> str:
 
 # --------------------------------------------------------------------------- commands
 def _cmd_train(args: argparse.Namespace) -> None:
-    from fisherlab.layers import parse_layer_selection
-    from fisherlab.train import TrainConfig, train
-
     config = TrainConfig(
         data=args.data,
         arch=args.arch,
@@ -75,27 +98,24 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_layers(args: argparse.Namespace) -> None:
-    from fisherlab.checkpoint import load_model
-    from fisherlab.layers import layer_map
-
     if (args.checkpoint is None) == (args.arch is None):
         raise FisherlabError("give a checkpoint path or --arch NAME (not both)")
     if args.checkpoint is not None:
         model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
     else:
-        model = models_module.build_model(
+        model = build_model(
             args.arch, args.num_classes, in_channels=args.in_channels, image_size=args.image_size
         )
     frame = layer_map(model)
     if args.csv:
         frame.to_csv(sys.stdout, index=False)
     else:
-        with __import__("pandas").option_context("display.max_colwidth", 80):
+        with pd.option_context("display.max_colwidth", 80):
             print(frame.to_string(index=False))
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
-    splits = data_module.load_dataset(args.data, split_seed=args.split_seed)
+    splits = load_dataset(args.data, split_seed=args.split_seed)
     spec = splits.input_spec
     print(
         f"{splits.spec}: {len(splits.train)} train / {len(splits.test)} test images, "
@@ -109,9 +129,6 @@ def _distributed_setup(device: str) -> tuple[int, int, str]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, device
-    import torch
-    import torch.distributed as dist
-
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         device = f"cuda:{local}"
@@ -122,24 +139,16 @@ def _distributed_setup(device: str) -> tuple[int, int, str]:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
-    import time
-
-    import torch
-
-    from fisherlab._io import write_atomic, write_json
-    from fisherlab._version import __version__
-    from fisherlab.checkpoint import fingerprint, load_model, model_meta
-    from fisherlab.fisher import profile
-    from fisherlab.plots import plot_profile
-
-    rank, world, device = _distributed_setup(args.device)
+    rank, _, device = _distributed_setup(args.device)
     model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
-    start = time.perf_counter()
-    result = profile(
+    frame, _, record = profile_to(
+        args.out,
         model,
         args.data,
-        args.objective,
-        args.fisher,
+        source=str(args.checkpoint),
+        config={k: v for k, v in vars(args).items() if k != "func"},
+        objective=args.objective,
+        fisher=args.fisher,
         batch_size=args.batch_size,
         max_samples=args.max_samples,
         device=device,
@@ -150,58 +159,20 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         split=args.split,
         progress=not args.quiet,
     )
-    seconds = time.perf_counter() - start
-    frame, diag = result if args.diagonal else (result, None)
     if rank != 0:
         return
     out = Path(args.out)
-    meta = model_meta(model)
-    run = {
-        "command": "profile",
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
-        "model": {
-            "path": str(args.checkpoint),
-            "fingerprint": fingerprint(model),
-            "arch": meta.arch,
-            "class_names": meta.class_names,
-            "input_spec": meta.input_spec.to_dict() if meta.input_spec else None,
-        },
-        "world_size": world,
-        "seconds": seconds,
-        "samples_per_second": float(frame["n_samples"].iloc[0]) / seconds if seconds else None,
-        "engines": sorted(frame["engine"].unique().tolist()),
-        "versions": {
-            "fisherlab": __version__,
-            "torch": str(torch.__version__),
-            "backpack": _package_version("backpack-for-pytorch"),
-        },
-    }
-    write_atomic(out / "profile.csv", lambda p: frame.to_csv(p, index=False))
-    if diag is not None:
-        write_atomic(out / "diagonal.pt", lambda p: torch.save(diag, p))
-    write_json(out / "run.json", run)
-    plot_profile(frame, out / "profile.png")
+    plots.plot_profile(frame, out / "profile.png")
     shown = frame[["index", "name", "kind", "n_params", "trace", "mean", "share", "engine"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(
         f"wrote {out}/profile.csv, run.json, profile.png ({frame['objective'].iloc[0]}, "
         f"{frame['fisher'].iloc[0]} Fisher, {int(frame['n_samples'].iloc[0])} samples, "
-        f"{seconds:.1f} s)"
+        f"{record['seconds']:.1f} s)"
     )
 
 
-def _package_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
 def _cmd_train_gan(args: argparse.Namespace) -> None:
-    from fisherlab.train_gan import GANConfig, train_gan
-
     config = GANConfig(
         data=args.data,
         kind=args.kind,
@@ -222,25 +193,11 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
     )
 
 
-def _private_data(args: argparse.Namespace, target_path: str) -> str | None:
-    if args.private_data:
-        return args.private_data
-    from fisherlab.checkpoint import load_model, model_meta
-
-    config = model_meta(load_model(target_path)).train_config or {}
-    return config.get("data")
-
-
 def _print_summary(summary: dict) -> None:
-    from fisherlab.attacks import SUMMARY_METRICS
-
     print(", ".join(f"{k} {summary[k]:.4g}" for k in SUMMARY_METRICS if k in summary))
 
 
 def _cmd_attack(args: argparse.Namespace) -> None:
-    from fisherlab.attacks import AttackConfig, attack, write_outputs
-    from fisherlab.data import DataSpec
-
     classes = DataSpec.parse(f"mnist5k:{args.classes}").classes
     config = AttackConfig(
         attack=args.attack,
@@ -254,12 +211,13 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         fisher_every=args.fisher_every,
         fisher_samples=args.fisher_samples,
     )
+    private = args.private_data or (default_private_data(args.target) if args.eval_model else None)
     outcome = attack(
         args.target,
         args.generator,
         args.eval_model,
         config,
-        private_data=_private_data(args, args.target) if args.eval_model else None,
+        private_data=private,
         progress=not args.quiet,
     )
     write_outputs(outcome, args.out)
@@ -268,41 +226,13 @@ def _cmd_attack(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    import torch
-
-    from fisherlab.attacks import AttackConfig, evaluate_attack, write_outputs
-    from fisherlab.attacks.base import AttackResult
-    from fisherlab.checkpoint import load_model
-
+    outcome = evaluate_saved(args.reconstructions, args.target, args.eval_model, args.private_data)
     source = Path(args.reconstructions)
-    file = source / "reconstructions.pt" if source.is_dir() else source
-    if not file.is_file():
-        raise FisherlabError(f"{file} does not exist: give the --out directory of fisherlab attack")
-    saved = torch.load(file, weights_only=True)
-    config = AttackConfig(**{**saved["config"], "classes": tuple(saved["config"]["classes"])})
-    result = AttackResult(
-        saved["images"], saved["labels"], saved["restart"], saved["confidence"], None
-    )
-    outcome = evaluate_attack(
-        result,
-        load_model(args.target),
-        load_model(args.eval_model),
-        _private_data(args, args.target),
-        config,
-    )
-    write_outputs(outcome, args.out or file.parent)
+    write_outputs(outcome, args.out or (source if source.is_dir() else source.parent))
     _print_summary(outcome.summary)
 
 
 def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
-    import json
-
-    import pandas as pd
-
-    from fisherlab._io import write_atomic, write_json
-    from fisherlab.planner import check_rule, recommend_freeze
-    from fisherlab.plots import plot_recommendation
-
     check_rule(args.lam, args.budget)
     given = args.classification is not None and args.inversion is not None
     if args.checkpoint is None and not given:
@@ -312,20 +242,31 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
         )
     if args.checkpoint is not None and (args.classification or args.inversion):
         raise FisherlabError("give a checkpoint or --classification/--inversion profiles, not both")
+    computed = None
     if given:
         cls, inv = args.classification, args.inversion
     else:
-        cls, inv = _profiles_for_planner(args)
+        if args.data is None or args.generator is None:
+            raise FisherlabError(
+                "computing the profiles needs --data (private data) and --generator (GAN prior)"
+            )
+        computed = profiles_for(
+            load_model(args.checkpoint, trust_pickle=args.trust_pickle),
+            args.data,
+            args.generator,
+            attack_name=args.attack,
+            iterations=args.iterations,
+            per_class=args.per_class,
+            fisher_every=args.fisher_every,
+            max_samples=args.max_samples,
+            progress=not args.quiet,
+        )
+        cls, inv = computed
     rec = recommend_freeze(cls, inv, lam=args.lam, budget=args.budget)
     if args.out:
-        out = Path(args.out)
+        write_recommendation(rec, args.out, computed)
         table = rec.table.assign(lam=rec.lam, budget=rec.budget)
-        write_atomic(out / "recommendation.csv", lambda p: table.to_csv(p, index=False))
-        write_json(out / "recommendation.json", rec.to_dict())
-        plot_recommendation(table, out / "recommendation.png")
-        if isinstance(cls, pd.DataFrame):
-            write_atomic(out / "classification.csv", lambda p: cls.to_csv(p, index=False))
-            write_atomic(out / "inversion.csv", lambda p: inv.to_csv(p, index=False))
+        plots.plot_recommendation(table, Path(args.out) / "recommendation.png")
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2))
         return
@@ -343,36 +284,9 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}/recommendation.csv, recommendation.json, recommendation.png")
 
 
-def _profiles_for_planner(args: argparse.Namespace):
-    from fisherlab.attacks import AttackConfig, attack
-    from fisherlab.checkpoint import load_model, model_meta
-    from fisherlab.fisher import profile
-
-    if args.data is None or args.generator is None:
-        raise FisherlabError(
-            "computing the profiles needs --data (private data) and --generator (GAN prior)"
-        )
-    model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
-    cls = profile(model, args.data, max_samples=args.max_samples, progress=not args.quiet)
-    meta = model_meta(model)
-    n_classes = len(meta.class_names) if meta.class_names else None
-    classes = tuple(range(n_classes)) if n_classes else AttackConfig.classes
-    config = AttackConfig(
-        attack=args.attack,
-        classes=classes,
-        per_class=args.per_class,
-        iterations=args.iterations,
-        restarts=1,
-        fisher_every=args.fisher_every,
-    )
-    outcome = attack(model, args.generator, None, config, progress=not args.quiet)
-    return cls, outcome.result.fisher
-
-
 def _cmd_reproduce(args: argparse.Namespace) -> None:
-    from fisherlab.reproduce import reproduce
-
     tables = reproduce(args.preset, args.out, seeds=args.seeds, progress=not args.quiet)
+    plots.draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
     for row in claims.itertuples():
         print(f"{row.claim} [{row.verdict}] {row.paper}: {row.ours}")
@@ -387,18 +301,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
-    from fisherlab._version import __version__
-    from fisherlab.attacks import AttackConfig, attack, evaluate_attack
-    from fisherlab.checkpoint import load_model
-    from fisherlab.defenses import DEFENSES, flag
-    from fisherlab.fisher import ENGINES, profile
-    from fisherlab.layers import layer_map
-    from fisherlab.objectives import OBJECTIVES
-    from fisherlab.planner import recommend_freeze
-    from fisherlab.reproduce import PRESETS, reproduce
-    from fisherlab.train import TrainConfig, train
-    from fisherlab.train_gan import GANConfig, train_gan
-
     parser = _Parser(
         prog="fisherlab",
         description="Fisher-information layer analysis and transfer-learning "
@@ -417,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training-time defense, e.g. --defense ls --smoothing -0.05",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--arch", choices=models_module.available(), help="pretrain this architecture")
+    src.add_argument("--arch", choices=available_architectures(), help="pretrain this architecture")
     src.add_argument("--init", metavar="CKPT", help="fine-tune this checkpoint (new head)")
     p.add_argument("--data", required=True, help="dataset, e.g. fashion or mnist5k:0-4")
     p.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint path")
@@ -457,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples: fisherlab layers runs/ft.pt; fisherlab layers --arch resnet18",
     )
     p.add_argument("checkpoint", nargs="?", help="a checkpoint file")
-    p.add_argument("--arch", choices=models_module.available(), help="a fresh architecture")
+    p.add_argument("--arch", choices=available_architectures(), help="a fresh architecture")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--image-size", type=int, default=28)
@@ -498,8 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="public dataset, e.g. mnist5k:5-9")
     p.add_argument("--out", required=True, metavar="CKPT")
-    p.add_argument("--kind", default="gmi", choices=["gmi", "kedmi"])
-    p.add_argument("--loss", default="dcgan", choices=["dcgan", "wgan-gp"])
+    p.add_argument("--kind", default="gmi", choices=list(GAN_KINDS))
+    p.add_argument("--loss", default="dcgan", choices=list(GAN_LOSSES))
     p.add_argument("--target", metavar="CKPT", help="target (needed by kedmi; fixes image size)")
     p.add_argument("--epochs", type=int, default=GANConfig.epochs)
     p.add_argument("--batch-size", type=int, default=GANConfig.batch_size)
@@ -519,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fisher-every 10 --out runs/gmi",
     )
     p.add_argument("target", help="the attacked classifier checkpoint")
-    p.add_argument("--attack", default="gmi", choices=["gmi", "kedmi", "whitebox"])
+    p.add_argument("--attack", default="gmi", choices=attack_names())
     p.add_argument("--generator", metavar="CKPT", help="GAN prior from fisherlab train-gan")
     p.add_argument("--eval-model", metavar="CKPT", help="evaluation classifier")
     p.add_argument("--private-data", help="default: the data the target was trained on")
@@ -567,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--data", help="private data for the classification profile")
     p.add_argument("--generator", metavar="CKPT", help="GAN prior for the inversion profile")
-    p.add_argument("--attack", default="gmi", choices=["gmi", "kedmi"])
+    p.add_argument("--attack", default="gmi", choices=attack_names(needs_prior=True))
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--per-class", type=int, default=5)
     p.add_argument("--fisher-every", type=int, default=10, metavar="K")
@@ -591,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "data",
         help="describe a dataset: split sizes, classes, input spec",
-        description=_summary(data_module.load_dataset) + " Forms: " + ", ".join(data_module.FORMS),
+        description=_summary(load_dataset) + " Forms: " + ", ".join(FORMS),
     )
     p.add_argument("data", help="dataset, e.g. mnist5k:0-4")
     p.add_argument("--split-seed", type=int, default=0)

@@ -45,8 +45,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from torch import nn
 
+from fisherlab._io import write_atomic, write_json
+from fisherlab.attacks.base import AttackConfig
+from fisherlab.attacks.run import attack
 from fisherlab.errors import FisherlabError
+from fisherlab.fisher.profile import profile
+from fisherlab.models.meta import model_meta
 
 PROFILE_KEYS = ["index", "name", "n_params"]
 """Columns that identify a layer; two profiles must agree on them."""
@@ -350,3 +356,78 @@ def recommend_freeze(
     )
     rec.explanation = _explain(rec)
     return rec
+
+
+def profiles_for(
+    model: nn.Module,
+    data: str,
+    generator: str | Path,
+    *,
+    attack_name: str = "gmi",
+    iterations: int = 300,
+    per_class: int = 5,
+    fisher_every: int = 10,
+    max_samples: int | None = 1000,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both profiles the planner needs, computed for one model.
+
+    The classification profile is taken on ``data`` (the private data); the
+    inversion profile is the Fisher recorded along one restart of an attack
+    with the GAN prior ``generator`` on every class of the model.
+
+    Args:
+        model: The model (its checkpoint's metadata names its classes).
+        data: Private dataset string.
+        generator: GAN prior checkpoint for the attack.
+        attack_name: An attack with a GAN prior (``gmi`` or ``kedmi``).
+        iterations: Attack iterations.
+        per_class: Reconstructions per class.
+        fisher_every: Record the Fisher every this many iterations.
+        max_samples: Samples of the classification profile.
+        progress: Show progress bars.
+
+    Returns:
+        ``(classification profile, inversion profile)``.
+    """
+    cls = profile(model, data, max_samples=max_samples, progress=progress)
+    names = model_meta(model).class_names
+    classes = tuple(range(len(names))) if names else AttackConfig.classes
+    config = AttackConfig(
+        attack=attack_name,
+        classes=classes,
+        per_class=per_class,
+        iterations=iterations,
+        restarts=1,
+        fisher_every=fisher_every,
+    )
+    outcome = attack(model, generator, None, config, progress=progress)
+    return cls, outcome.result.fisher
+
+
+def write_recommendation(
+    rec: Recommendation,
+    out: str | Path,
+    profiles: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> list[Path]:
+    """Write ``recommendation.csv`` and ``recommendation.json`` (and the profiles) to ``out``.
+
+    Args:
+        rec: The recommendation.
+        out: The folder.
+        profiles: The classification and inversion profiles, when they were
+            computed here (saved as ``classification.csv`` and ``inversion.csv``).
+
+    Returns:
+        The written paths.
+    """
+    out = Path(out)
+    table = rec.table.assign(lam=rec.lam, budget=rec.budget)
+    written = [write_atomic(out / "recommendation.csv", lambda p: table.to_csv(p, index=False))]
+    if profiles is not None:
+        for name, frame in zip(("classification", "inversion"), profiles, strict=True):
+            written.append(
+                write_atomic(out / f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
+            )
+    written.append(write_json(out / "recommendation.json", rec.to_dict()))
+    return written

@@ -18,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 
 from fisherlab._io import write_atomic
-from fisherlab.claims import pareto_front, select_runs
+from fisherlab.experiments.claims import pareto_front, select_runs
 
 
 def use_style() -> None:

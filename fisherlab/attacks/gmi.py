@@ -17,27 +17,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fisherlab.attacks.base import (
-    AttackConfig,
+from fisherlab.attacks.gan import Z_DIM
+from fisherlab.attacks.method import (
+    AttackMethod,
     AttackResult,
-    FisherRecorder,
+    AttackSettings,
     class_labels,
     finish,
     target_confidence,
 )
-from fisherlab.data import InputSpec
-from fisherlab.gan import Z_DIM
+from fisherlab.attacks.recorder import FisherRecorder
+from fisherlab.data.specs import InputSpec
 
 
 def run_gmi(
     target: nn.Module,
     spec: InputSpec,
     prior,
-    config: AttackConfig,
+    config: AttackSettings,
     recorder: FisherRecorder,
     progress=None,
 ) -> AttackResult:
-    """Run GMI (see module docs); ``prior`` is a :class:`fisherlab.train_gan.GANPrior`."""
+    """Run GMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`."""
     labels = class_labels(config.classes, config.per_class)
     gen = torch.Generator().manual_seed(config.seed)
     candidates, scores, rows = [], [], []
@@ -65,3 +66,13 @@ def run_gmi(
         candidates.append((final, z.detach().clone()))
         scores.append(target_confidence(target, spec, final, labels))
     return finish(candidates, scores, rows, labels, recorder)
+
+
+class GMI(AttackMethod):
+    """Latent SGD with a critic prior (Zhang et al., CVPR 2020): :func:`run_gmi`."""
+
+    name = "gmi"
+    summary = "latent SGD with a critic prior (Zhang et al., CVPR 2020)"
+    default_lr = 0.01
+    prior = "gmi"
+    run = staticmethod(run_gmi)

@@ -19,27 +19,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fisherlab.attacks.base import (
-    AttackConfig,
+from fisherlab.attacks.gan import Z_DIM
+from fisherlab.attacks.method import (
+    AttackMethod,
     AttackResult,
-    FisherRecorder,
+    AttackSettings,
     class_labels,
     finish,
     target_confidence,
 )
-from fisherlab.data import InputSpec
-from fisherlab.gan import Z_DIM
+from fisherlab.attacks.recorder import FisherRecorder
+from fisherlab.data.specs import InputSpec
 
 
 def run_kedmi(
     target: nn.Module,
     spec: InputSpec,
     prior,
-    config: AttackConfig,
+    config: AttackSettings,
     recorder: FisherRecorder,
     progress=None,
 ) -> AttackResult:
-    """Run KEDMI (see module docs); ``prior`` is a :class:`fisherlab.train_gan.GANPrior`."""
+    """Run KEDMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`."""
     k = len(config.classes)
     draws = config.kedmi_samples
     step_labels = class_labels(config.classes, draws)
@@ -73,3 +74,13 @@ def run_kedmi(
         candidates.append((final, z))
         scores.append(target_confidence(target, spec, final, labels))
     return finish(candidates, scores, rows, labels, recorder)
+
+
+class KEDMI(AttackMethod):
+    """A learned latent distribution per class (Chen et al., ICCV 2021): :func:`run_kedmi`."""
+
+    name = "kedmi"
+    summary = "a learned latent distribution per class (Chen et al., ICCV 2021)"
+    default_lr = 0.02
+    prior = "kedmi"
+    run = staticmethod(run_kedmi)

@@ -16,15 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fisherlab.attacks.base import (
-    AttackConfig,
+from fisherlab.attacks.method import (
+    AttackMethod,
     AttackResult,
-    FisherRecorder,
+    AttackSettings,
     class_labels,
     finish,
     target_confidence,
 )
-from fisherlab.data import InputSpec
+from fisherlab.attacks.recorder import FisherRecorder
+from fisherlab.data.specs import InputSpec
 
 
 def total_variation(x: Tensor) -> Tensor:
@@ -38,7 +39,7 @@ def run_whitebox(
     target: nn.Module,
     spec: InputSpec,
     prior,
-    config: AttackConfig,
+    config: AttackSettings,
     recorder: FisherRecorder,
     progress=None,
 ) -> AttackResult:
@@ -67,3 +68,13 @@ def run_whitebox(
         candidates.append((final, None))
         scores.append(target_confidence(target, spec, final, labels))
     return finish(candidates, scores, rows, labels, recorder)
+
+
+class WhiteBox(AttackMethod):
+    """Pixels with a total-variation prior (no GAN): :func:`run_whitebox`."""
+
+    name = "whitebox"
+    summary = "pixels with a total-variation prior (no GAN)"
+    default_lr = 0.05
+    prior = None
+    run = staticmethod(run_whitebox)

@@ -30,14 +30,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from fisherlab._io import write_atomic
 from fisherlab._version import __version__
-from fisherlab.checkpoint import load_model, model_meta
-from fisherlab.data import InputSpec, load_dataset
+from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
+from fisherlab.data.datasets import load_dataset
+from fisherlab.data.specs import InputSpec
 from fisherlab.errors import FisherlabError
-from fisherlab.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
+from fisherlab.models.checkpoint import load_model
+from fisherlab.models.meta import model_meta
 
 GAN_FORMAT = "fisherlab-gan"
 KINDS = ("gmi", "kedmi")
@@ -107,8 +110,8 @@ class GANPrior:
 
     Attributes:
         generator: ``z -> image in [0, 1]`` (eval mode).
-        discriminator: :class:`~fisherlab.gan.Critic` or
-            :class:`~fisherlab.gan.KEDMIDiscriminator` (eval mode).
+        discriminator: :class:`~fisherlab.attacks.gan.Critic` or
+            :class:`~fisherlab.attacks.gan.KEDMIDiscriminator` (eval mode).
         kind: ``"gmi"`` or ``"kedmi"``.
         image_spec: Channels and size of the generated images.
         epoch: Epochs trained.
@@ -198,8 +201,6 @@ def load_gan(path: str | Path) -> GANPrior:
 
 def save_samples(prior_or_generator: GANPrior | Generator, path: str | Path, n: int = 64) -> Path:
     """Write a grid of ``n`` samples (fixed latents, seed 0) as a PNG, atomically."""
-    from torchvision.utils import save_image
-
     generator = getattr(prior_or_generator, "generator", prior_or_generator)
     was_training = generator.training
     generator.eval()

@@ -1,4 +1,4 @@
-r"""Per-layer Fisher information of any per-sample objective: :func:`profile`.
+r"""The Fisher engine: per-sample squared gradients of any per-sample objective, per layer.
 
 For a layer :math:`l` with parameters :math:`\theta_l`, samples
 :math:`i = 1..N` and per-sample objective :math:`L_i` (e.g. cross-entropy of
@@ -19,19 +19,22 @@ model's :math:`\operatorname{softmax}(f(x_i))` and averages over the
 :math:`N M` terms. Squaring the gradient of the batch *mean* is not the Fisher;
 fisherlab never does that.
 
-Layers are those of :func:`fisherlab.layers.layers`. Each parameter is
+Layers are those of :func:`fisherlab.models.layers.layers`. Each parameter is
 computed by the BackPACK engine when its module has a fast path
-(:data:`fisherlab.engines.backpack_engine.FAST_PATHS`) and by the torch.func
-fallback otherwise; the ``engine`` column says which. The model is profiled in
-eval mode on private copies: the caller's model keeps its mode, its
-``requires_grad`` flags, and gets no hooks.
+(:data:`fisherlab.fisher.backpack_engine.FAST_PATHS`, extended with
+:func:`~fisherlab.fisher.backpack_engine.register_fast_path`) and by the
+torch.func fallback otherwise; :func:`choose_engines` decides, with a reason,
+and the ``engine`` column says which. The model is profiled in eval mode on
+private copies: the caller's model keeps its mode, its ``requires_grad``
+flags, and gets no hooks.
+
+This module holds the engine (:class:`FisherEngine`), its running sums and the
+per-layer rows; :mod:`fisherlab.fisher.profile` feeds it data.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,22 +42,16 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from fisherlab.checkpoint import model_meta
-from fisherlab.data import DataSpec, ImageDataset, load_all, load_dataset
-from fisherlab.engines.backpack_engine import (
+from fisherlab.errors import FisherlabError
+from fisherlab.fisher.backpack_engine import (
     SAVEFIELD,
     backpack_pass,
     fast_path_reason,
     prepare_backpack_model,
 )
-from fisherlab.engines.functorch_engine import forward_logits, functorch_pass
-from fisherlab.errors import FisherlabError
-from fisherlab.evaluate import iterate_batches
-from fisherlab.layers import Layer, layers
-from fisherlab.objectives import (
+from fisherlab.fisher.functorch_engine import forward_logits, functorch_pass
+from fisherlab.fisher.objectives import (
     FisherType,
     Objective,
     resolve_fisher,
@@ -62,6 +59,7 @@ from fisherlab.objectives import (
     sample_labels,
     uniforms,
 )
+from fisherlab.models.layers import Layer, layers
 
 ENGINES = ("auto", "backpack", "functorch")
 COLUMNS = [
@@ -127,6 +125,48 @@ class FisherSums:
                 pos += size
 
 
+def layer_row(
+    layer: Layer,
+    trace: float,
+    *,
+    objective: str,
+    fisher: str,
+    engine: str,
+    n_samples: int,
+    mc_samples: int,
+) -> dict[str, Any]:
+    """One row of a per-layer Fisher frame (every column of :data:`COLUMNS` but ``share``).
+
+    The one place a row is built: :func:`fisher_frame` and the attacks' Fisher
+    recorder both call it.
+
+    Args:
+        layer: The layer.
+        trace: Its Fisher trace ``1/N sum_i ||g_i||^2`` over its parameters.
+        objective: The objective's name.
+        fisher: ``"empirical"`` or ``"true"``.
+        engine: Which engines computed its parameters (``+``-joined).
+        n_samples: Inputs the trace is averaged over.
+        mc_samples: Label draws per input.
+
+    Returns:
+        The row.
+    """
+    return {
+        "index": layer.index,
+        "name": layer.name,
+        "kind": layer.kind,
+        "n_params": layer.n_params,
+        "trace": trace,
+        "mean": trace / layer.n_params if layer.n_params else 0.0,
+        "objective": objective,
+        "fisher": fisher,
+        "engine": engine,
+        "n_samples": n_samples,
+        "mc_samples": mc_samples,
+    }
+
+
 def fisher_frame(
     model_layers: list[Layer],
     sums: FisherSums,
@@ -138,83 +178,95 @@ def fisher_frame(
     """Turn per-parameter sums into the tidy per-layer frame (see module docs)."""
     if sums.n_terms == 0:
         raise FisherlabError("no samples were profiled: the data is empty")
-    rows = []
-    for layer in model_layers:
-        trace = sum(float(sums.sq[p]) for p in layer.params) / sums.n_terms
-        used = sorted({engines[p] for p in layer.params})
-        rows.append(
-            {
-                "index": layer.index,
-                "name": layer.name,
-                "kind": layer.kind,
-                "n_params": layer.n_params,
-                "trace": trace,
-                "mean": trace / layer.n_params if layer.n_params else 0.0,
-                "objective": objective,
-                "fisher": fisher,
-                "engine": "+".join(used),
-                "n_samples": sums.n_samples,
-                "mc_samples": mc_samples,
-            }
+    rows = [
+        layer_row(
+            layer,
+            sum(float(sums.sq[p]) for p in layer.params) / sums.n_terms,
+            objective=objective,
+            fisher=fisher,
+            engine="+".join(sorted({engines[p] for p in layer.params})),
+            n_samples=sums.n_samples,
+            mc_samples=mc_samples,
         )
+        for layer in model_layers
+    ]
     frame = pd.DataFrame(rows)
     total = frame["trace"].sum()
     frame["share"] = frame["trace"] / total if total > 0 else 0.0
     return frame[COLUMNS]
 
 
-# --------------------------------------------------------------------------- data
-def _input_dataset(data: Any, model: nn.Module, split: str | None) -> Dataset | DataLoader:
-    if isinstance(data, DataLoader | Dataset):
-        return data
-    if isinstance(data, str | DataSpec):
-        spec = DataSpec.parse(data)
-        input_spec = model_meta(model).input_spec
-        chosen = split or ("all" if spec.source == "npz" else "train")
-        if chosen == "all":
-            return load_all(spec, input_spec=input_spec)
-        if chosen not in ("train", "test"):
-            raise FisherlabError(f"split must be train, test or all, got {chosen!r}")
-        splits = load_dataset(spec, input_spec=input_spec)
-        return splits.train if chosen == "train" else splits.test
-    raise FisherlabError(
-        f"data must be a dataset string, a Dataset or a DataLoader, got {type(data).__name__}"
-    )
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which engine computes one parameter, and why.
+
+    Attributes:
+        module: Name of the module that holds the parameter.
+        engine: ``"backpack"`` (a fast path) or ``"functorch"`` (the fallback).
+        reason: Why (e.g. ``"fast path for Conv2d"`` or ``"no fast path for LayerNorm"``).
+    """
+
+    module: str
+    engine: str
+    reason: str
 
 
-def iterate_data(
-    data: Dataset | DataLoader, batch_size: int, max_samples: int | None
-) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """Yield ``(global_start_index, x, y)`` batches, stopping at ``max_samples``."""
-    if isinstance(data, DataLoader):
-        batches: Any = iter(data)
-    elif isinstance(data, ImageDataset):
-        batches = iterate_batches(data, torch.arange(len(data)), batch_size)
-    else:
-        batches = iter(DataLoader(data, batch_size=batch_size, shuffle=False))
-    start = 0
-    for batch in batches:
-        if not isinstance(batch, list | tuple) or len(batch) < 2:
-            raise FisherlabError("the data must yield (x, y) pairs")
-        x, y = batch[0], torch.as_tensor(batch[1])
-        if max_samples is not None:
-            if start >= max_samples:
-                return
-            keep = max_samples - start
-            x, y = x[:keep], y[:keep]
-        yield start, x, y
-        start += len(y)
+def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineChoice]:
+    """Decide, per parameter, which engine computes it: the one place this is decided.
+
+    A parameter uses its module's BackPACK fast path when
+    :func:`~fisherlab.fisher.backpack_engine.fast_path_reason` finds one and the
+    module is not inside an ``nn.MultiheadAttention`` (which computes with its
+    children's weights without calling them); otherwise the torch.func
+    fallback. ``engine="functorch"`` sends every parameter to the fallback;
+    ``engine="backpack"`` refuses a parameter without a fast path.
+
+    Args:
+        model: The model.
+        engine: ``"auto"``, ``"backpack"`` or ``"functorch"``.
+
+    Returns:
+        ``{parameter name: EngineChoice}`` in the model's parameter order.
+
+    Raises:
+        FisherlabError: For an unknown engine, or with ``engine="backpack"``
+            a parameter without a fast path.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+        >>> {p: c.engine for p, c in choose_engines(net).items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'0.weight': 'backpack', '0.bias': 'backpack', '1.weight': 'functorch',
+         '1.bias': 'functorch'}
+    """
+    if engine not in ENGINES:
+        raise FisherlabError(f"unknown engine {engine!r}: expected one of {ENGINES}")
+    attention = [n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    choices: dict[str, EngineChoice] = {}
+    for mname, module in model.named_modules():
+        direct = [p for p, _ in module.named_parameters(recurse=False)]
+        if not direct:
+            continue
+        reason = fast_path_reason(module)
+        if any(mname.startswith(a + ".") for a in attention):
+            reason = "inside nn.MultiheadAttention, which bypasses its children"
+        if engine == "functorch":
+            reason = reason or "engine='functorch'"
+        if reason is not None and engine == "backpack":
+            raise FisherlabError(
+                f"module {mname or '(root)'} ({type(module).__name__}) has no BackPACK fast "
+                f"path ({reason}); use engine='auto' for the torch.func fallback"
+            )
+        chosen = EngineChoice(
+            mname,
+            "functorch" if reason else "backpack",
+            reason or f"fast path for {type(module).__name__}",
+        )
+        for pname in direct:
+            choices[f"{mname}.{pname}" if mname else pname] = chosen
+    return choices
 
 
-def _data_length(data: Dataset | DataLoader, max_samples: int | None) -> int | None:
-    try:
-        n = len(data.dataset) if isinstance(data, DataLoader) else len(data)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    return min(n, max_samples) if max_samples is not None else n
-
-
-# --------------------------------------------------------------------------- engine
 class FisherEngine:
     """Accumulates per-layer Fisher sums of one model over batches.
 
@@ -269,32 +321,14 @@ class FisherEngine:
                     f"module {name} ({type(m).__name__}) has no running statistics, so it "
                     "mixes samples even in eval mode; per-sample Fisher is undefined"
                 )
-        owners = {}
-        for mname, m in model.named_modules():
-            for pname, _ in m.named_parameters(recurse=False):
-                owners[f"{mname}.{pname}" if mname else pname] = (mname, m)
-        inside_attention = [
-            n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)
-        ]
-        self.engines: dict[str, str] = {}
-        for pname, (mname, m) in owners.items():
-            reason = fast_path_reason(m)
-            if any(mname.startswith(a + ".") for a in inside_attention):
-                reason = "inside nn.MultiheadAttention, which bypasses its children"
-            if engine == "functorch":
-                reason = reason or "engine='functorch'"
-            if reason is not None and engine == "backpack":
-                raise FisherlabError(
-                    f"module {mname or '(root)'} ({type(m).__name__}) has no BackPACK fast "
-                    f"path ({reason}); use engine='auto' for the torch.func fallback"
-                )
-            self.engines[pname] = "functorch" if reason else "backpack"
+        choices = choose_engines(model, engine)
+        owners = {p: choice.module for p, choice in choices.items()}
+        self.engines: dict[str, str] = {p: choice.engine for p, choice in choices.items()}
+        self.engine_reasons: dict[str, str] = {p: choice.reason for p, choice in choices.items()}
         self.plain = copy.deepcopy(model).eval().to(self.device)
         self.plain.requires_grad_(False)
         self.dtype = next(self.plain.parameters()).dtype
-        self._fast_modules = sorted(
-            {owners[p][0] for p, e in self.engines.items() if e == "backpack"}
-        )
+        self._fast_modules = sorted({owners[p] for p, e in self.engines.items() if e == "backpack"})
         self.bp_model: nn.Module | None = None
         self.bp_params: dict[str, nn.Parameter] = {}
         self.num_outputs: int | None = None
@@ -400,6 +434,7 @@ class FisherEngine:
             value = getattr(p, SAVEFIELD, None)
             if value is None:
                 self.engines[name] = "functorch"
+                self.engine_reasons[name] = "not reached by the fast engine's backward pass"
                 del self.bp_params[name]
                 continue
             results[name] = value
@@ -446,117 +481,3 @@ class FisherEngine:
         if self.sums.diag is None:
             raise FisherlabError("the diagonal was not requested: pass diagonal=True")
         return {n: d / self.sums.n_terms for n, d in self.sums.diag.items()}
-
-
-def _check_input(x: Tensor, model: nn.Module) -> None:
-    spec = model_meta(model).input_spec
-    if spec is not None and tuple(x.shape[1:]) != (spec.channels, spec.size, spec.size):
-        raise FisherlabError(
-            f"the data has inputs of shape {tuple(x.shape[1:])} but the model expects "
-            f"{(spec.channels, spec.size, spec.size)} (its checkpoint's input spec)"
-        )
-
-
-def profile(
-    model: nn.Module,
-    data: Any,
-    objective: str | Objective = "classification",
-    fisher: str = "empirical",
-    *,
-    batch_size: int = 64,
-    max_samples: int | None = None,
-    device: str | torch.device = "cpu",
-    mc_samples: int = 1,
-    seed: int = 0,
-    diagonal: bool = False,
-    engine: str = "auto",
-    split: str | None = None,
-    progress: bool = False,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Tensor]]:
-    """Per-layer Fisher information (trace, mean per parameter, share) of a per-sample objective.
-
-    Under ``torch.distributed`` (e.g. ``torchrun``) each process takes every
-    ``world_size``-th batch and the sums are all-reduced; every process
-    returns the same frame.
-
-    Args:
-        model: A classifier (left exactly as it was).
-        data: A dataset string (prepared with the model's input spec), a
-            ``Dataset`` or a ``DataLoader`` of ``(x, y)`` pairs (a loader's own
-            batch size is used).
-        objective: ``"classification"``, ``"logit"`` or a callable
-            ``(output, target) -> per-sample losses``.
-        fisher: ``"empirical"`` (given labels) or ``"true"`` (sampled labels).
-        batch_size: Samples per pass.
-        max_samples: Profile only the first this many samples.
-        device: Where to compute.
-        mc_samples: Label draws per input for ``fisher="true"``.
-        seed: Seed of those draws.
-        diagonal: Also return the per-parameter diagonal.
-        engine: ``"auto"``, ``"backpack"`` or ``"functorch"``.
-        split: For dataset strings: ``"train"``, ``"test"`` or ``"all"``
-            (default ``"all"`` for ``npz``, else ``"train"``).
-        progress: Show a progress bar over batches.
-        on_batch: Called with ``(samples_done, total or -1)`` after each batch.
-
-    Returns:
-        The frame (columns :data:`COLUMNS`), or ``(frame, diagonal)`` with
-        ``diagonal={param_name: tensor}`` when ``diagonal=True``.
-
-    Raises:
-        FisherlabError: For data that does not fit the model, empty data, a
-            non-finite objective or an unsupported module.
-
-    Example:
-        >>> import fisherlab as fl
-        >>> model = fl.build_model("target_cnn", num_classes=10)
-        >>> frame = fl.profile(model, "mnist5k", max_samples=32)
-        >>> len(frame), round(float(frame["share"].sum()), 6)
-        (6, 1.0)
-    """
-    if batch_size < 1:
-        raise FisherlabError(f"batch_size must be >= 1, got {batch_size}")
-    if max_samples is not None and max_samples < 1:
-        raise FisherlabError(f"max_samples must be >= 1, got {max_samples}")
-    source = _input_dataset(data, model, split)
-    total = _data_length(source, max_samples)
-    if total == 0:
-        raise FisherlabError("the data is empty: nothing to profile")
-    fe = FisherEngine(model, objective, fisher, mc_samples, seed, engine, diagonal, device)
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    n_batches = (
-        math.ceil(total / batch_size) if total and not isinstance(source, DataLoader) else None
-    )
-    bar = tqdm(
-        total=n_batches,
-        disable=None if progress and rank == 0 else True,
-        unit="batch",
-        desc="profile",
-    )
-    for k, (start, x, y) in enumerate(iterate_data(source, batch_size, max_samples)):
-        if k == 0:
-            _check_input(x, model)
-        if k % world == rank:
-            try:
-                fe.add_batch(x, y, start, k)
-            except RuntimeError as exc:
-                raise FisherlabError(
-                    f"the model failed on batch {k} (inputs {tuple(x.shape)}): "
-                    f"{' '.join(str(exc).split())[:200]}"
-                ) from None
-        bar.update(1)
-        if on_batch is not None:
-            on_batch(start + len(y), total if total is not None else -1)
-    bar.close()
-    if distributed:
-        fe.sums.all_reduce()
-        engines = [None] * world
-        dist.all_gather_object(engines, fe.engines)
-        for other in engines:
-            for p, e in (other or {}).items():
-                if e == "functorch":
-                    fe.engines[p] = e
-    frame = fe.frame()
-    return (frame, fe.diagonal_dict()) if diagonal else frame

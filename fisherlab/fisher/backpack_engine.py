@@ -7,7 +7,8 @@ on every supported parameter ``theta``::
     sq_norms[i] = ||dL_i/dtheta||^2          (N,)  -> the trace of the Fisher
     diag        = sum_i (dL_i/dtheta)^2      same shape as theta (optional)
 
-Per-layer support is one table, :data:`FAST_PATHS`, keyed by module type:
+Per-layer support is one table, :data:`FAST_PATHS`, keyed by module type
+(add your own with :func:`register_fast_path`):
 
 * ``nn.Linear``: with input ``a_i`` and output gradient ``b_i`` the per-sample
   weight gradient is the outer product ``b_i a_i^T``, so
@@ -30,7 +31,7 @@ Per-layer support is one table, :data:`FAST_PATHS`, keyed by module type:
   and ``g_i(beta) = sum_p b_ip``, over positions ``p``.
 
 Parameters of other modules go to the torch.func fallback
-(:mod:`fisherlab.engines.functorch_engine`).
+(:mod:`fisherlab.fisher.functorch_engine`).
 
 The pass runs ``loss.backward(inputs=[x])``: autograd then skips the batched
 weight gradients, which the per-sample quantities replace, so the cost stays
@@ -46,6 +47,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from backpack import backpack, extend
+from backpack.custom_module.graph_utils import convert_module_to_backpack
 from backpack.extensions.backprop_extension import FAIL_SILENT
 from backpack.extensions.firstorder.base import (
     FirstOrderBackpropExtension,
@@ -211,6 +213,36 @@ FAST_PATHS: dict[type[nn.Module], Callable[[], FirstOrderModuleExtension]] = {
 """Module type -> BackPACK module extension computing its per-sample quantities."""
 
 
+def register_fast_path(
+    module_type: type[nn.Module], extension: Callable[[], FirstOrderModuleExtension]
+) -> None:
+    """Add (or replace) the fast path of a module type.
+
+    ``extension()`` must build a BackPACK ``FirstOrderModuleExtension`` whose
+    method per parameter returns ``(sq_norms, diag)``: the ``(N,)``
+    per-sample squared gradient norms and, when ``ext.diagonal`` is true, the
+    summed squares ``sum_i g_i^2`` (else ``None``), as the built-in paths do.
+    The fast path is then used for every module of exactly that type (checked
+    against the torch.func fallback by the tests of your own code, please).
+
+    Args:
+        module_type: The ``nn.Module`` subclass.
+        extension: A factory of its module extension.
+
+    Raises:
+        TypeError: If ``module_type`` is not an ``nn.Module`` subclass.
+
+    Example:
+        >>> from torch import nn
+        >>> register_fast_path(nn.Linear, FAST_PATHS[nn.Linear])  # the built-in one again
+        >>> fast_path_reason(nn.Linear(2, 2)) is None
+        True
+    """
+    if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
+        raise TypeError(f"module_type must be an nn.Module subclass, got {module_type!r}")
+    FAST_PATHS[module_type] = extension
+
+
 def fast_path_reason(module: nn.Module) -> str | None:
     """Why ``module`` cannot use a fast path, or ``None`` if it can."""
     if type(module) not in FAST_PATHS:
@@ -260,8 +292,6 @@ def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor
     Returns:
         The prepared copy.
     """
-    from backpack.custom_module.graph_utils import convert_module_to_backpack
-
     work = copy.deepcopy(model).eval()
     for m in work.modules():
         if getattr(m, "inplace", False) is True:

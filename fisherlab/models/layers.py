@@ -3,15 +3,17 @@
 Fisher rows, freeze boundaries and plots all count layers the same way: the
 parameterised blocks of a model in forward order. The grouping rules, in order:
 
-1. **Whole-subtree units** (:data:`UNIT_KINDS`): a module of one of these types
-   is one layer together with everything inside it. Residual blocks
+1. **Whole-subtree units**: a module whose class declares a ``layer_kind``
+   attribute (fisherlab's :class:`~fisherlab.models.heads.VIBHead`,
+   ``TransformerBlock`` and ``PatchEmbedding``; any user module may declare
+   one), or whose type name is in :data:`UNIT_KINDS` (foreign and TorchScript
+   modules), is one layer together with everything inside it. Residual blocks
    (torchvision ``BasicBlock``/``Bottleneck``: both convolutions, their
    BatchNorms and the shortcut projection) are one layer, because a boundary
    inside a block would separate a residual branch from its shortcut;
    transformer blocks (attention and MLP with their LayerNorms), the patch
    embedding (projection, class token, position embeddings) and the VIB head
-   of the MID defense (encoder and decoder, :class:`fisherlab.defenses.VIBHead`)
-   likewise.
+   of the MID defense (encoder and decoder) likewise.
 2. **Leaf modules with parameters** (:data:`LEAF_KINDS`) are one layer each, and
    a ``Conv`` immediately followed (in registration order) by a ``BatchNorm``
    over its output channels is merged with it into one ``conv_bn`` layer. A
@@ -40,13 +42,15 @@ from fisherlab.errors import FisherlabError
 UNIT_KINDS: dict[str, str] = {
     "BasicBlock": "residual_block",
     "Bottleneck": "residual_block",
-    "TransformerBlock": "transformer_block",
     "EncoderBlock": "transformer_block",
-    "PatchEmbedding": "patch_embedding",
     "MultiheadAttention": "attention",
+    # fisherlab's own units declare ``layer_kind``; a TorchScript copy keeps
+    # only its class name, so the names are listed here too
+    "TransformerBlock": "transformer_block",
+    "PatchEmbedding": "patch_embedding",
     "VIBHead": "vib_head",
 }
-"""Module type name -> layer kind, for modules that form one layer with their subtree."""
+"""Module type name -> layer kind, for foreign modules that form one layer with their subtree."""
 
 LEAF_KINDS: dict[str, str] = {
     "Conv1d": "conv",
@@ -91,6 +95,12 @@ def _type_name(module: nn.Module) -> str:
     return getattr(module, "original_name", None) or type(module).__name__
 
 
+def unit_kind(module: nn.Module) -> str | None:
+    """The layer kind of a whole-subtree unit (see the module docs), else ``None``."""
+    declared = getattr(type(module), "layer_kind", None)
+    return declared if isinstance(declared, str) else UNIT_KINDS.get(_type_name(module))
+
+
 def _covers(prefixes: Iterable[str], key: str) -> bool:
     return any(p == "" or key == p or key.startswith(p + ".") for p in prefixes)
 
@@ -114,8 +124,9 @@ def layers(model: nn.Module) -> list[Layer]:
         if inside and _covers(inside, name):
             continue
         tname = _type_name(module)
-        if tname in UNIT_KINDS and name:
-            units.append((name, UNIT_KINDS[tname], [name, *loose]))
+        kind = unit_kind(module)
+        if kind is not None and name:
+            units.append((name, kind, [name, *loose]))
             loose = []
             inside.append(name)
             continue
@@ -252,3 +263,33 @@ def resolve_layer_indices(spec: str | Sequence[int], n_layers: int) -> list[int]
             f"0-{n_layers - 1} (see `fisherlab layers`)"
         )
     return sorted(int(i) for i in indices)
+
+
+def check_freeze_boundary(boundary: int, n_layers: int) -> int:
+    """Check that ``boundary`` is a valid freeze boundary of a model with ``n_layers`` layers.
+
+    A boundary ``b`` freezes the layers ``0..b-1``; the last layer (the head)
+    is always trained, so ``b`` lies in ``0..n_layers-1``. This is the one
+    place that rule is stated: training, the planner and the reproduction
+    call it.
+
+    Args:
+        boundary: The boundary.
+        n_layers: Number of layers of the model.
+
+    Returns:
+        ``boundary``.
+
+    Raises:
+        FisherlabError: If it is out of range.
+
+    Example:
+        >>> check_freeze_boundary(4, 6)
+        4
+    """
+    if not 0 <= boundary <= n_layers - 1:
+        raise FisherlabError(
+            f"freeze boundary {boundary} is out of range: the model has {n_layers} layers, so "
+            f"0..{n_layers - 1} (layer {n_layers - 1} is the head and is always trained)"
+        )
+    return boundary

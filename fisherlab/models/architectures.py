@@ -13,8 +13,8 @@
 
 Every model takes ``in_channels`` (1 or 3) and any ``num_classes`` and
 ``image_size``; its last module in forward order is a ``Linear`` head, which
-:func:`replace_head` swaps for fine-tuning on new classes. Each built model
-carries ``model.fisherlab_meta`` (see :mod:`fisherlab.checkpoint`).
+:func:`fisherlab.models.heads.replace_head` swaps for fine-tuning on new classes. Each built model
+carries ``model.fisherlab_meta`` (see :mod:`fisherlab.models.meta`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torchvision
 from torch import Tensor, nn
 
 from fisherlab.errors import FisherlabError
+from fisherlab.models.meta import ModelMeta
 
 
 # --------------------------------------------------------------------------- CNNs
@@ -137,6 +138,9 @@ def _resnet18(num_classes: int, in_channels: int = 1, image_size: int = 64) -> n
 class PatchEmbedding(nn.Module):
     """Patches -> tokens: a strided conv, a class token and position embeddings."""
 
+    layer_kind = "patch_embedding"
+    """One layer of the layer map with its whole subtree (:mod:`fisherlab.models.layers`)."""
+
     def __init__(self, in_channels: int, image_size: int, patch_size: int, dim: int):
         super().__init__()
         if image_size % patch_size:
@@ -157,6 +161,9 @@ class PatchEmbedding(nn.Module):
 
 class TransformerBlock(nn.Module):
     """A pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x))."""
+
+    layer_kind = "transformer_block"
+    """One layer of the layer map with its whole subtree (:mod:`fisherlab.models.layers`)."""
 
     def __init__(self, dim: int, heads: int, mlp_dim: int):
         super().__init__()
@@ -268,8 +275,6 @@ def build_model(
         >>> model(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 5])
     """
-    from fisherlab.checkpoint import ModelMeta
-
     if arch not in ARCHITECTURES:
         raise FisherlabError(
             f"unknown architecture {arch!r}: expected one of {', '.join(available())}"
@@ -289,94 +294,3 @@ def build_model(
     )
     model.fisherlab_meta = ModelMeta(arch=arch, arch_kwargs=arch_kwargs)
     return model
-
-
-HEAD_KINDS = ("linear", "vib_head")
-"""Layer kinds :func:`swap_head` accepts as a model's head."""
-
-
-def swap_head(
-    model: nn.Module, build: Callable[[nn.Module], nn.Module], seed: int | None = None
-) -> nn.Module:
-    """Replace the model's head (its last layer) with ``build(old_head)``, in place.
-
-    The head is an ``nn.Linear`` or the VIB head of MID
-    (:class:`fisherlab.defenses.VIBHead`); both expose ``in_features`` and
-    ``out_features``. ``build`` runs under ``torch.manual_seed(seed)`` when a
-    seed is given, and the global random state is restored afterwards; the new
-    head gets the old one's device and dtype.
-
-    Args:
-        model: The model.
-        build: Makes the new head from the old one.
-        seed: Seed for the new head's initialisation (``None``: global RNG).
-
-    Returns:
-        The new head module.
-
-    Raises:
-        FisherlabError: If the last layer is neither, or the model is TorchScript.
-    """
-    from fisherlab.layers import layers
-
-    last = layers(model)[-1]
-    if last.kind not in HEAD_KINDS or not last.name:
-        raise FisherlabError(
-            f"cannot replace the head: the last layer {last.name!r} is a {last.kind}, "
-            "expected an nn.Linear inside the model"
-        )
-    if isinstance(model, torch.jit.ScriptModule):
-        raise FisherlabError(
-            "cannot replace the head of a TorchScript module: use a fisherlab checkpoint "
-            "(fisherlab.save_model) or a plain nn.Module"
-        )
-    module = model.get_submodule(last.name)
-    gen_state = torch.random.get_rng_state()
-    if seed is not None:
-        torch.manual_seed(seed)
-    try:
-        new = build(module)
-    finally:
-        if seed is not None:
-            torch.random.set_rng_state(gen_state)
-    weight = next(module.parameters())
-    new = new.to(device=weight.device, dtype=weight.dtype)
-    parent_name, _, child = last.name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-    return new
-
-
-def replace_head(model: nn.Module, num_classes: int, seed: int | None = None) -> nn.Module:
-    """Replace the model's head with a fresh ``Linear`` for ``num_classes``, in place.
-
-    A VIB head (MID) is replaced by a plain ``Linear`` as well; the MID defense
-    puts a new one in place when it is asked for again.
-
-    Args:
-        model: A model whose last layer in forward order is an ``nn.Linear``
-            (or a VIB head).
-        num_classes: Outputs of the new head.
-        seed: Seed for the new head's initialisation (``None``: global RNG).
-
-    Returns:
-        The new head module.
-
-    Raises:
-        FisherlabError: If the last layer is not a Linear.
-    """
-    new = swap_head(
-        model,
-        lambda old: nn.Linear(
-            old.in_features,
-            num_classes,
-            bias=not isinstance(old, nn.Linear) or old.bias is not None,
-        ),
-        seed,
-    )
-    meta = getattr(model, "fisherlab_meta", None)
-    if meta is not None:
-        meta.head = None
-        if meta.arch_kwargs is not None:
-            meta.arch_kwargs = {**meta.arch_kwargs, "num_classes": num_classes}
-    return new

@@ -2,7 +2,7 @@
 
 Every fast path is tested against this loop in float64. It shares nothing with
 the engines but the definitions: the layer map, the objectives and the
-true-Fisher label draws (:func:`fisherlab.objectives.uniforms`), so both see
+true-Fisher label draws (:func:`fisherlab.fisher.objectives.uniforms`), so both see
 the same labels. For each sample ``i`` and draw ``m`` it runs the model on
 ``x_i`` alone, takes ``g = dL(f(x_i), y_im)/dtheta`` with
 ``torch.autograd.grad`` and adds ``||g||^2`` (and ``g^2``) per parameter.
@@ -17,9 +17,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from fisherlab.fisher import FisherSums, _input_dataset, fisher_frame, iterate_data
-from fisherlab.layers import layers
-from fisherlab.objectives import (
+from fisherlab.fisher.engine import FisherSums, fisher_frame
+from fisherlab.fisher.objectives import (
     FisherType,
     Objective,
     resolve_fisher,
@@ -27,6 +26,8 @@ from fisherlab.objectives import (
     sample_labels,
     uniforms,
 )
+from fisherlab.fisher.profile import input_dataset, iterate_data
+from fisherlab.models.layers import layers
 
 
 def reference_profile(
@@ -71,7 +72,7 @@ def reference_profile(
         if diagonal
         else None,
     )
-    source = _input_dataset(data, model, split)
+    source = input_dataset(data, model, split)
     for start, x, y in iterate_data(source, 64, max_samples):
         u = uniforms(seed, start, len(y), draws) if kind is FisherType.TRUE else None
         for i in range(len(y)):

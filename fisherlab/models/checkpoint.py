@@ -18,7 +18,7 @@ was expected.
 ``head`` describes a head that replaced the architecture's ``Linear`` one, so
 that :func:`load_model` can rebuild it before loading the weights:
 ``{"kind": "vib", "bottleneck": k}`` is the VIB head of the MID defense
-(:func:`fisherlab.defenses.install_head`); ``None`` (or no key, in older files)
+(:func:`fisherlab.models.heads.install_head`); ``None`` (or no key, in older files)
 is the architecture's own head.
 """
 
@@ -28,7 +28,6 @@ import json
 import pickle
 import warnings
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,68 +36,14 @@ from torch import nn
 
 from fisherlab._io import write_atomic
 from fisherlab._version import __version__
-from fisherlab.data import InputSpec
+from fisherlab.data.specs import InputSpec
 from fisherlab.errors import FisherlabError
+from fisherlab.models.architectures import ARCHITECTURES, build_model
+from fisherlab.models.heads import install_head
+from fisherlab.models.meta import ModelMeta, model_meta
 
 FORMAT = "fisherlab-checkpoint"
 FORMAT_VERSION = 1
-
-
-@dataclass
-class ModelMeta:
-    """What fisherlab knows about a model, attached as ``model.fisherlab_meta``.
-
-    Attributes:
-        arch: Registry architecture name, or ``None`` for foreign models.
-        arch_kwargs: Arguments of :func:`fisherlab.build_model`.
-        head: A head that replaced the architecture's own (see the module docs).
-        class_names: Name of each output class.
-        input_spec: How data must be prepared for the model.
-        train_config: The training config that produced it (a plain dict).
-        metrics: Numbers measured at save time, e.g. ``natural_accuracy``.
-        fisherlab_version: Version that wrote the checkpoint.
-        source: ``built``, ``fisherlab``, ``torchscript`` or ``pickle``.
-        path: The file it was loaded from.
-    """
-
-    arch: str | None = None
-    arch_kwargs: dict[str, Any] | None = None
-    head: dict[str, Any] | None = None
-    class_names: list[str] | None = None
-    input_spec: InputSpec | None = None
-    train_config: dict[str, Any] | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    fisherlab_version: str | None = None
-    source: str = "built"
-    path: str | None = None
-
-
-def model_meta(model: nn.Module) -> ModelMeta:
-    """The model's :class:`ModelMeta` (an empty one for foreign modules)."""
-    meta = getattr(model, "fisherlab_meta", None)
-    return meta if isinstance(meta, ModelMeta) else ModelMeta(source="foreign")
-
-
-def fingerprint(model: nn.Module) -> str:
-    """A 12-hex-digit hash of a model's state (names, shapes, dtypes and values).
-
-    Two profiles with the same fingerprint come from the same weights; the
-    planner uses it to refuse profiles of different models.
-
-    Example:
-        >>> from fisherlab.models import build_model
-        >>> a = build_model("target_cnn", num_classes=5)
-        >>> fingerprint(a) == fingerprint(a), len(fingerprint(a))
-        (True, 12)
-    """
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:12]
 
 
 def _plain(obj: Any) -> Any:
@@ -240,8 +185,6 @@ def load_model(
 
 
 def _from_payload(obj: dict, path: Path) -> nn.Module:
-    from fisherlab.models import ARCHITECTURES, build_model
-
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
         raise FisherlabError(
@@ -257,8 +200,6 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
     model = build_model(arch, **kwargs)
     head = obj.get("head")
     if head is not None:
-        from fisherlab.defenses import install_head
-
         install_head(model, head, where=str(path))
     state = obj.get("state_dict") or {}
     own = model.state_dict()

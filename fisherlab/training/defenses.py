@@ -19,7 +19,7 @@ Each defense is a small :class:`Defense` subclass, used in three steps:
 1. construction checks its strengths (:class:`Strength`) and names the
    allowed range in a :class:`~fisherlab.errors.FisherlabError`;
 2. :meth:`Defense.prepare` changes the model before its layer map is taken
-   (MID puts a :class:`VIBHead` in place of the ``Linear`` head; it remains
+   (MID puts a :class:`~fisherlab.models.heads.VIBHead` in place of the ``Linear`` head; it remains
    the last layer, and the head is always trained);
 3. inside :meth:`Defense.watching`, which adds and removes the forward hooks
    it needs, :meth:`Defense.loss` maps ``(model, x, logits, y)`` to the
@@ -44,10 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fisherlab.checkpoint import ModelMeta
 from fisherlab.errors import FisherlabError
-from fisherlab.layers import Layer, layers
-from fisherlab.models import swap_head
+from fisherlab.models.heads import VIBHead, install_head, vib_statistics
+from fisherlab.models.layers import Layer, layers
 
 
 # --------------------------------------------------------------------------- strengths
@@ -168,50 +167,6 @@ class Defense:
 
 
 # --------------------------------------------------------------------------- MID
-def _mu_sigma(stats: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    return stats[..., :k], F.softplus(stats[..., k:] - 5.0)
-
-
-class VIBHead(nn.Module):
-    r"""The variational information bottleneck head of MID.
-
-    ``encoder = Linear(d, 2k)`` maps the features ``h`` to the mean and scale of
-    :math:`q(z \mid h) = \mathcal N(\mu, \operatorname{diag} \sigma^2)`:
-    :math:`\mu` is the first half of its output ``s`` and
-    :math:`\sigma = \operatorname{softplus}(s_{k:} - 5)` the second (as in
-    MID's code). In training mode :math:`z = \mu + \sigma \odot \epsilon`,
-    :math:`\epsilon \sim \mathcal N(0, I)` (reparameterisation); in eval mode
-    :math:`z = \mu`, so the logits ``decoder(z)`` (``decoder = Linear(k, K)``)
-    are deterministic. The layer map counts the whole head as one layer
-    (kind ``vib_head``).
-
-    Args:
-        in_features: Feature dimension ``d``.
-        out_features: Number of classes ``K``.
-        bottleneck: Dimension ``k`` of ``z``.
-
-    Example:
-        >>> head = VIBHead(8, 3, bottleneck=4).eval()
-        >>> h = torch.randn(2, 8)
-        >>> torch.equal(head(h), head(h)), head(h).shape
-        (True, torch.Size([2, 3]))
-    """
-
-    def __init__(self, in_features: int, out_features: int, bottleneck: int):
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.bottleneck = bottleneck
-        self.encoder = nn.Linear(in_features, 2 * bottleneck)
-        self.decoder = nn.Linear(bottleneck, out_features)
-
-    def forward(self, h: Tensor) -> Tensor:
-        """Logits for features ``h`` of shape (N, d)."""
-        mu, sigma = _mu_sigma(self.encoder(h), self.bottleneck)
-        z = mu + sigma * torch.randn_like(sigma) if self.training else mu
-        return self.decoder(z)
-
-
 def kl_to_standard_normal(mu: Tensor, sigma: Tensor) -> Tensor:
     r"""Batch mean of the KL divergence of ``N(mu, diag sigma^2)`` from ``N(0, I)``.
 
@@ -231,41 +186,6 @@ def kl_to_standard_normal(mu: Tensor, sigma: Tensor) -> Tensor:
         0.0
     """
     return 0.5 * (mu.square() + sigma.square() - 2 * sigma.log() - 1).sum(-1).mean()
-
-
-def install_head(
-    model: nn.Module, head: Mapping[str, Any], seed: int | None = None, where: str = "model"
-) -> nn.Module:
-    """Put the head described by ``head`` in place of ``model``'s head, in place.
-
-    The one kind is ``{"kind": "vib", "bottleneck": k}``, a :class:`VIBHead`
-    with the old head's ``in_features`` and ``out_features``. It is recorded
-    as ``model.fisherlab_meta.head``, so that checkpoints rebuild it
-    (:func:`fisherlab.load_model` calls this function).
-
-    Args:
-        model: A model whose last layer is an ``nn.Linear`` (or a VIB head).
-        head: The description.
-        seed: Seed of the new head's initialisation (``None``: global RNG).
-        where: The model's origin, for error messages.
-
-    Returns:
-        The new head.
-
-    Raises:
-        FisherlabError: For an unknown description or a model without such a head.
-    """
-    k = head.get("bottleneck")
-    if head.get("kind") != "vib" or not isinstance(k, int) or k < 1:
-        raise FisherlabError(
-            f"{where} has a head {dict(head)} that this fisherlab does not know; expected "
-            "{'kind': 'vib', 'bottleneck': k >= 1}: upgrade fisherlab"
-        )
-    new = swap_head(model, lambda old: VIBHead(old.in_features, old.out_features, k), seed)
-    meta = getattr(model, "fisherlab_meta", None)
-    if isinstance(meta, ModelMeta):
-        meta.head = {"kind": "vib", "bottleneck": k}
-    return new
 
 
 class MID(Defense):
@@ -355,7 +275,7 @@ class MID(Defense):
         """``CE + beta * KL`` with the statistics of the last forward pass."""
         if self._stats is None:
             raise RuntimeError("MID.loss needs a forward pass inside MID.watching")
-        mu, sigma = _mu_sigma(self._stats, self._k)
+        mu, sigma = vib_statistics(self._stats, self._k)
         self._stats = None
         ce, kl = F.cross_entropy(logits, y), kl_to_standard_normal(mu, sigma)
         return ce + self.beta * kl, {"ce": ce.detach(), "kl": kl.detach()}

@@ -3,7 +3,7 @@
 TL-DMI (Ho et al., CVPR 2024) pretrains a classifier on public data, then
 fine-tunes only its last layers (theta_C) on the private data, so that private
 information is encoded in as few parameters as possible. With a freeze
-boundary ``b`` the layers ``0..b-1`` of :func:`fisherlab.layers.layers` keep
+boundary ``b`` the layers ``0..b-1`` of :func:`fisherlab.models.layers.layers` keep
 their pretrained values:
 
 * their parameters get ``requires_grad=False`` and are not given to the
@@ -17,7 +17,7 @@ The head is always replaced by a freshly initialised ``Linear`` for the private
 classes and is always trained. ``train_layers`` trains an explicit set of
 layers instead of a suffix (the paper's Fig. 4, first vs middle layers).
 
-A training-time defense (:mod:`fisherlab.defenses`: MID, BiDO, label
+A training-time defense (:mod:`fisherlab.training.defenses`: MID, BiDO, label
 smoothing) can be combined with either; MID's VIB head is the head and is
 always trained.
 """
@@ -38,14 +38,26 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from fisherlab._io import write_atomic, write_json
-from fisherlab._version import __version__
-from fisherlab.checkpoint import load_model, model_meta, save_model
-from fisherlab.data import DatasetSplits, load_dataset
-from fisherlab.defenses import STRENGTH_FIELDS, Defense, build_defense, resolve_strengths
+from fisherlab._version import versions
+from fisherlab.data.datasets import DatasetSplits, iterate_batches, load_dataset
 from fisherlab.errors import FisherlabError
-from fisherlab.evaluate import iterate_batches, natural_accuracy
-from fisherlab.layers import Layer, layers, resolve_layer_indices
-from fisherlab.models import build_model, replace_head
+from fisherlab.models.architectures import build_model
+from fisherlab.models.checkpoint import load_model, save_model
+from fisherlab.models.heads import replace_head
+from fisherlab.models.layers import (
+    Layer,
+    check_freeze_boundary,
+    layers,
+    resolve_layer_indices,
+)
+from fisherlab.models.meta import model_meta
+from fisherlab.training.accuracy import natural_accuracy
+from fisherlab.training.defenses import (
+    STRENGTH_FIELDS,
+    Defense,
+    build_defense,
+    resolve_strengths,
+)
 
 _UNSET_FIELDS: dict[str, str | None] = {"defense": "none", **dict.fromkeys(STRENGTH_FIELDS)}
 """Fields added after keys were first used, with the value that leaves them out of the key."""
@@ -75,7 +87,7 @@ class TrainConfig:
         save_every: Also save a checkpoint every this many epochs.
         image_size: Input side for pretraining (default: the dataset's).
         defense: Training-time defense, a name of
-            :data:`fisherlab.defenses.DEFENSES`: ``none``, ``mid``, ``bido``
+            :data:`fisherlab.training.defenses.DEFENSES`: ``none``, ``mid``, ``bido``
             or ``ls``.
         beta: ``mid``: weight of the KL term, >= 0 (default 0.003).
         hsic_a1: ``bido``: weight of the input dependence, >= 0 (default 0.05).
@@ -224,13 +236,7 @@ def _prepare(config: TrainConfig) -> tuple[nn.Module, DatasetSplits]:
 def _frozen_indices(config: TrainConfig, all_layers: list[Layer]) -> list[int]:
     n = len(all_layers)
     if config.freeze_boundary is not None:
-        b = config.freeze_boundary
-        if not 0 <= b <= n - 1:
-            raise FisherlabError(
-                f"freeze boundary {b} is out of range: the model has {n} layers, so "
-                f"0..{n - 1} (layer {n - 1} is the new head and is always trained)"
-            )
-        return list(range(b))
+        return list(range(check_freeze_boundary(config.freeze_boundary, n)))
     if config.train_layers is not None:
         trained = set(resolve_layer_indices(config.train_layers, n)) | {n - 1}
         return [i for i in range(n) if i not in trained]
@@ -405,7 +411,7 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = T
                 **summary,
                 "final_natural_accuracy": rows[-1]["natural_accuracy"],
                 "seconds": float(history["seconds"].sum()),
-                "versions": {"fisherlab": __version__, "torch": str(torch.__version__)},
+                "versions": versions(),
             },
         )
     for p in model.parameters():

@@ -1,0 +1,183 @@
+"""Judging an attack: top-1/top-5 attack accuracy, KNN distance, FID, natural accuracy.
+
+The reconstructions are judged by an evaluation model of a different
+architecture trained on the private classes: top-1 and top-5 attack accuracy
+(:func:`topk_correct`), the KNN distance (:func:`knn_distances`: minimum
+squared L2 distance in the evaluation model's penultimate features to the
+private training images of the same class), a FID in the same feature space
+(:func:`frechet_distance`), and the target's natural accuracy on held-out
+private data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from fisherlab.attacks.base import AttackConfig
+from fisherlab.attacks.method import AttackResult
+from fisherlab.data.datasets import load_dataset
+from fisherlab.data.specs import InputSpec
+from fisherlab.models.layers import layers
+from fisherlab.models.meta import fingerprint, model_meta
+from fisherlab.training.accuracy import natural_accuracy
+
+SUMMARY_METRICS = [
+    "attack_accuracy_top1",
+    "attack_accuracy_top5",
+    "knn_distance",
+    "fid",
+    "natural_accuracy",
+    "target_confidence",
+]
+"""The numbers of an attack's ``summary.json``, in reporting order."""
+
+
+@dataclass
+class AttackOutcome:
+    """An attack's reconstructions, per-reconstruction rows and summary.
+
+    Attributes:
+        result: Reconstructions, recorded Fisher and trajectory.
+        rows: One row per reconstruction: ``class``, ``restart``,
+            ``target_confidence``, ``eval_prediction``, ``correct_top1``,
+            ``correct_top5``, ``knn_distance``.
+        summary: Attack accuracy, KNN distance, FID, natural accuracy, config.
+        private_examples: A few private images per class (pixels), for figures.
+    """
+
+    result: AttackResult
+    rows: pd.DataFrame
+    summary: dict[str, Any]
+    private_examples: torch.Tensor | None = field(default=None, repr=False)
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The input of the model's head (its last layer, a Linear), flattened.
+
+    This is the feature space of the KNN distance and of the FID.
+    """
+    head = dict(model.named_modules())[layers(model)[-1].name]
+    captured: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return captured[0].flatten(1)
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Whether each label is among the ``k`` largest logits, ``(N,)`` bool."""
+    k = min(k, logits.shape[1])
+    return (logits.topk(k, dim=1).indices == labels.view(-1, 1)).any(1)
+
+
+def knn_distances(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    private_features: torch.Tensor,
+    private_labels: torch.Tensor,
+) -> torch.Tensor:
+    """Per reconstruction, the minimum squared L2 distance to a private sample of its class.
+
+    Args:
+        features: ``(N, F)`` evaluation features of the reconstructions.
+        labels: ``(N,)`` their classes.
+        private_features: ``(M, F)`` evaluation features of the private images.
+        private_labels: ``(M,)`` their classes.
+
+    Returns:
+        ``(N,)`` float64 distances (``inf`` where the class has no private sample).
+    """
+    f, p = features.double(), private_features.double()
+    d = (f.square().sum(1, keepdim=True) - 2 * f @ p.T + p.square().sum(1)).clamp_min(0)
+    d[labels.view(-1, 1) != private_labels.view(1, -1)] = float("inf")
+    return d.min(1).values
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance of Gaussians fitted to two feature sets (FID's formula).
+
+    ``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, with the trace of
+    the matrix square root taken as ``sum sqrt(eig(S_a^(1/2) S_b S_a^(1/2)))``.
+    """
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    vals, vecs = torch.linalg.eigh(cov_a)
+    root_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+    middle = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
+
+
+def evaluate_attack(
+    result: AttackResult,
+    target: nn.Module,
+    eval_model: nn.Module | None,
+    private_data: str | None,
+    config: AttackConfig,
+) -> AttackOutcome:
+    """Judge an attack's reconstructions (see the module docs for the metrics)."""
+    spec = model_meta(target).input_spec
+    assert spec is not None
+    rows = pd.DataFrame(
+        {
+            "class": result.labels.numpy(),
+            "restart": result.restart.numpy(),
+            "target_confidence": result.confidence.numpy(),
+        }
+    )
+    summary: dict[str, Any] = {
+        "config": config.to_dict(),
+        "target": {"fingerprint": fingerprint(target)},
+        "n_reconstructions": len(rows),
+    }
+    summary["target_confidence"] = float(result.confidence.mean())
+    examples = None
+    if private_data is not None:
+        private = load_dataset(private_data, input_spec=spec)
+        summary["natural_accuracy"] = natural_accuracy(target, private.test)
+    if eval_model is not None and private_data is not None:
+        espec = model_meta(eval_model).input_spec
+        assert espec is not None
+        eval_model.eval()
+        pixel = InputSpec(espec.channels, espec.size, None, None)
+        private_pixels = load_dataset(private_data, input_spec=pixel).train
+        x_priv, y_priv = private_pixels.tensors()
+        with torch.no_grad():
+            logits = eval_model(espec.normalize(result.images))
+        rows["eval_prediction"] = logits.argmax(1).numpy()
+        rows["correct_top1"] = topk_correct(logits, result.labels, 1).numpy()
+        rows["correct_top5"] = topk_correct(logits, result.labels, 5).numpy()
+        feats = penultimate_features(eval_model, espec.normalize(result.images))
+        priv_feats = torch.cat(
+            [
+                penultimate_features(eval_model, espec.normalize(x_priv[i : i + 512]))
+                for i in range(0, len(x_priv), 512)
+            ]
+        )
+        rows["knn_distance"] = knn_distances(feats, result.labels, priv_feats, y_priv).numpy()
+        summary.update(
+            attack_accuracy_top1=float(rows["correct_top1"].mean()),
+            attack_accuracy_top5=float(rows["correct_top5"].mean()),
+            knn_distance=float(rows["knn_distance"].mean()),
+            fid=frechet_distance(feats, priv_feats[torch.isin(y_priv, result.labels)]),
+        )
+        examples = (
+            torch.stack(
+                [
+                    x_priv[y_priv == c][: min(4, config.per_class)]
+                    for c in config.classes
+                    if (y_priv == c).any()
+                ]
+            )
+            if all((y_priv == c).any() for c in config.classes)
+            else None
+        )
+    return AttackOutcome(result, rows, summary, examples)

@@ -1,0 +1,121 @@
+"""Recording the per-layer Fisher of an attack's identity loss along the attack: the paper's Fig. 5.
+
+The Fisher information of the identity loss ``L_j = CE(T(x_j), y_j)`` with
+respect to the target's parameters, recorded every ``fisher_every``
+iterations with fisherlab's BackPACK extension during the attack's own
+backward pass, gives one row per (restart, iteration, layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pandas as pd
+import torch
+from backpack import backpack
+from torch import Tensor, nn
+
+from fisherlab.data.specs import InputSpec
+from fisherlab.fisher.backpack_engine import PerSampleFisher
+from fisherlab.fisher.engine import FisherEngine, layer_row
+
+
+class FisherRecorder:
+    """Records the per-layer Fisher of the identity loss along an attack, for free.
+
+    The attack runs the target as :meth:`network` (a hooked copy with the same
+    outputs, used whether or not anything is recorded, so recording cannot change
+    the trajectory). At a recorded iteration, the attack's own backward pass runs
+    inside :meth:`observe` with fisherlab's BackPACK extension active: the
+    gradient reaching the target's output for latent ``j`` is
+    ``scale * dL_j/d output_j``, where ``scale`` is the weight of ``L_j`` in the
+    attack's loss (``lam / n`` for a mean), so the per-sample squared gradient
+    norms of ``L_j`` are the extension's values divided by ``scale^2``, with no
+    extra forward or backward pass. Parameters without a fast path are added by
+    the torch.func fallback on the same images.
+
+    Args:
+        target: The target model (left untouched; a copy is used).
+        spec: The target's input spec.
+        every: Record at iteration 1 and every ``every``-th (0: never).
+        samples: Use only this many latents per class (``None``: all).
+        per_class: Latents per class in the batch.
+    """
+
+    def __init__(
+        self,
+        target: nn.Module,
+        spec: InputSpec,
+        every: int,
+        samples: int | None,
+        per_class: int,
+    ) -> None:
+        self.every, self.spec = every, spec
+        self.samples, self.per_class = samples, per_class
+        self.engine = FisherEngine(target, "classification", "empirical")
+        self.rows: list[dict] = []
+
+    def network(self, example: Tensor) -> nn.Module:
+        """The target as the attack must run it (same outputs as the target)."""
+        return self.engine.fast_model(self.spec.normalize(example))
+
+    def due(self, iteration: int) -> bool:
+        """Whether iteration ``iteration`` (1-based) is recorded."""
+        return self.every > 0 and (iteration == 1 or iteration % self.every == 0)
+
+    @contextlib.contextmanager
+    def observe(
+        self,
+        iteration: int,
+        restart: int,
+        pixels: Tensor,
+        labels: Tensor,
+        scale: float,
+    ) -> Iterator[None]:
+        """Run the attack's backward pass inside this block to record iteration ``iteration``.
+
+        Args:
+            iteration: The 1-based iteration.
+            restart: The restart.
+            pixels: The images of this iteration (pixel space).
+            labels: Their target classes.
+            scale: Weight of each per-sample identity loss in the attack's loss.
+        """
+        if not self.due(iteration):
+            yield
+            return
+        with backpack(PerSampleFisher(diagonal=False)):
+            yield
+        results = self.engine.take_fast_results()
+        fallback = self.engine.fallback_results(self.spec.normalize(pixels.detach()), labels)
+        keep = torch.ones(len(labels), dtype=torch.bool)
+        if self.samples is not None and self.samples < self.per_class:
+            keep = (torch.arange(len(labels)) % self.per_class) < self.samples
+        n = int(keep.sum())
+        per_param = {
+            name: float(sq[keep].double().sum()) / scale**2 for name, (sq, _) in results.items()
+        }
+        per_param.update(
+            {name: float(sq[keep].double().sum()) for name, (sq, _) in fallback.items()}
+        )
+        for layer in self.engine.layers:
+            row = layer_row(
+                layer,
+                sum(per_param[p] for p in layer.params) / n,
+                objective="identity",
+                fisher="empirical",
+                engine="+".join(sorted({self.engine.engines[p] for p in layer.params})),
+                n_samples=n,
+                mc_samples=1,
+            )
+            self.rows.append({"restart": restart, "iteration": iteration, **row})
+
+    def frame(self) -> pd.DataFrame:
+        """All recorded rows, one per (restart, iteration, layer), with ``share``."""
+        if not self.rows:
+            return pd.DataFrame()
+        frame = pd.DataFrame(self.rows)
+        totals = frame.groupby(["restart", "iteration"])["trace"].transform("sum")
+        frame.insert(frame.columns.get_loc("mean") + 1, "share", frame["trace"] / totals)
+        return frame

@@ -1,0 +1,190 @@
+"""Running an attack: :func:`attack` inverts a target and judges the reconstructions.
+
+The attacks are those of the registry (:data:`fisherlab.attacks.registry.ATTACKS`):
+
+=============  =================================================  ====================
+``gmi``        :mod:`fisherlab.attacks.gmi`, latent SGD with a     GAN prior (gmi)
+               critic prior
+``kedmi``      :mod:`fisherlab.attacks.kedmi`, a learned latent    GAN prior (kedmi)
+               distribution per class
+``whitebox``   :mod:`fisherlab.attacks.whitebox`, pixels with a    none
+               total-variation prior
+=============  =================================================  ====================
+
+After the attack, :func:`fisherlab.attacks.evaluation.evaluate_attack` judges
+the reconstructions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fisherlab.attacks.base import AttackConfig
+from fisherlab.attacks.evaluation import AttackOutcome, evaluate_attack
+from fisherlab.attacks.outputs import read_reconstructions
+from fisherlab.attacks.recorder import FisherRecorder
+from fisherlab.attacks.registry import attack_method
+from fisherlab.attacks.train_gan import GANPrior, load_gan
+from fisherlab.errors import FisherlabError
+from fisherlab.models.checkpoint import load_model
+from fisherlab.models.meta import model_meta
+
+
+def _model(value: nn.Module | str | Path | None) -> nn.Module | None:
+    if value is None or isinstance(value, nn.Module):
+        return value
+    return load_model(value)
+
+
+def _prior(value: Any) -> GANPrior | None:
+    if value is None or isinstance(value, GANPrior):
+        return value
+    return load_gan(value)
+
+
+def _check(target, spec, prior, eval_model, config, private_data) -> int:
+    meta = model_meta(target)
+    with torch.no_grad():
+        n_classes = int(
+            target(spec.normalize(torch.rand(1, spec.channels, spec.size, spec.size))).shape[1]
+        )
+    bad = [c for c in config.classes if not 0 <= c < n_classes]
+    if bad:
+        raise FisherlabError(
+            f"classes {bad} are outside the target's range: it has classes 0-{n_classes - 1}"
+        )
+    needed = attack_method(config.attack).prior
+    if needed is not None:
+        if prior is None:
+            raise FisherlabError(f"the {config.attack} attack needs a GAN prior: give --generator")
+        gspec = prior.image_spec
+        if (gspec.channels, gspec.size) != (spec.channels, spec.size):
+            raise FisherlabError(
+                f"the generator makes {gspec.channels}x{gspec.size}x{gspec.size} images but "
+                f"the target takes {spec.channels}x{spec.size}x{spec.size}"
+            )
+        if prior.kind != needed:
+            raise FisherlabError(
+                f"the {config.attack} attack needs a {needed} GAN, got a {prior.kind} "
+                "one (fisherlab train-gan --kind ...)"
+            )
+    if eval_model is not None:
+        emeta = model_meta(eval_model)
+        if meta.class_names and emeta.class_names and emeta.class_names != meta.class_names:
+            raise FisherlabError(
+                f"the evaluation model was trained on classes {emeta.class_names}, the target "
+                f"on {meta.class_names}: train the evaluator on the private data"
+            )
+        if private_data is None:
+            raise FisherlabError("evaluation needs the private data: give --private-data")
+    return n_classes
+
+
+def attack(
+    target: nn.Module | str | Path,
+    generator: Any = None,
+    eval_model: nn.Module | str | Path | None = None,
+    config: AttackConfig | None = None,
+    *,
+    private_data: str | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> AttackOutcome:
+    """Invert ``target`` and evaluate the reconstructions.
+
+    Args:
+        target: The attacked classifier (model or checkpoint path); not modified.
+        generator: A GAN prior (:class:`fisherlab.attacks.train_gan.GANPrior` or path);
+            not needed by ``whitebox``.
+        eval_model: Evaluation classifier (model or path) trained on the
+            private classes, or ``None`` to skip evaluation.
+        config: The attack; ``options`` override or replace it
+            (e.g. ``attack="kedmi", iterations=300``).
+        private_data: Private dataset string (KNN, FID, natural accuracy).
+        progress: Show a progress bar.
+        **options: Fields of :class:`AttackConfig`.
+
+    Returns:
+        The outcome (reconstructions, rows, summary).
+
+    Raises:
+        FisherlabError: For a generator that does not fit the target, classes
+            out of range, or an evaluation model of other classes; checked
+            before any work starts.
+    """
+    if config is None:
+        config = AttackConfig(**options)
+    elif options:
+        config = AttackConfig(
+            **{
+                **config.to_dict(),
+                **options,
+                "classes": tuple(options.get("classes", config.classes)),
+            }
+        )
+    target_model = _model(target)
+    assert target_model is not None
+    spec = model_meta(target_model).input_spec
+    if spec is None:
+        raise FisherlabError(
+            "the target has no input spec: use a checkpoint written by fisherlab train"
+        )
+    prior = _prior(generator)
+    judge = _model(eval_model)
+    _check(target_model, spec, prior, judge, config, private_data)
+    target_model.eval()
+    if prior is not None:
+        prior.generator.requires_grad_(False)
+        prior.discriminator.requires_grad_(False)
+    recorder = FisherRecorder(
+        target_model, spec, config.fisher_every, config.fisher_samples, config.per_class
+    )
+    total = config.restarts * config.iterations
+    bar = tqdm(total=total, disable=None if progress else True, unit="it", desc=config.attack)
+    method = attack_method(config.attack)
+    result = method.run(target_model, spec, prior, config, recorder, bar.update)
+    bar.close()
+    return evaluate_attack(result, target_model, judge, private_data, config)
+
+
+def default_private_data(target: nn.Module | str | Path) -> str | None:
+    """The dataset the target was trained on (from its checkpoint), for evaluation.
+
+    Args:
+        target: The target model or its checkpoint path.
+
+    Returns:
+        The dataset string, or ``None`` if the checkpoint does not record it.
+    """
+    model = _model(target)
+    assert model is not None
+    return (model_meta(model).train_config or {}).get("data")
+
+
+def evaluate_saved(
+    reconstructions: str | Path,
+    target: nn.Module | str | Path,
+    eval_model: nn.Module | str | Path,
+    private_data: str | None = None,
+) -> AttackOutcome:
+    """Judge the reconstructions an attack saved (``fisherlab evaluate``).
+
+    Args:
+        reconstructions: An attack's output folder or its ``reconstructions.pt``.
+        target: The attacked classifier (model or checkpoint path).
+        eval_model: The evaluation classifier (model or checkpoint path).
+        private_data: Private dataset string (default: the target's training data).
+
+    Returns:
+        The outcome, as :func:`attack` would give it.
+    """
+    result, config = read_reconstructions(reconstructions)
+    target_model, judge = _model(target), _model(eval_model)
+    assert target_model is not None
+    data = private_data or default_private_data(target_model)
+    return evaluate_attack(result, target_model, judge, data, config)

@@ -1,0 +1,44 @@
+"""Stage 1, data: named image datasets, their splits and how a model sees them.
+
+A dataset is named by a string ``SOURCE[:PATH][:CLASSES]`` (:class:`DataSpec`,
+the sources are in :mod:`fisherlab.data.sources`), loaded into seeded
+train/test splits (:func:`load_dataset`, :mod:`fisherlab.data.datasets`) and
+prepared for a model by an :class:`InputSpec` (:mod:`fisherlab.data.specs`).
+"""
+
+from fisherlab.data.datasets import (
+    DatasetSplits,
+    ImageDataset,
+    iterate_batches,
+    load_all,
+    load_dataset,
+)
+from fisherlab.data.sources import (
+    FASHION_CLASSES,
+    FASHION_DIR,
+    FORMS,
+    IMAGEFOLDER_DEFAULT_SIZE,
+    SOURCES,
+    DataSpec,
+    available,
+)
+from fisherlab.data.specs import InputSpec
+
+__all__ = [
+    # how a model sees images
+    "InputSpec",
+    # where images come from
+    "DataSpec",
+    "SOURCES",
+    "FORMS",
+    "FASHION_CLASSES",
+    "FASHION_DIR",
+    "IMAGEFOLDER_DEFAULT_SIZE",
+    "available",
+    # splits and batches
+    "DatasetSplits",
+    "ImageDataset",
+    "iterate_batches",
+    "load_all",
+    "load_dataset",
+]

@@ -1,1 +1,0 @@
-"""Per-sample Fisher engines: BackPACK fast paths and the torch.func fallback."""

@@ -1,0 +1,82 @@
+"""Stage 2, models: what a model is, how it is built, its layers and its checkpoint.
+
+* :mod:`~fisherlab.models.meta`: :class:`ModelMeta`, the metadata every model carries;
+* :mod:`~fisherlab.models.architectures`: the registry of :func:`build_model`;
+* :mod:`~fisherlab.models.layers`: the layer map, fisherlab's one unit of "layer";
+* :mod:`~fisherlab.models.heads`: replacing a model's head, MID's VIB head;
+* :mod:`~fisherlab.models.checkpoint`: safe saving and loading.
+"""
+
+from fisherlab.models.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    EvalCNN,
+    PatchEmbedding,
+    SmallViT,
+    TargetCNN,
+    TransformerBlock,
+    available,
+    build_model,
+)
+from fisherlab.models.checkpoint import FORMAT, FORMAT_VERSION, load_model, save_model
+from fisherlab.models.heads import (
+    HEAD_KINDS,
+    VIBHead,
+    install_head,
+    replace_head,
+    swap_head,
+    vib_statistics,
+)
+from fisherlab.models.layers import (
+    LEAF_KINDS,
+    UNIT_KINDS,
+    Layer,
+    check_freeze_boundary,
+    layer_map,
+    layer_state_keys,
+    layers,
+    parse_layer_selection,
+    resolve_layer_indices,
+    unit_kind,
+)
+from fisherlab.models.meta import ModelMeta, fingerprint, model_meta
+
+__all__ = [
+    # metadata
+    "ModelMeta",
+    "model_meta",
+    "fingerprint",
+    # architectures
+    "ARCHITECTURES",
+    "Architecture",
+    "EvalCNN",
+    "PatchEmbedding",
+    "SmallViT",
+    "TargetCNN",
+    "TransformerBlock",
+    "available",
+    "build_model",
+    # layers
+    "LEAF_KINDS",
+    "UNIT_KINDS",
+    "Layer",
+    "check_freeze_boundary",
+    "layer_map",
+    "layer_state_keys",
+    "layers",
+    "parse_layer_selection",
+    "resolve_layer_indices",
+    "unit_kind",
+    # heads
+    "HEAD_KINDS",
+    "VIBHead",
+    "install_head",
+    "replace_head",
+    "swap_head",
+    "vib_statistics",
+    # checkpoints
+    "FORMAT",
+    "FORMAT_VERSION",
+    "load_model",
+    "save_model",
+]

@@ -1,0 +1,52 @@
+"""Stage 3a, training: pretraining, TL-DMI fine-tuning, defenses, natural accuracy.
+
+* :mod:`~fisherlab.training.train`: :class:`TrainConfig` and :func:`train`
+  (pretrain, or fine-tune with a freeze boundary that freezes for real);
+* :mod:`~fisherlab.training.defenses`: training-time defenses (MID, BiDO, LS);
+* :mod:`~fisherlab.training.accuracy`: :func:`natural_accuracy`.
+"""
+
+from fisherlab.training.accuracy import natural_accuracy
+from fisherlab.training.defenses import (
+    DEFENSES,
+    MID,
+    STRENGTH_FIELDS,
+    BiDO,
+    Defense,
+    LabelSmoothing,
+    Strength,
+    build_defense,
+    flag,
+    gaussian_gram,
+    hsic,
+    kl_to_standard_normal,
+    normalized_hsic,
+    resolve_strengths,
+    smoothed_cross_entropy,
+)
+from fisherlab.training.train import TrainConfig, TrainResult, freeze, train
+
+__all__ = [
+    # training
+    "TrainConfig",
+    "TrainResult",
+    "freeze",
+    "train",
+    "natural_accuracy",
+    # defenses
+    "DEFENSES",
+    "STRENGTH_FIELDS",
+    "Defense",
+    "Strength",
+    "MID",
+    "BiDO",
+    "LabelSmoothing",
+    "build_defense",
+    "resolve_strengths",
+    "flag",
+    "gaussian_gram",
+    "hsic",
+    "normalized_hsic",
+    "kl_to_standard_normal",
+    "smoothed_cross_entropy",
+]
