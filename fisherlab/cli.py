@@ -22,7 +22,6 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from fisherlab import plots
 from fisherlab._version import __version__
 from fisherlab.attacks import (
     SUMMARY_METRICS,
@@ -44,6 +43,7 @@ from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
 from fisherlab.models import available as available_architectures
 from fisherlab.models import build_model, layer_map, load_model, parse_layer_selection
 from fisherlab.planner import check_rule, profiles_for, recommend_freeze, write_recommendation
+from fisherlab.plots import draw_all, plot_profile, plot_recommendation
 from fisherlab.training import DEFENSES, TrainConfig, flag, train
 
 
@@ -162,7 +162,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     out = Path(args.out)
-    plots.plot_profile(frame, out / "profile.png")
+    plot_profile(frame, out / "profile.png")
     shown = frame[["index", "name", "kind", "n_params", "trace", "mean", "share", "engine"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(
@@ -266,7 +266,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
     if args.out:
         write_recommendation(rec, args.out, computed)
         table = rec.table.assign(lam=rec.lam, budget=rec.budget)
-        plots.plot_recommendation(table, Path(args.out) / "recommendation.png")
+        plot_recommendation(table, Path(args.out) / "recommendation.png")
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2))
         return
@@ -286,7 +286,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     tables = reproduce(args.preset, args.out, seeds=args.seeds, progress=not args.quiet)
-    plots.draw_all(args.out, Path(args.out) / "figures")
+    draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
     for row in claims.itertuples():
         print(f"{row.claim} [{row.verdict}] {row.paper}: {row.ours}")

@@ -83,8 +83,6 @@ __all__ = ["PRESETS", "ReproduceConfig", "reproduce"]
 
 def _shared_models(runner: Runner, cfg: ReproduceConfig) -> tuple[dict[str, Step], Step, Step]:
     """Pretraining per domain, the evaluator and the GMI prior (shared by all seeds)."""
-    from fisherlab.train_gan import GANConfig
-
     pretrained: dict[str, Step] = {}
     for domain, epochs, cap in zip(
         cfg.domains, cfg.pretrain_epochs, cfg.pretrain_samples, strict=True
