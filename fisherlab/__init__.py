@@ -11,38 +11,53 @@ evaluation) -> :func:`fisherlab.experiments.reproduce` -> :mod:`fisherlab.plots`
 -> :mod:`fisherlab.cli`.
 """
 
-from fisherlab import _compat
-from fisherlab._version import __version__
-from fisherlab.attacks import AttackConfig, GANConfig, attack, load_gan
-from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
-from fisherlab.errors import FisherlabError
-from fisherlab.fisher import FisherEngine, profile, reference_profile
-from fisherlab.models import (
-    Layer,
-    ModelMeta,
-    VIBHead,
-    build_model,
-    layer_map,
-    layer_state_keys,
-    layers,
-    load_model,
-    model_meta,
-    replace_head,
-    save_model,
-)
-from fisherlab.planner import Recommendation, recommend_freeze
-from fisherlab.training import (
-    DEFENSES,
-    Defense,
-    TrainConfig,
-    TrainResult,
-    build_defense,
-    freeze,
-    hsic,
-    natural_accuracy,
-    normalized_hsic,
-    train,
-)
+import sys as _sys
+from pathlib import Path as _Path
+
+
+def _started_as_the_command() -> bool:
+    """Whether this import is the start-up of the ``fisherlab`` command (not a library import)."""
+    return _sys.argv[:1] == ["-m"] or _Path(_sys.argv[0] if _sys.argv else "").name == "fisherlab"
+
+
+try:  # Ctrl-C while torch loads ends the command with one line, not a traceback
+    from fisherlab import _compat
+    from fisherlab._version import __version__
+    from fisherlab.attacks import AttackConfig, GANConfig, attack, load_gan
+    from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
+    from fisherlab.errors import FisherlabError
+    from fisherlab.fisher import FisherEngine, profile, reference_profile
+    from fisherlab.models import (
+        Layer,
+        ModelMeta,
+        VIBHead,
+        build_model,
+        layer_map,
+        layer_state_keys,
+        layers,
+        load_model,
+        model_meta,
+        replace_head,
+        save_model,
+    )
+    from fisherlab.planner import Recommendation, recommend_freeze
+    from fisherlab.training import (
+        DEFENSES,
+        Defense,
+        TrainConfig,
+        TrainResult,
+        build_defense,
+        freeze,
+        hsic,
+        natural_accuracy,
+        normalized_hsic,
+        train,
+    )
+except KeyboardInterrupt:
+    if not _started_as_the_command():
+        raise
+    _sys.stderr.write("fisherlab: interrupted\n")
+    raise SystemExit(130) from None
 
 _compat.install()
 

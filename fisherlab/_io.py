@@ -1,14 +1,68 @@
-"""Atomic file output: write to a temporary file beside the target, then rename."""
+"""Atomic output: a file is written beside its target and renamed; a command's files come as a set.
+
+* :func:`atomic_path` / :func:`write_atomic`: one file, written to a hidden
+  temporary file in the target's folder, then renamed over the target, so a
+  reader never sees half a file. The temporary name carries the writer's
+  process id; temporaries of processes that no longer exist (a kill -9) are
+  removed on the next write to the same path.
+* :func:`output_set`: a command's whole output folder. The files are written
+  into a hidden temporary folder and moved into place at the end: a new folder
+  by one rename; over an existing folder, the old manifest (the file that says
+  the set is complete, e.g. ``run.json``) is removed first and the new one is
+  moved last. A folder without its manifest is therefore an incomplete set, and
+  readers treat it as absent.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from fisherlab.errors import FisherlabError
+
+_TMP = ".tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(folder: Path, name: str) -> None:
+    """Remove temporaries of ``name`` in ``folder`` left by processes that no longer run."""
+    prefix = f".{name}."
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if not (entry.name.startswith(prefix) and entry.name.endswith(_TMP)):
+                continue
+            pid = entry.name[len(prefix) :].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+
+def _writable_parent(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FisherlabError(
+            f"cannot create the folder {target.parent} ({exc.strerror}): choose another output path"
+        ) from None
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise FisherlabError(f"{target.parent} is not writable: choose another output path")
 
 
 @contextlib.contextmanager
@@ -24,10 +78,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Yields:
         A temporary path to write the content to.
+
+    Raises:
+        FisherlabError: If ``path`` is a directory or its folder cannot be written.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise FisherlabError(f"{target} is a directory: give a file path")
+    _writable_parent(target)
+    clean_stale(target.parent, target.name)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=_TMP, dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -57,3 +119,81 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return write_atomic(path, lambda p: p.write_text(text))
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Check, before any work, that ``path`` can become an output file.
+
+    Raises:
+        FisherlabError: If it is an existing directory or its folder is not writable.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise FisherlabError(f"--out {target} is an existing directory: give a file path")
+    _writable_parent(target)
+    return target
+
+
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """Check, before any work, that ``path`` can become an output folder.
+
+    Raises:
+        FisherlabError: If it is an existing file or its parent is not writable.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise FisherlabError(f"--out {target} is an existing file: give a folder")
+    _writable_parent(target)
+    return target
+
+
+@contextlib.contextmanager
+def output_set(path: str | os.PathLike, manifest: str) -> Iterator[Path]:
+    """Write a command's output files as one set into the folder ``path``.
+
+    Yields a hidden temporary folder beside ``path``; when the block succeeds,
+    its files move into ``path`` (see the module docs), ``manifest`` last. On
+    any exception nothing of the new set is left, and an existing ``path``
+    keeps its files. Files already in ``path`` that the block does not write
+    (another command's outputs) are never touched.
+
+    Args:
+        path: The output folder.
+        manifest: The file whose presence marks a complete set.
+
+    Yields:
+        The temporary folder to write into.
+
+    Raises:
+        FisherlabError: If ``path`` is a file or cannot be written.
+    """
+    target = check_output_folder(path)
+    clean_stale(target.parent, target.name)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=_TMP, dir=target.parent)
+    )
+    try:
+        yield tmp
+        if not (tmp / manifest).is_file():
+            raise RuntimeError(f"the output set of {target} has no {manifest}")
+        moved = False
+        if not target.exists():
+            with contextlib.suppress(OSError):  # another writer created it meanwhile
+                os.rename(tmp, target)
+                moved = True
+        if not moved:
+            (target / manifest).unlink(missing_ok=True)
+            entries = sorted(tmp.iterdir(), key=lambda p: p.name == manifest)
+            for entry in entries:
+                destination = target / entry.name
+                if entry.is_dir() and destination.is_dir():
+                    shutil.rmtree(destination)
+                os.replace(entry, destination)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_complete(folder: str | os.PathLike, manifest: str) -> bool:
+    """Whether ``folder`` holds a complete output set (its manifest exists)."""
+    return (Path(folder) / manifest).is_file()

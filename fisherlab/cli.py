@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from fisherlab._device import resolve_device
+from fisherlab._io import check_output_file, check_output_folder
 from fisherlab._version import __version__
 from fisherlab.attacks import (
     SUMMARY_METRICS,
@@ -31,6 +33,7 @@ from fisherlab.attacks import (
     default_private_data,
     evaluate_attack,
     evaluate_saved,
+    write_evaluation,
     write_outputs,
 )
 from fisherlab.attacks.train_gan import KINDS as GAN_KINDS
@@ -67,7 +70,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         arch=args.arch,
         init=args.init,
         freeze_boundary=args.freeze_boundary,
-        train_layers=parse_layer_selection(args.train_layers) if args.train_layers else None,
+        train_layers=(
+            parse_layer_selection(args.train_layers) if args.train_layers is not None else None
+        ),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -84,6 +89,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         hsic_a2=args.hsic_a2,
         smoothing=args.smoothing,
     )
+    check_output_file(args.out)
     result = train(config, out=args.out, progress=not args.quiet)
     last = result.history.iloc[-1]
     frozen = result.frozen_layers
@@ -139,6 +145,8 @@ def _distributed_setup(device: str) -> tuple[int, int, str]:
 
 
 def _cmd_profile(args: argparse.Namespace) -> None:
+    check_output_folder(args.out)
+    resolve_device(args.device)
     rank, _, device = _distributed_setup(args.device)
     model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
     frame, _, record = profile_to(
@@ -185,6 +193,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_train_samples=args.max_train_samples,
     )
+    check_output_file(args.out)
     prior = train_gan(config, args.out, progress=not args.quiet)
     print(
         f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
@@ -198,6 +207,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def _cmd_attack(args: argparse.Namespace) -> None:
+    check_output_folder(args.out)
     classes = DataSpec.parse(f"mnist5k:{args.classes}").classes
     config = AttackConfig(
         attack=args.attack,
@@ -226,14 +236,19 @@ def _cmd_attack(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    outcome = evaluate_saved(args.reconstructions, args.target, args.eval_model, args.private_data)
     source = Path(args.reconstructions)
-    write_outputs(outcome, args.out or (source if source.is_dir() else source.parent))
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent)
+    check_output_folder(out)
+    outcome = evaluate_saved(args.reconstructions, args.target, args.eval_model, args.private_data)
+    write_evaluation(outcome, out)
     _print_summary(outcome.summary)
+    print(f"wrote {out}/evaluation.csv, evaluation.json")
 
 
 def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
     check_rule(args.lam, args.budget)
+    if args.out:
+        check_output_folder(args.out)
     given = args.classification is not None and args.inversion is not None
     if args.checkpoint is None and not given:
         raise FisherlabError(
@@ -285,6 +300,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
+    check_output_folder(args.out)
     tables = reproduce(args.preset, args.out, seeds=args.seeds, progress=not args.quiet)
     draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
@@ -440,14 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "evaluate",
-        help="judge saved reconstructions with an evaluation model",
+        help="judge saved reconstructions with an evaluation model (writes evaluation.csv/.json)",
         description=_summary(evaluate_attack),
     )
     p.add_argument("target", help="the attacked classifier checkpoint")
     p.add_argument("--reconstructions", required=True, metavar="DIR", help="an attack's --out")
     p.add_argument("--eval-model", required=True, metavar="CKPT")
     p.add_argument("--private-data", help="default: the data the target was trained on")
-    p.add_argument("--out", metavar="DIR", help="default: the reconstructions' directory")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where evaluation.csv and evaluation.json go (default: the reconstructions' "
+        "directory; the attack's own files are never changed)",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

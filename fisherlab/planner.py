@@ -40,14 +40,16 @@ its parameters at once.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
-from fisherlab._io import write_atomic, write_json
+from fisherlab._io import is_complete, output_set, write_atomic, write_json
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.run import attack
 from fisherlab.errors import FisherlabError
@@ -108,12 +110,13 @@ def check_rule(lam: float, budget: float) -> None:
     """Refuse a rule the planner cannot apply (before any profile is computed).
 
     Raises:
-        FisherlabError: For ``lam < 0`` or ``budget`` outside [0, 1].
+        FisherlabError: For ``lam`` not a finite number >= 0, or ``budget``
+            outside [0, 1].
     """
     if not 0.0 <= budget <= 1.0:
         raise FisherlabError(f"the budget must be in [0, 1], got {budget}")
-    if not lam >= 0.0:
-        raise FisherlabError(f"lam must be >= 0, got {lam}")
+    if not (math.isfinite(lam) and lam >= 0.0):
+        raise FisherlabError(f"lam must be a finite number >= 0, got {lam}")
 
 
 def read_profile(path: str | Path) -> pd.DataFrame:
@@ -132,13 +135,22 @@ def read_profile(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if path.is_dir():
-        found = [path / n for n in ("profile.csv", "fisher.csv") if (path / n).is_file()]
+        found = [
+            (path / n, manifest)
+            for n, manifest in (("profile.csv", "run.json"), ("fisher.csv", "summary.json"))
+            if (path / n).is_file()
+        ]
         if not found:
             raise FisherlabError(
                 f"{path} holds neither profile.csv nor fisher.csv: give the --out directory "
                 "of fisherlab profile or fisherlab attack --fisher-every K"
             )
-        path = found[0]
+        path, manifest = found[0]
+        if not is_complete(path.parent, manifest):
+            raise FisherlabError(
+                f"{path.parent} has {path.name} but no {manifest}: the run that wrote it did "
+                "not finish; run it again"
+            )
     if not path.is_file():
         raise FisherlabError(f"{path} does not exist")
     try:
@@ -184,6 +196,14 @@ def layer_shares(frame: pd.DataFrame, what: str = "profile") -> pd.DataFrame:
             f"the {what} profile lacks the columns {missing}: give a profile.csv from "
             "fisherlab profile or a fisher.csv from fisherlab attack"
         )
+    traces = pd.to_numeric(frame["trace"], errors="coerce")
+    if not np.isfinite(traces.to_numpy(dtype=float)).all():
+        bad = frame.loc[~np.isfinite(traces.to_numpy(dtype=float)), "trace"].head(3).tolist()
+        raise FisherlabError(
+            f"the {what} profile has non-finite or non-numeric traces (e.g. {bad}): "
+            "recompute it; a model with non-finite weights or outputs has no Fisher"
+        )
+    frame = frame.assign(trace=traces)
     per_layer = frame.groupby(PROFILE_KEYS, as_index=False, sort=True)["trace"].mean()
     if per_layer["index"].duplicated().any():
         raise FisherlabError(f"the {what} profile lists a layer index twice with other names")
@@ -412,6 +432,9 @@ def write_recommendation(
 ) -> list[Path]:
     """Write ``recommendation.csv`` and ``recommendation.json`` (and the profiles) to ``out``.
 
+    The files come as one set, ``recommendation.json`` last (a folder without
+    it is an unfinished recommendation).
+
     Args:
         rec: The recommendation.
         out: The folder.
@@ -423,11 +446,13 @@ def write_recommendation(
     """
     out = Path(out)
     table = rec.table.assign(lam=rec.lam, budget=rec.budget)
-    written = [write_atomic(out / "recommendation.csv", lambda p: table.to_csv(p, index=False))]
-    if profiles is not None:
-        for name, frame in zip(("classification", "inversion"), profiles, strict=True):
-            written.append(
-                write_atomic(out / f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
-            )
-    written.append(write_json(out / "recommendation.json", rec.to_dict()))
-    return written
+    names = ["recommendation.csv"]
+    with output_set(out, "recommendation.json") as tmp:
+        write_atomic(tmp / "recommendation.csv", lambda p: table.to_csv(p, index=False))
+        if profiles is not None:
+            for name, frame in zip(("classification", "inversion"), profiles, strict=True):
+                write_atomic(tmp / f"{name}.csv", lambda p, f=frame: f.to_csv(p, index=False))
+                names.append(f"{name}.csv")
+        write_json(tmp / "recommendation.json", rec.to_dict())
+        names.append("recommendation.json")
+    return [out / n for n in names]

@@ -4,7 +4,7 @@ The stages, in data-flow order (``fisherlab/<stage>/`` or ``fisherlab/<stage>.py
 
     data -> models -> {training, fisher} -> attacks -> planner -> experiments -> plots -> cli
 
-The ground files (``errors``, ``_io``, ``_version``) may be imported from
+The ground files (``errors``, ``_io``, ``_version``, ``_device``) may be imported from
 anywhere and import no other fisherlab module. The facade files
 (``fisherlab/__init__.py``, ``__main__.py``, ``_compat.py``) re-export or
 alias and are exempt. These rules are read from the source with ``ast``, so
@@ -35,7 +35,7 @@ STAGES = {
 }
 """Stage -> its rank in the flow; an import may point to a lower rank (or its own stage)."""
 
-GROUND = {"errors", "_io", "_version"}
+GROUND = {"errors", "_io", "_version", "_device"}
 FACADE = {"__init__", "__main__", "_compat"}
 NEVER_EACH_OTHER = {frozenset({"training", "fisher"})}
 

@@ -9,6 +9,9 @@ to import from when writing or running an attack.
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from fisherlab.attacks.method import (
@@ -37,6 +40,24 @@ __all__ = [
     "keep_best",
     "target_confidence",
 ]
+
+
+MAX_RECONSTRUCTIONS = 100_000
+"""The most reconstructions (classes x per class) one attack makes."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_count(name: str, value: object, low: int) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise FisherlabError(f"{_flag(name)} must be an integer >= {low}, got {value!r}")
+
+
+def _check_number(name: str, value: float, allowed: str, ok: Callable[[float], bool]) -> None:
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and ok(value)):
+        raise FisherlabError(f"{_flag(name)} must be a finite number {allowed}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -78,13 +99,23 @@ class AttackConfig:
 
     def __post_init__(self) -> None:
         attack_method(self.attack)
-        for name in ("per_class", "iterations", "restarts"):
-            if getattr(self, name) < 1:
-                raise FisherlabError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.fisher_every < 0:
-            raise FisherlabError(f"fisher_every must be >= 0, got {self.fisher_every}")
+        for name in ("per_class", "iterations", "restarts", "kedmi_samples"):
+            _check_count(name, getattr(self, name), 1)
+        _check_count("fisher_every", self.fisher_every, 0)
+        if self.fisher_samples is not None:
+            _check_count("fisher_samples", self.fisher_samples, 1)
         if not self.classes:
             raise FisherlabError("give at least one class to invert")
+        if len(self.classes) * self.per_class > MAX_RECONSTRUCTIONS:
+            raise FisherlabError(
+                f"{len(self.classes)} classes x {self.per_class} per class is more than "
+                f"{MAX_RECONSTRUCTIONS:,} reconstructions: attack fewer classes at a time"
+            )
+        _check_number("lam", self.lam, "> 0", lambda v: v > 0)
+        _check_number("momentum", self.momentum, "in [0, 1)", lambda v: 0 <= v < 1)
+        _check_number("tv_weight", self.tv_weight, ">= 0", lambda v: v >= 0)
+        if self.lr is not None:
+            _check_number("lr", self.lr, "> 0", lambda v: v > 0)
 
     @property
     def step_size(self) -> float:

@@ -23,7 +23,7 @@ from fisherlab.attacks.method import AttackResult
 from fisherlab.data.datasets import load_dataset
 from fisherlab.data.specs import InputSpec
 from fisherlab.models.layers import layers
-from fisherlab.models.meta import fingerprint, model_meta
+from fisherlab.models.meta import check_data_classes, fingerprint, model_meta
 from fisherlab.training.accuracy import natural_accuracy
 
 SUMMARY_METRICS = [
@@ -142,6 +142,7 @@ def evaluate_attack(
     examples = None
     if private_data is not None:
         private = load_dataset(private_data, input_spec=spec)
+        check_data_classes(private.class_names, target, private_data, same_count=True)
         summary["natural_accuracy"] = natural_accuracy(target, private.test)
     if eval_model is not None and private_data is not None:
         espec = model_meta(eval_model).input_spec

@@ -1,10 +1,13 @@
-"""What ``fisherlab attack`` writes, and reading saved reconstructions back.
+"""What ``fisherlab attack`` and ``fisherlab evaluate`` write, and reading reconstructions back.
 
 An attack's folder holds ``attack.csv`` (one row per reconstruction),
-``summary.json``, ``fisher.csv`` (the Fisher recorded along the attack),
-``trajectory.csv``, ``reconstructions.pt`` (read back by
-:func:`read_reconstructions` for ``fisherlab evaluate``) and
-``reconstructions.png``.
+``fisher.csv`` (the Fisher recorded along the attack), ``trajectory.csv``,
+``reconstructions.pt`` (read back by :func:`read_reconstructions` for
+``fisherlab evaluate``), ``reconstructions.png`` and, last, ``summary.json``,
+its manifest: a folder without it is an unfinished attack. ``fisherlab
+evaluate`` writes only its own files, ``evaluation.csv`` and
+``evaluation.json`` (:func:`write_evaluation`), so it never changes an
+attack's outputs.
 """
 
 from __future__ import annotations
@@ -15,21 +18,28 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from fisherlab._io import write_atomic, write_json
+from fisherlab._io import is_complete, output_set, write_atomic, write_json
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome
 from fisherlab.attacks.method import AttackResult
 from fisherlab.errors import FisherlabError
 
+ATTACK_MANIFEST = "summary.json"
+EVALUATION_MANIFEST = "evaluation.json"
+
 
 def write_outputs(outcome: AttackOutcome, out: str | Path) -> None:
-    """Write an attack's outputs to ``out``, each file atomically.
+    """Write an attack's outputs to the folder ``out``, as one set (see the module docs).
 
-    Files: ``attack.csv``, ``summary.json``, ``fisher.csv``, ``trajectory.csv``,
-    ``reconstructions.pt`` (for ``fisherlab evaluate``) and ``reconstructions.png``
-    (per class: reconstructions, then real private samples).
+    Files: ``attack.csv``, ``fisher.csv``, ``trajectory.csv``,
+    ``reconstructions.pt`` (for ``fisherlab evaluate``), ``reconstructions.png``
+    (per class: reconstructions, then real private samples) and ``summary.json``.
     """
-    out = Path(out)
+    with output_set(out, ATTACK_MANIFEST) as tmp:
+        _write_attack_files(outcome, tmp)
+
+
+def _write_attack_files(outcome: AttackOutcome, out: Path) -> None:
     write_atomic(out / "attack.csv", lambda p: outcome.rows.to_csv(p, index=False))
     write_atomic(out / "fisher.csv", lambda p: outcome.result.fisher.to_csv(p, index=False))
     write_atomic(out / "trajectory.csv", lambda p: outcome.result.trajectory.to_csv(p, index=False))
@@ -59,6 +69,19 @@ def write_outputs(outcome: AttackOutcome, out: str | Path) -> None:
     )
 
 
+def write_evaluation(outcome: AttackOutcome, out: str | Path) -> None:
+    """Write an evaluation's own files to the folder ``out``: ``evaluation.csv`` and ``.json``.
+
+    ``out`` may be the attack's folder: its files are left as they are.
+    """
+    with output_set(out, EVALUATION_MANIFEST) as tmp:
+        write_atomic(tmp / "evaluation.csv", lambda p: outcome.rows.to_csv(p, index=False))
+        write_json(tmp / EVALUATION_MANIFEST, json.loads(json.dumps(outcome.summary, default=str)))
+
+
+_SAVED_KEYS = ("images", "labels", "restart", "confidence", "config")
+
+
 def read_reconstructions(path: str | Path) -> tuple[AttackResult, AttackConfig]:
     """The reconstructions an attack saved, and its config.
 
@@ -69,14 +92,46 @@ def read_reconstructions(path: str | Path) -> tuple[AttackResult, AttackConfig]:
         ``(result, config)``; the result has no latents, Fisher or trajectory.
 
     Raises:
-        FisherlabError: If the file does not exist.
+        FisherlabError: If the file does not exist, the folder is an unfinished
+            attack, or the file is not reconstructions saved by fisherlab.
     """
     source = Path(path)
+    if source.is_dir() and not is_complete(source, ATTACK_MANIFEST):
+        raise FisherlabError(
+            f"{source} has no {ATTACK_MANIFEST}: it is not a finished fisherlab attack folder "
+            "(rerun the attack)"
+        )
     file = source / "reconstructions.pt" if source.is_dir() else source
     if not file.is_file():
         raise FisherlabError(f"{file} does not exist: give the --out directory of fisherlab attack")
-    saved = torch.load(file, weights_only=True)
-    config = AttackConfig(**{**saved["config"], "classes": tuple(saved["config"]["classes"])})
+    try:
+        saved = torch.load(file, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any failure means a bad file
+        raise FisherlabError(
+            f"{file} is not readable reconstructions ({type(exc).__name__}); give the "
+            "reconstructions.pt written by fisherlab attack"
+        ) from None
+    images = saved.get("images") if isinstance(saved, dict) else None
+    ok = (
+        isinstance(saved, dict)
+        and all(k in saved for k in _SAVED_KEYS)
+        and isinstance(saved["config"], dict)
+        and all(isinstance(saved[k], torch.Tensor) for k in _SAVED_KEYS[:4])
+        and images is not None
+        and images.dim() == 4
+        and images.is_floating_point()
+        and all(len(saved[k]) == len(images) for k in _SAVED_KEYS[1:4])
+        and bool(torch.isfinite(images).all())
+    )
+    if not ok:
+        raise FisherlabError(
+            f"{file} does not hold reconstructions saved by fisherlab attack (expected "
+            f"{', '.join(_SAVED_KEYS)} with one image per label): rerun the attack"
+        )
+    try:
+        config = AttackConfig(**{**saved["config"], "classes": tuple(saved["config"]["classes"])})
+    except (TypeError, KeyError) as exc:
+        raise FisherlabError(f"{file}: its attack config is not readable ({exc})") from None
     result = AttackResult(
         saved["images"], saved["labels"], saved["restart"], saved["confidence"], None
     )

@@ -30,9 +30,10 @@ from fisherlab.attacks.outputs import read_reconstructions
 from fisherlab.attacks.recorder import FisherRecorder
 from fisherlab.attacks.registry import attack_method
 from fisherlab.attacks.train_gan import GANPrior, load_gan
+from fisherlab.data.datasets import load_dataset
 from fisherlab.errors import FisherlabError
 from fisherlab.models.checkpoint import load_model
-from fisherlab.models.meta import model_meta
+from fisherlab.models.meta import check_data_classes, model_meta
 
 
 def _model(value: nn.Module | str | Path | None) -> nn.Module | None:
@@ -82,6 +83,9 @@ def _check(target, spec, prior, eval_model, config, private_data) -> int:
             )
         if private_data is None:
             raise FisherlabError("evaluation needs the private data: give --private-data")
+    if private_data is not None:
+        private = load_dataset(private_data, input_spec=spec)
+        check_data_classes(private.class_names, target, private_data, same_count=True)
     return n_classes
 
 

@@ -55,6 +55,8 @@ class ImageDataset(Dataset):
     Attributes:
         input_spec: How the images were prepared.
         labels: Int64 labels ``0..k-1``.
+        class_names: The class of each label, when the source names its
+            classes (``None`` for ``npz`` arrays).
     """
 
     def __init__(
@@ -63,11 +65,13 @@ class ImageDataset(Dataset):
         input_spec: InputSpec,
         images: Tensor | None = None,
         files: Sequence[str] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.labels = labels
         self.input_spec = input_spec
         self.images = images
         self.files = list(files) if files is not None else None
+        self.class_names = list(class_names) if class_names is not None else None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -201,18 +205,19 @@ def load_all(spec: str | DataSpec, *, input_spec: InputSpec | None = None) -> Im
     """
     parsed = DataSpec.parse(spec)
     raw = SOURCES[parsed.source].loader(parsed.path)
-    _, select = _class_selector(parsed, raw)
+    class_ids, select = _class_selector(parsed, raw)
+    names = None if raw.as_stored else [raw.class_names[c] for c in class_ids]
     spec_out = _output_spec(raw, input_spec)
     assert raw.y is not None
     ys = [raw.y] + ([raw.y_test] if raw.y_test is not None else [])
     keep, labels = select(torch.cat(ys))
     if raw.files is not None:
-        return ImageDataset(labels, spec_out, files=[raw.files[i] for i in keep.tolist()])
+        files = [raw.files[i] for i in keep.tolist()]
+        return ImageDataset(labels, spec_out, files=files, class_names=names)
     assert raw.x is not None
     x_all = torch.cat([raw.x] + ([raw.x_test] if raw.x_test is not None else []))[keep]
-    return ImageDataset(
-        labels, spec_out, images=x_all if raw.as_stored else _convert(x_all, spec_out)
-    )
+    images = x_all if raw.as_stored else _convert(x_all, spec_out)
+    return ImageDataset(labels, spec_out, images=images, class_names=names)
 
 
 def load_dataset(
@@ -264,12 +269,15 @@ def load_dataset(
     if tr_y.numel() == 0:
         raise FisherlabError(f"dataset {parsed} is empty after class selection")
 
+    names = None if raw.as_stored else [raw.class_names[c] for c in class_ids]
+
     def build(x: Tensor | None, idx: Tensor, y: Tensor) -> ImageDataset:
         if raw.files is not None:
-            return ImageDataset(y, spec_out, files=[raw.files[i] for i in idx.tolist()])
+            files = [raw.files[i] for i in idx.tolist()]
+            return ImageDataset(y, spec_out, files=files, class_names=names)
         assert x is not None
         images = x if raw.as_stored else _convert(x, spec_out)
-        return ImageDataset(y, spec_out, images=images)
+        return ImageDataset(y, spec_out, images=images, class_names=names)
 
     return DatasetSplits(
         spec=parsed,

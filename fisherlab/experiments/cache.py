@@ -5,15 +5,22 @@ their keys); its key is a hash of both (:func:`step_key`), and its outputs go
 to ``OUT/steps/<kind>-<key>/``. :class:`Runner` runs a step's work unless its
 ``step.json``, written last, exists: an interrupted run resumes at the first
 unfinished step and a rerun reuses everything.
+
+Concurrent runs on one folder are safe: a step is computed under an exclusive
+lock on ``OUT/steps/.<kind>-<key>.lock`` (:func:`locked`), so a second process
+that reaches a step the first is computing waits for it, says so, and then
+reuses its result; nobody removes a step folder that is being written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +62,28 @@ class Step:
         return (self.dir / "step.json").is_file()
 
 
+@contextlib.contextmanager
+def locked(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if absent) inside the block.
+
+    Args:
+        path: The lock file.
+        on_wait: Called once if another process holds the lock (then this one waits).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Runner:
     """Runs steps once, caches them, and reports progress and timings."""
 
@@ -72,6 +101,15 @@ class Runner:
     def run(self, step: Step, work: Callable[[Path], dict[str, Any] | None]) -> None:
         """Run ``work(step.dir)`` unless cached; sets ``step.result``."""
         self.count += 1
+        if not step.done:  # without a lock: a cached step needs none
+            lock = step.dir.parent / f".{step.dir.name}.lock"
+            message = f"[{self.count}] {step.label}: waiting for another process computing it"
+            with locked(lock, (lambda: tqdm.write(message)) if self.progress else None):
+                self._run_unlocked(step, work)
+            return
+        self._run_unlocked(step, work)
+
+    def _run_unlocked(self, step: Step, work: Callable[[Path], dict[str, Any] | None]) -> None:
         if step.done:
             record = json.loads((step.dir / "step.json").read_text())
             step.result = record["result"]

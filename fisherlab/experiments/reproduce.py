@@ -57,7 +57,7 @@ from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.attacks.train_gan import GANConfig
 from fisherlab.errors import FisherlabError
-from fisherlab.experiments.cache import Runner, Step
+from fisherlab.experiments.cache import Runner, Step, locked
 from fisherlab.experiments.config import PRESETS, ReproduceConfig
 from fisherlab.experiments.plan import (
     FineTuned,
@@ -281,6 +281,16 @@ def reproduce(
         runner, cfg, targets, (gmi_gan, kedmi_gan), evaluator, n_layers
     )
     tables = assemble_tables(cfg, rows, fisher, profiles, runner.records)
+    with locked(out / ".tables.lock"):
+        _write_tables(out, tables, cfg, runner, started)
+    return tables
+
+
+def _write_tables(
+    out: Path, tables: dict[str, pd.DataFrame], cfg: ReproduceConfig, runner: Runner, started: float
+) -> None:
+    """The tables, then ``config.json`` (the manifest of the set) last."""
+    (out / "config.json").unlink(missing_ok=True)
     for name, frame in tables.items():
         write_atomic(out / f"{name}.csv", lambda p, frame=frame: frame.to_csv(p, index=False))
     write_json(
@@ -296,4 +306,3 @@ def reproduce(
             "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
         },
     )
-    return tables

@@ -43,6 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from fisherlab._device import resolve_device
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.backpack_engine import (
     SAVEFIELD,
@@ -313,7 +314,7 @@ class FisherEngine:
         self.fisher = resolve_fisher(fisher)
         self.mc_samples = mc_samples if self.fisher is FisherType.TRUE else 1
         self.seed, self.diagonal = seed, diagonal
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.layers = layers(model)
         for name, m in model.named_modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None:

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fisherlab._io import write_atomic, write_json
+from fisherlab._io import output_set, write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.fisher.profile import profile
 from fisherlab.models.meta import fingerprint, model_meta
@@ -72,7 +72,7 @@ def write_profile(
     record: dict[str, Any],
     diagonal: dict[str, Tensor] | None = None,
 ) -> list[Path]:
-    """Write a profile's files into ``out``; ``run.json`` comes last.
+    """Write a profile's files into ``out`` as one set; ``run.json`` is its manifest.
 
     Args:
         out: The folder.
@@ -84,11 +84,13 @@ def write_profile(
         The written paths.
     """
     out = Path(out)
-    written = [write_atomic(out / "profile.csv", lambda p: frame.to_csv(p, index=False))]
-    if diagonal is not None:
-        written.append(write_atomic(out / "diagonal.pt", lambda p: torch.save(diagonal, p)))
-    written.append(write_json(out / "run.json", record))
-    return written
+    names = ["profile.csv", "run.json"] + (["diagonal.pt"] if diagonal is not None else [])
+    with output_set(out, "run.json") as tmp:
+        write_atomic(tmp / "profile.csv", lambda p: frame.to_csv(p, index=False))
+        if diagonal is not None:
+            write_atomic(tmp / "diagonal.pt", lambda p: torch.save(diagonal, p))
+        write_json(tmp / "run.json", record)
+    return [out / n for n in names]
 
 
 def profile_to(

@@ -26,27 +26,36 @@ from fisherlab.data.sources import DataSpec
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.engine import FisherEngine
 from fisherlab.fisher.objectives import Objective
-from fisherlab.models.meta import model_meta
+from fisherlab.models.meta import check_data_classes, model_meta
 
 
 def input_dataset(data: Any, model: nn.Module, split: str | None) -> Dataset | DataLoader:
     """The dataset or loader that ``data`` names, prepared with the model's input spec.
 
+    A named dataset must have the model's classes, label by label
+    (:func:`fisherlab.models.meta.check_data_classes`).
+
     Raises:
-        FisherlabError: For an unknown split or an unsupported kind of data.
+        FisherlabError: For an unknown split, an unsupported kind of data, or
+            data of other classes than the model's.
     """
     if isinstance(data, DataLoader | Dataset):
+        if isinstance(data, ImageDataset):
+            check_data_classes(data.class_names, model, "the data", same_count=False)
         return data
     if isinstance(data, str | DataSpec):
         spec = DataSpec.parse(data)
         input_spec = model_meta(model).input_spec
         chosen = split or ("all" if spec.source == "npz" else "train")
-        if chosen == "all":
-            return load_all(spec, input_spec=input_spec)
-        if chosen not in ("train", "test"):
+        if chosen not in ("train", "test", "all"):
             raise FisherlabError(f"split must be train, test or all, got {chosen!r}")
-        splits = load_dataset(spec, input_spec=input_spec)
-        return splits.train if chosen == "train" else splits.test
+        if chosen == "all":
+            dataset = load_all(spec, input_spec=input_spec)
+        else:
+            splits = load_dataset(spec, input_spec=input_spec)
+            dataset = splits.train if chosen == "train" else splits.test
+        check_data_classes(dataset.class_names, model, str(spec), same_count=False)
+        return dataset
     raise FisherlabError(
         f"data must be a dataset string, a Dataset or a DataLoader, got {type(data).__name__}"
     )
@@ -90,6 +99,22 @@ def _check_input(x: Tensor, model: nn.Module) -> None:
         raise FisherlabError(
             f"the data has inputs of shape {tuple(x.shape[1:])} but the model expects "
             f"{(spec.channels, spec.size, spec.size)} (its checkpoint's input spec)"
+        )
+
+
+def _check_label_range(source: Dataset | DataLoader, fe: FisherEngine, x: Tensor) -> None:
+    """Refuse labels the model has no output for, over the whole dataset (not per batch)."""
+    if not isinstance(source, ImageDataset) or fe.fisher.value != "empirical" or not len(source):
+        return
+    with torch.no_grad():
+        out = fe.plain(x[:1].to(fe.device, fe.dtype))
+    if out.dim() != 2:
+        return
+    low, high = int(source.labels.min()), int(source.labels.max())
+    if low < 0 or high >= out.shape[1]:
+        raise FisherlabError(
+            f"the data's labels range over {low}..{high} but the model has {out.shape[1]} "
+            "outputs: the data's classes do not fit the model"
         )
 
 
@@ -174,6 +199,7 @@ def profile(
     for k, (start, x, y) in enumerate(iterate_data(source, batch_size, max_samples)):
         if k == 0:
             _check_input(x, model)
+            _check_label_range(source, fe, x)
         if k % world == rank:
             try:
                 fe.add_batch(x, y, start, k)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fisherlab.data.specs import InputSpec
+from fisherlab.errors import FisherlabError
 
 
 @dataclass
@@ -70,3 +71,41 @@ def fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:12]
+
+
+def check_data_classes(
+    data_names: list[str] | None, model: nn.Module, data: str, *, same_count: bool
+) -> None:
+    """Refuse data whose labels mean other classes than the model's outputs.
+
+    Label ``i`` of the data must name the model's class ``i``: a dataset with
+    other classes (``fashion:0-4`` on a digits model), the right classes
+    relabelled (``mnist5k:1-3`` on a ``mnist5k:0-4`` model) or more classes
+    than the model has outputs is an error. Nothing is checked when the model
+    (a foreign one) or the data (``npz``) does not name its classes.
+
+    Args:
+        data_names: The data's class names, label by label (``None``: unknown).
+        model: The model.
+        data: The dataset's name, for the message.
+        same_count: Also require as many classes as the model has (the
+            private data of an attack); otherwise a prefix of them will do.
+
+    Raises:
+        FisherlabError: Naming the first mismatch and the fix.
+    """
+    model_names = model_meta(model).class_names
+    if not data_names or not model_names:
+        return
+    short = ", ".join(model_names[:6]) + (", ..." if len(model_names) > 6 else "")
+    fix = f"use data with the model's classes [{short}] in that order"
+    if len(data_names) > len(model_names) or (same_count and len(data_names) != len(model_names)):
+        raise FisherlabError(
+            f"{data} has {len(data_names)} classes but the model has {len(model_names)}: {fix}"
+        )
+    for label, (ours, theirs) in enumerate(zip(data_names, model_names, strict=False)):
+        if ours != theirs:
+            raise FisherlabError(
+                f"label {label} of {data} is class {ours!r} but the model's output {label} is "
+                f"{theirs!r}: {fix}"
+            )
