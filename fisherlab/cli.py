@@ -154,7 +154,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         model,
         args.data,
         source=str(args.checkpoint),
-        config={k: v for k, v in vars(args).items() if k != "func"},
+        config={k: v for k, v in vars(args).items() if k not in ("func", "explain")},
         objective=args.objective,
         fisher=args.fisher,
         batch_size=args.batch_size,
@@ -173,6 +173,9 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     plot_profile(frame, out / "profile.png")
     shown = frame[["index", "name", "kind", "n_params", "trace", "mean", "share", "engine"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.explain:
+        with pd.option_context("display.max_colwidth", 100):
+            print(pd.DataFrame(frame.attrs["engines"]).to_string(index=False))
     print(
         f"wrote {out}/profile.csv, run.json, profile.png ({frame['objective'].iloc[0]}, "
         f"{frame['fisher'].iloc[0]} Fisher, {int(frame['n_samples'].iloc[0])} samples, "
@@ -403,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--engine", default="auto", choices=list(ENGINES))
     p.add_argument("--diagonal", action="store_true", help="also save DIR/diagonal.pt")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="print which engine computed each parameter and why (always in DIR/engines.csv)",
+    )
     p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)

@@ -54,6 +54,9 @@ from backpack.extensions.firstorder.base import (
     FirstOrderModuleExtension,
 )
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from fisherlab.fisher.checks import CallMonitor, same_gradients
 
 SAVEFIELD = "fisherlab_fisher"
 GROUPED_MIN_POSITIONS = 128
@@ -137,7 +140,7 @@ class _Conv2dFisher(FirstOrderModuleExtension):
             (n * c_out, c_in, *module.kernel_size),
             g.reshape(1, n * c_out, *g.shape[2:]),
             stride=module.stride,
-            padding=module.padding,
+            padding=conv_padding(module),
             dilation=module.dilation,
             groups=n,
         )
@@ -165,7 +168,7 @@ class _Conv2dFisher(FirstOrderModuleExtension):
     @staticmethod
     def unfold(module: nn.Conv2d, x: Tensor) -> Tensor:
         """The ``(n, C_in k^2, P)`` patches of ``x`` that the convolution multiplies."""
-        return F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)
+        return F.unfold(x, module.kernel_size, module.dilation, conv_padding(module), module.stride)
 
     def gram_norms(self, module: nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
         """``||g_i||^2 = <U_i^T U_i, B_i^T B_i>`` without forming ``g_i``."""
@@ -243,13 +246,70 @@ def register_fast_path(
     FAST_PATHS[module_type] = extension
 
 
+FAST_PATH_PARAMETERS = ("weight", "bias")
+"""The parameter names a fast path computes; a module's other parameters (e.g. the
+``weight_g``/``weight_v`` of the old ``torch.nn.utils.weight_norm``) use the fallback."""
+
+
+def conv_padding(module: nn.Conv2d) -> tuple[int, int]:
+    """The symmetric zero padding of a convolution, also for ``padding="valid"/"same"``.
+
+    Raises:
+        ValueError: For ``"same"`` padding that needs an asymmetric pad (an even
+            effective kernel); :func:`fast_path_reason` sends those to the fallback.
+    """
+    if module.padding == "valid":
+        return (0, 0)
+    if module.padding == "same":
+        total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        if any(t % 2 for t in total):
+            raise ValueError("'same' padding with an even effective kernel is asymmetric")
+        return (total[0] // 2, total[1] // 2)
+    return tuple(module.padding)  # type: ignore[return-value]
+
+
 def fast_path_reason(module: nn.Module) -> str | None:
-    """Why ``module`` cannot use a fast path, or ``None`` if it can."""
+    """Why ``module`` cannot use a fast path, or ``None`` if it can.
+
+    Only the module's own type counts (a subclass may compute something else),
+    and a parametrized module (``torch.nn.utils.parametrize``) computes its
+    weight from other tensors, so it uses the fallback.
+    """
+    if parametrize.is_parametrized(module):
+        return "a parametrized module (its weight is computed from other tensors)"
     if type(module) not in FAST_PATHS:
         return f"no fast path for {type(module).__name__}"
-    if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"):
-        return "grouped or non-zero-padded convolution"
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1 or module.padding_mode != "zeros":
+            return "grouped or non-zero-padded convolution"
+        try:
+            conv_padding(module)
+        except ValueError as exc:
+            return str(exc)
     return None
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model``, also of models that hold computed (non-leaf) tensors.
+
+    The old ``torch.nn.utils.weight_norm`` keeps the computed ``weight`` as a
+    plain attribute, which ``copy.deepcopy`` refuses; it is copied detached
+    here (the module's pre-hook recomputes it at every forward) and the
+    caller's model is left as it was.
+    """
+    computed = [
+        (module, key, value)
+        for module in model.modules()
+        for key, value in vars(module).items()
+        if isinstance(value, Tensor) and not value.is_leaf
+    ]
+    try:
+        for module, key, value in computed:
+            module.__dict__[key] = value.detach()
+        return copy.deepcopy(model)
+    finally:
+        for module, key, value in computed:
+            module.__dict__[key] = value
 
 
 class PerSampleFisher(FirstOrderBackpropExtension):
@@ -280,9 +340,10 @@ def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor
     activations are made out-of-place and, where torch.fx can trace the model,
     BackPACK's converter rewrites in-place additions (torchvision's
     ``out += identity``); the converted model is kept only if it has the same
-    parameter names and module names and reproduces the model's output on
-    ``example``. Only the modules named in ``modules`` are extended (hooked).
-    The caller's model is not touched.
+    parameter names and module names and reproduces the model's outputs *and
+    gradients* on ``example`` (:func:`fisherlab.fisher.checks.same_gradients`:
+    the converter drops ``torch.no_grad`` blocks, for one). Only the modules
+    named in ``modules`` are extended (hooked). The caller's model is not touched.
 
     Args:
         model: The user's model.
@@ -292,19 +353,19 @@ def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor
     Returns:
         The prepared copy.
     """
-    work = copy.deepcopy(model).eval()
+    work = copy_model(model).eval()
     for m in work.modules():
         if getattr(m, "inplace", False) is True:
             m.inplace = False
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            converted = convert_module_to_backpack(copy.deepcopy(work), False).eval()
-            same_names = [n for n, _ in converted.named_parameters()] == [
-                n for n, _ in work.named_parameters()
-            ] and set(modules) <= set(dict(converted.named_modules()))
-            if same_names and torch.allclose(converted(example), work(example)):
-                work = converted
+            converted = convert_module_to_backpack(copy_model(work), False).eval()
+        same_names = [n for n, _ in converted.named_parameters()] == [
+            n for n, _ in work.named_parameters()
+        ] and set(modules) <= set(dict(converted.named_modules()))
+        if same_names and same_gradients(work, converted, example):
+            work = converted
     except Exception:  # noqa: BLE001 - untraceable models keep their own forward
         pass
     work.eval()
@@ -321,24 +382,47 @@ def backpack_pass(
     x: Tensor,
     loss_fn: Callable[[Tensor], Tensor],
     diagonal: bool,
-) -> Tensor:
+    monitor: CallMonitor | None = None,
+) -> tuple[Tensor | None, dict[str, str]]:
     """One forward and backward pass with :class:`PerSampleFisher`.
 
     The results stay on the fast-path parameters (``param.fisherlab_fisher``)
-    for the caller to take; no backward runs if a loss is not finite.
+    for the caller to take. No backward runs if a loss is not finite, or if
+    ``monitor`` finds a module that broke a fast path's assumptions in the
+    forward pass (then the caller moves it to the fallback and tries again).
+    The backward pass runs with ``inputs=[x]``, so autograd skips the batched
+    weight gradients, plus the parameters of watched modules whose input did
+    not require grad (a path the input does not reach); for integer inputs
+    (token ids) it runs with respect to the parameters instead. Their ``.grad``
+    is cleared afterwards.
 
     Args:
         model: A model from :func:`prepare_backpack_model`.
         x: The input batch.
         loss_fn: Maps the model output to per-sample losses ``(N,)``.
         diagonal: Also compute ``sum_i g_i^2``.
+        monitor: Checks the forward pass (:class:`~fisherlab.fisher.checks.CallMonitor`).
 
     Returns:
-        The per-sample losses (detached).
+        ``(losses, violations)``: the detached per-sample losses (``None`` when
+        a violation stopped the pass) and module name -> reason.
     """
-    x = x.detach().requires_grad_(True)
+    floating = x.is_floating_point()
+    xin = x.detach().requires_grad_(True) if floating else x
     with backpack(PerSampleFisher(diagonal)):
-        losses = loss_fn(model(x))
+        out = model(xin)
+        violations = monitor.violations() if monitor is not None else {}
+        if violations:
+            return None, violations
+        if floating and monitor is not None:
+            by_name = dict(model.named_modules())
+            cut = monitor.detached_inputs()
+            params = [p for m in sorted(cut) for p in by_name[m].parameters(recurse=False)]
+        else:
+            params = [] if floating else [p for p in model.parameters() if p.requires_grad]
+        losses = loss_fn(out)
         if torch.isfinite(losses).all():
-            losses.sum().backward(inputs=[x])
-    return losses.detach()
+            losses.sum().backward(inputs=([xin] if floating else []) + params)
+    for p in params:
+        p.grad = None
+    return losses.detach(), {}

@@ -34,7 +34,7 @@ per-layer rows; :mod:`fisherlab.fisher.profile` feeds it data.
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +46,14 @@ from torch import Tensor, nn
 from fisherlab._device import resolve_device
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.backpack_engine import (
+    FAST_PATH_PARAMETERS,
     SAVEFIELD,
     backpack_pass,
+    copy_model,
     fast_path_reason,
     prepare_backpack_model,
 )
+from fisherlab.fisher.checks import CallMonitor, agree, per_sample_norms_by_loop
 from fisherlab.fisher.functorch_engine import forward_logits, functorch_pass
 from fisherlab.fisher.objectives import (
     FisherType,
@@ -216,18 +219,25 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
     """Decide, per parameter, which engine computes it: the one place this is decided.
 
     A parameter uses its module's BackPACK fast path when
-    :func:`~fisherlab.fisher.backpack_engine.fast_path_reason` finds one and the
-    module is not inside an ``nn.MultiheadAttention`` (which computes with its
-    children's weights without calling them); otherwise the torch.func
-    fallback. ``engine="functorch"`` sends every parameter to the fallback;
-    ``engine="backpack"`` refuses a parameter without a fast path.
+    :func:`~fisherlab.fisher.backpack_engine.fast_path_reason` finds one, the
+    fast path computes a parameter of that name
+    (:data:`~fisherlab.fisher.backpack_engine.FAST_PATH_PARAMETERS`), the
+    parameter belongs to that module alone (a tied parameter's gradient sums
+    over its uses) and the module is not inside an ``nn.MultiheadAttention``
+    (which computes with its children's weights without calling them);
+    otherwise the torch.func fallback. ``engine="functorch"`` sends every
+    parameter to the fallback; ``engine="backpack"`` refuses a parameter
+    without a fast path. At run time the engine checks the fast paths' other
+    assumptions and moves any module that breaks one to the fallback
+    (:mod:`fisherlab.fisher.checks`).
 
     Args:
         model: The model.
         engine: ``"auto"``, ``"backpack"`` or ``"functorch"``.
 
     Returns:
-        ``{parameter name: EngineChoice}`` in the model's parameter order.
+        ``{parameter name: EngineChoice}`` in the order of
+        ``model.named_parameters()`` (a tied parameter under its first name).
 
     Raises:
         FisherlabError: For an unknown engine, or with ``engine="backpack"``
@@ -243,13 +253,21 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
     if engine not in ENGINES:
         raise FisherlabError(f"unknown engine {engine!r}: expected one of {ENGINES}")
     attention = [n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)]
+    owners: dict[int, list[tuple[str, str, nn.Module]]] = {}
+    for mname, module in model.named_modules(remove_duplicate=False):
+        for pname, param in module.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append((mname, pname, module))
     choices: dict[str, EngineChoice] = {}
-    for mname, module in model.named_modules():
-        direct = [p for p, _ in module.named_parameters(recurse=False)]
-        if not direct:
-            continue
+    for name, param in model.named_parameters():
+        held = owners[id(param)]
+        mname, pname, module = held[0]
         reason = fast_path_reason(module)
-        if any(mname.startswith(a + ".") for a in attention):
+        if len({m for m, _, _ in held}) > 1 or len(held) > 1:
+            uses = ", ".join(f"{m}.{p}" if m else p for m, p, _ in held[:3])
+            reason = f"shared by several modules or names ({uses}): its gradient sums the uses"
+        elif reason is None and pname not in FAST_PATH_PARAMETERS:
+            reason = f"{type(module).__name__}'s fast path does not compute {pname!r}"
+        if reason is None and any(mname.startswith(a + ".") for a in attention):
             reason = "inside nn.MultiheadAttention, which bypasses its children"
         if engine == "functorch":
             reason = reason or "engine='functorch'"
@@ -258,13 +276,11 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
                 f"module {mname or '(root)'} ({type(module).__name__}) has no BackPACK fast "
                 f"path ({reason}); use engine='auto' for the torch.func fallback"
             )
-        chosen = EngineChoice(
+        choices[name] = EngineChoice(
             mname,
             "functorch" if reason else "backpack",
             reason or f"fast path for {type(module).__name__}",
         )
-        for pname in direct:
-            choices[f"{mname}.{pname}" if mname else pname] = chosen
     return choices
 
 
@@ -326,12 +342,16 @@ class FisherEngine:
         owners = {p: choice.module for p, choice in choices.items()}
         self.engines: dict[str, str] = {p: choice.engine for p, choice in choices.items()}
         self.engine_reasons: dict[str, str] = {p: choice.reason for p, choice in choices.items()}
-        self.plain = copy.deepcopy(model).eval().to(self.device)
+        self.owners = owners
+        self.plain = copy_model(model).eval().to(self.device)
         self.plain.requires_grad_(False)
-        self.dtype = next(self.plain.parameters()).dtype
-        self._fast_modules = sorted({owners[p] for p, e in self.engines.items() if e == "backpack"})
+        floating = [p.dtype for p in self.plain.parameters() if p.is_floating_point()]
+        self.dtype = floating[0] if floating else torch.get_default_dtype()
         self.bp_model: nn.Module | None = None
         self.bp_params: dict[str, nn.Parameter] = {}
+        self.monitor: CallMonitor | None = None
+        self._example: Tensor | None = None
+        self._stale = False
         self.num_outputs: int | None = None
         self.reset()
 
@@ -371,7 +391,7 @@ class FisherEngine:
         Returns:
             The per-sample losses of the last label draw.
         """
-        x = x.to(self.device, self.dtype)
+        x = self._prepare(x)
         y = y.to(self.device)
         n = x.shape[0]
         u = (
@@ -389,9 +409,8 @@ class FisherEngine:
                 used.append(t)
                 return self.objective(out, t)
 
-            if self.bp_model is not None:
-                losses = backpack_pass(self.bp_model, x, loss_fn, self.diagonal)
-            else:
+            losses = self._fast_pass(x, loss_fn)
+            if losses is None:
                 losses = loss_fn(forward_logits(self.plain, x)).detach()
             if not torch.isfinite(losses).all():
                 bad = int((~torch.isfinite(losses)).nonzero()[0])
@@ -407,40 +426,173 @@ class FisherEngine:
         self.sums.n_samples += n
         return losses
 
+    def _prepare(self, x: Tensor) -> Tensor:
+        """Inputs on the engine's device; floating ones in the model's dtype (ids stay ids)."""
+        x = x.detach()
+        return x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device)
+
+    def _fast_pass(self, x: Tensor, loss_fn: Callable[[Tensor], Tensor]) -> Tensor | None:
+        """The fast engine's pass on ``x``, or ``None`` when no module uses a fast path.
+
+        A module that breaks an assumption in this forward pass moves to the
+        fallback and the pass runs again without it; if BackPACK itself fails,
+        every module moves to the fallback (the reason names the failure).
+        """
+        if self._stale and self._example is not None:
+            self._build_fast_model(self._example)
+        while self.bp_model is not None:
+            try:
+                losses, violations = backpack_pass(
+                    self.bp_model, x, loss_fn, self.diagonal, self.monitor
+                )
+            except FisherlabError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any BackPACK failure: fall back
+                message = " ".join(str(exc).split())[:160]
+                self._to_fallback(
+                    set(self._fast_modules()), f"BackPACK failed ({type(exc).__name__}: {message})"
+                )
+                return None
+            if not violations:
+                return losses
+            for module, reason in violations.items():
+                self._to_fallback({module}, reason)
+        return None
+
+    def _fast_modules(self) -> list[str]:
+        return sorted({self.owners[p] for p, e in self.engines.items() if e == "backpack"})
+
+    def _to_fallback(self, modules: set[str], reason: str, rebuild: bool = True) -> None:
+        """Move the parameters of ``modules`` to the torch.func fallback.
+
+        The fast model is rebuilt without them now, or (``rebuild=False``, while
+        an attack holds the current one) before the engine's next own pass.
+        """
+        for p, owner in self.owners.items():
+            if owner in modules and self.engines[p] == "backpack":
+                self.engines[p] = "functorch"
+                self.engine_reasons[p] = reason
+        for p in list(self.bp_params):
+            if self.engines[p] != "backpack":
+                param = self.bp_params.pop(p)
+                if hasattr(param, SAVEFIELD):
+                    delattr(param, SAVEFIELD)
+        if rebuild and self._example is not None:
+            self._build_fast_model(self._example)
+        else:
+            self._stale = True
+
+    def explain(self) -> pd.DataFrame:
+        """Which engine computes each parameter, and why: one row per parameter.
+
+        Columns ``parameter``, ``layer``, ``module``, ``engine`` and ``reason``;
+        ``fisherlab profile --explain`` prints it and every profile writes it
+        to ``engines.csv``.
+        """
+        layer_of = {p: layer.index for layer in self.layers for p in layer.params}
+        return pd.DataFrame(
+            [
+                {
+                    "parameter": p,
+                    "layer": layer_of.get(p, -1),
+                    "module": self.owners[p],
+                    "engine": e,
+                    "reason": self.engine_reasons[p],
+                }
+                for p, e in self.engines.items()
+            ],
+            columns=["parameter", "layer", "module", "engine", "reason"],
+        )
+
     def fast_model(self, example: Tensor) -> nn.Module:
         """The network the fast engine runs: a hooked copy of the model, built on first use.
 
-        Its outputs equal the model's. Run a backward pass through it inside
-        ``backpack(PerSampleFisher())`` and call :meth:`take_fast_results` to
-        get per-sample quantities of *that* pass, without a pass of its own (the
-        attacks do this to record the Fisher along their trajectory).
+        Its outputs (and gradients) equal the model's. Run a backward pass
+        through it inside ``backpack(PerSampleFisher())`` and call
+        :meth:`take_fast_results` to get per-sample quantities of *that* pass,
+        without a pass of its own (the attacks do this to record the Fisher
+        along their trajectory).
+
+        When it is built, the fast paths are checked on a probe of up to three
+        samples of ``example`` against an independent per-sample autograd loop
+        on the model (:func:`~fisherlab.fisher.checks.per_sample_norms_by_loop`);
+        modules that disagree, are called more than once, see other than one
+        row per sample, or make BackPACK fail move to the torch.func fallback.
 
         Args:
-            example: An input batch (validates BackPACK's converter).
+            example: An input batch.
         """
-        if self._fast_modules and self.bp_model is None:
-            example = example.detach().to(self.device, self.dtype)
-            self.bp_model = prepare_backpack_model(self.plain, self._fast_modules, example[:2])
-            named = dict(self.bp_model.named_parameters())
-            self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
+        if self.bp_model is None and self._fast_modules() and self._example is None:
+            self._example = self._prepare(example)[:3]
+            self._build_fast_model(self._example)
         return self.bp_model if self.bp_model is not None else self.plain
+
+    def _build_fast_model(self, example: Tensor) -> None:
+        """(Re)build the hooked copy for the current fast modules and verify it on ``example``."""
+        if self.monitor is not None:
+            self.monitor.remove()
+        self.bp_model, self.monitor, self.bp_params, self._stale = None, None, {}, False
+        modules = self._fast_modules()
+        if not modules:
+            return
+        model = prepare_backpack_model(self.plain, modules, example)
+        self.monitor = CallMonitor(model, modules)
+        named = dict(model.named_parameters())
+        self.bp_model = model
+        self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
+        self._verify(example)
+
+    def _verify(self, example: Tensor) -> None:
+        """Compare the fast paths with the per-sample loop on ``example`` (:meth:`fast_model`)."""
+        with torch.no_grad():
+            logits = self.plain(example)
+        if logits.dim() != 2:
+            return  # a custom output: the run-time checks still apply, the probe does not
+        targets = logits.argmax(1)
+
+        def loss_fn(out: Tensor) -> Tensor:
+            return self.objective(out, targets)
+
+        if self._fast_pass(example, loss_fn) is None or self.bp_model is None:
+            return
+        fast = self.take_fast_results()
+        if not fast:
+            return
+        slow = per_sample_norms_by_loop(self.plain, list(fast), example, targets, self.objective)
+        wrong = {
+            self.owners[p] for p, (sq, _) in fast.items() if not agree(sq, slow[p], self.dtype)
+        }
+        if wrong:
+            self._to_fallback(wrong, "its fast path disagreed with a per-sample autograd loop")
 
     def take_fast_results(self) -> dict[str, tuple[Tensor, Tensor | None]]:
         """Per-sample results the last backward left on the fast-path parameters.
 
-        Parameters whose module was not reached move to the torch.func fallback.
+        Each result must hold one value per sample of that pass; parameters
+        whose module was not reached, was called more than once or saw other
+        than one row per sample move to the torch.func fallback (their values
+        of this pass are then computed by :meth:`fallback_results`).
         """
-        results = {}
+        violations = self.monitor.violations() if self.monitor is not None else {}
+        n = self.monitor.samples if self.monitor is not None else None
+        results, moved = {}, {}
         for name, p in list(self.bp_params.items()):
             value = getattr(p, SAVEFIELD, None)
-            if value is None:
-                self.engines[name] = "functorch"
-                self.engine_reasons[name] = "not reached by the fast engine's backward pass"
-                del self.bp_params[name]
-                continue
-            results[name] = value
-            delattr(p, SAVEFIELD)
-        return results
+            if hasattr(p, SAVEFIELD):
+                delattr(p, SAVEFIELD)
+            module = self.owners[name]
+            if module in violations:
+                moved[module] = violations[module]
+            elif value is None:
+                moved[module] = "not reached by the fast engine's backward pass"
+            elif n is not None and tuple(value[0].shape) != (n,):
+                shape = tuple(value[0].shape)
+                moved[module] = f"its per-sample result has shape {shape}, not ({n},)"
+            else:
+                results[name] = value
+        for module, reason in moved.items():
+            self._to_fallback({module}, reason, rebuild=False)
+        return {p: v for p, v in results.items() if self.engines[p] == "backpack"}
 
     def fallback_results(
         self, x: Tensor, targets: Tensor

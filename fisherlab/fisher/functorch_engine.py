@@ -59,7 +59,7 @@ def functorch_pass(
     out: dict[str, tuple[Tensor, Tensor | None]] = {}
     for n, g in grads.items():
         squared = g.square()
-        out[n] = (squared.flatten(1).sum(1), squared.sum(0) if diagonal else None)
+        out[n] = (squared.reshape(len(squared), -1).sum(1), squared.sum(0) if diagonal else None)
     return out
 
 

@@ -1,6 +1,7 @@
 """What ``fisherlab profile`` writes: a profile's files and its ``run.json``.
 
 A profile folder holds ``profile.csv`` (the tidy per-layer frame),
+``engines.csv`` (per parameter: the engine that computed it and why),
 ``diagonal.pt`` (with ``--diagonal``: ``{parameter name: float64 tensor}``) and
 ``run.json`` (the config, the model's fingerprint, timing, engines and
 versions), each written atomically. The figure ``profile.png`` is drawn by the
@@ -84,9 +85,14 @@ def write_profile(
         The written paths.
     """
     out = Path(out)
+    records = frame.attrs.get("engines")
+    engines = pd.DataFrame(records) if isinstance(records, list) else None
     names = ["profile.csv", "run.json"] + (["diagonal.pt"] if diagonal is not None else [])
     with output_set(out, "run.json") as tmp:
         write_atomic(tmp / "profile.csv", lambda p: frame.to_csv(p, index=False))
+        if isinstance(engines, pd.DataFrame):
+            write_atomic(tmp / "engines.csv", lambda p: engines.to_csv(p, index=False))
+            names.append("engines.csv")
         if diagonal is not None:
             write_atomic(tmp / "diagonal.pt", lambda p: torch.save(diagonal, p))
         write_json(tmp / "run.json", record)

@@ -162,7 +162,11 @@ def profile(
         on_batch: Called with ``(samples_done, total or -1)`` after each batch.
 
     Returns:
-        The frame (columns :data:`~fisherlab.fisher.engine.COLUMNS`), or ``(frame, diagonal)`` with
+        The frame (columns :data:`~fisherlab.fisher.engine.COLUMNS`; which
+        engine computed each parameter, and why, is in
+        ``frame.attrs["engines"]`` as the records of
+        :meth:`FisherEngine.explain`), or
+        ``(frame, diagonal)`` with
         ``diagonal={param_name: tensor}`` when ``diagonal=True``.
 
     Raises:
@@ -221,4 +225,5 @@ def profile(
                 if e == "functorch":
                     fe.engines[p] = e
     frame = fe.frame()
+    frame.attrs["engines"] = fe.explain().to_dict("records")
     return (frame, fe.diagonal_dict()) if diagonal else frame

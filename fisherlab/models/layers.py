@@ -18,6 +18,9 @@ parameterised blocks of a model in forward order. The grouping rules, in order:
    a ``Conv`` immediately followed (in registration order) by a ``BatchNorm``
    over its output channels is merged with it into one ``conv_bn`` layer. A
    ``Linear`` stays alone. Unknown leaf types become ``other:TypeName``.
+   A module with parametrizations (``torch.nn.utils.parametrize``, e.g.
+   ``parametrizations.weight_norm``) is one leaf layer of its own type's kind,
+   its ``parametrizations`` subtree included.
 3. **Loose parameters** held directly by a container (e.g. torchvision ViT's
    ``class_token``) join the next layer in registration order (the last one if
    none follows).
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 from torch import nn
+from torch.nn.utils import parametrize
 
 from fisherlab.errors import FisherlabError
 
@@ -125,6 +129,11 @@ def layers(model: nn.Module) -> list[Layer]:
             continue
         tname = _type_name(module)
         kind = unit_kind(module)
+        if kind is None and parametrize.is_parametrized(module):
+            # a parametrized Linear/Conv (weight computed from ``parametrizations``) is one leaf
+            base = tname.removeprefix("Parametrized")
+            kind = LEAF_KINDS.get(base, f"other:{base}")
+            tname = base
         if kind is not None and name:
             units.append((name, kind, [name, *loose]))
             loose = []
