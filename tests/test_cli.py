@@ -337,7 +337,11 @@ def test_train_gan_attack_and_evaluate_through_the_cli(finetuned, tmp_path):
         str(tmp_path / "again"),
     )
     assert proc.returncode == 0, proc.stderr
-    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [
+        "evaluation.csv",
+        "evaluation.json",
+    ]
+    again = json.loads((tmp_path / "again" / "evaluation.json").read_text())
     for key in ("attack_accuracy_top1", "knn_distance", "fid", "natural_accuracy"):
         assert again[key] == pytest.approx(first[key], rel=1e-6)
 
