@@ -177,6 +177,7 @@ def test_profile_writes_frame_config_and_plot(finetuned, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "diagonal.pt",
+        "engines.csv",
         "profile.csv",
         "profile.png",
         "run.json",
