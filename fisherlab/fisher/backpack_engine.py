@@ -333,7 +333,9 @@ class PerSampleFisher(FirstOrderBackpropExtension):
         self.diagonal = diagonal
 
 
-def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor) -> nn.Module:
+def prepare_backpack_model(
+    model: nn.Module, modules: list[str], example: Tensor, convert: bool = True
+) -> nn.Module:
     """A deep copy of ``model`` ready for :class:`PerSampleFisher`.
 
     The copy is in eval mode with every parameter requiring grad. In-place
@@ -344,11 +346,14 @@ def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor
     gradients* on ``example`` (:func:`fisherlab.fisher.checks.same_gradients`:
     the converter drops ``torch.no_grad`` blocks, for one). Only the modules
     named in ``modules`` are extended (hooked). The caller's model is not touched.
+    The engine first tries without the converter (``convert=False``) and
+    converts only when BackPACK fails on the model as it is.
 
     Args:
         model: The user's model.
         modules: Names of the modules whose parameters use a fast path.
         example: An input batch to validate the conversion with.
+        convert: Try BackPACK's converter.
 
     Returns:
         The prepared copy.
@@ -357,17 +362,18 @@ def prepare_backpack_model(model: nn.Module, modules: list[str], example: Tensor
     for m in work.modules():
         if getattr(m, "inplace", False) is True:
             m.inplace = False
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            converted = convert_module_to_backpack(copy_model(work), False).eval()
-        same_names = [n for n, _ in converted.named_parameters()] == [
-            n for n, _ in work.named_parameters()
-        ] and set(modules) <= set(dict(converted.named_modules()))
-        if same_names and same_gradients(work, converted, example):
-            work = converted
-    except Exception:  # noqa: BLE001 - untraceable models keep their own forward
-        pass
+    if convert:
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                converted = convert_module_to_backpack(copy_model(work), False).eval()
+            same_names = [n for n, _ in converted.named_parameters()] == [
+                n for n, _ in work.named_parameters()
+            ] and set(modules) <= set(dict(converted.named_modules()))
+            if same_names and same_gradients(work, converted, example[:1]):
+                work = converted
+        except Exception:  # noqa: BLE001 - untraceable models keep their own forward
+            pass
     work.eval()
     for p in work.parameters():
         p.requires_grad_(True)

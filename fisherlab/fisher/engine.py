@@ -352,6 +352,7 @@ class FisherEngine:
         self.monitor: CallMonitor | None = None
         self._example: Tensor | None = None
         self._stale = False
+        self._converted = False
         self.num_outputs: int | None = None
         self.reset()
 
@@ -448,6 +449,10 @@ class FisherEngine:
             except FisherlabError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any BackPACK failure: fall back
+                if not self._converted and self._example is not None:
+                    self._converted = True  # e.g. an in-place add on a hooked output
+                    self._build_fast_model(self._example)
+                    continue
                 message = " ".join(str(exc).split())[:160]
                 self._to_fallback(
                     set(self._fast_modules()), f"BackPACK failed ({type(exc).__name__}: {message})"
@@ -513,7 +518,7 @@ class FisherEngine:
         without a pass of its own (the attacks do this to record the Fisher
         along their trajectory).
 
-        When it is built, the fast paths are checked on a probe of up to three
+        When it is built, the fast paths are checked on a probe of up to two
         samples of ``example`` against an independent per-sample autograd loop
         on the model (:func:`~fisherlab.fisher.checks.per_sample_norms_by_loop`);
         modules that disagree, are called more than once, see other than one
@@ -523,7 +528,7 @@ class FisherEngine:
             example: An input batch.
         """
         if self.bp_model is None and self._fast_modules() and self._example is None:
-            self._example = self._prepare(example)[:3]
+            self._example = self._prepare(example)[:2]
             self._build_fast_model(self._example)
         return self.bp_model if self.bp_model is not None else self.plain
 
@@ -535,7 +540,7 @@ class FisherEngine:
         modules = self._fast_modules()
         if not modules:
             return
-        model = prepare_backpack_model(self.plain, modules, example)
+        model = prepare_backpack_model(self.plain, modules, example, convert=self._converted)
         self.monitor = CallMonitor(model, modules)
         named = dict(model.named_parameters())
         self.bp_model = model
