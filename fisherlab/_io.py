@@ -1,14 +1,22 @@
-"""Atomic file output: write to a temporary file beside the target, then rename."""
+"""Atomic file output: write to a temporary file beside the target, then rename.
+
+:func:`write_torch` is the one way fisherlab writes ``torch.save`` files
+(checkpoints, GAN priors, reconstructions, Fisher diagonals), so that the same
+content always gives the same bytes.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 @contextlib.contextmanager
@@ -57,3 +65,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return write_atomic(path, lambda p: p.write_text(text))
+
+
+def write_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path``, atomically and byte-reproducibly.
+
+    The object is serialised in memory first: ``torch.save`` names the zip
+    archive's root folder after the file it writes to, so saving straight to
+    :func:`write_atomic`'s random temporary name gave every save different
+    bytes. In memory the root is always ``archive/``, and equal objects give
+    equal files.
+
+    Args:
+        path: The file to write.
+        obj: What to save (loadable with ``torch.load(weights_only=True)`` if
+            it holds only tensors and plain values).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    return write_atomic(path, lambda p: p.write_bytes(data))

@@ -84,7 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         hsic_a2=args.hsic_a2,
         smoothing=args.smoothing,
     )
-    result = train(config, out=args.out, progress=not args.quiet)
+    result = train(config, out=args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
     last = result.history.iloc[-1]
     frozen = result.frozen_layers
     strengths = ", ".join(f"{k} {v:g}" for k, v in config.strengths().items())
@@ -103,9 +103,13 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
     else:
-        model = build_model(
-            args.arch, args.num_classes, in_channels=args.in_channels, image_size=args.image_size
-        )
+        with torch.device("meta"):  # the map needs shapes only: no memory for the weights
+            model = build_model(
+                args.arch,
+                args.num_classes,
+                in_channels=args.in_channels,
+                image_size=args.image_size,
+            )
     frame = layer_map(model)
     if args.csv:
         frame.to_csv(sys.stdout, index=False)
@@ -185,7 +189,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_train_samples=args.max_train_samples,
     )
-    prior = train_gan(config, args.out, progress=not args.quiet)
+    prior = train_gan(config, args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
     print(
         f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
         f"after {prior.epoch} epochs on "
@@ -211,14 +215,16 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         fisher_every=args.fisher_every,
         fisher_samples=args.fisher_samples,
     )
-    private = args.private_data or (default_private_data(args.target) if args.eval_model else None)
+    target = load_model(args.target, trust_pickle=args.trust_pickle)  # loaded (and run) once
+    private = args.private_data or (default_private_data(target) if args.eval_model else None)
     outcome = attack(
-        args.target,
+        target,
         args.generator,
         args.eval_model,
         config,
         private_data=private,
         progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
     )
     write_outputs(outcome, args.out)
     _print_summary(outcome.summary)
@@ -226,7 +232,13 @@ def _cmd_attack(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    outcome = evaluate_saved(args.reconstructions, args.target, args.eval_model, args.private_data)
+    outcome = evaluate_saved(
+        args.reconstructions,
+        args.target,
+        args.eval_model,
+        args.private_data,
+        trust_pickle=args.trust_pickle,
+    )
     source = Path(args.reconstructions)
     write_outputs(outcome, args.out or (source if source.is_dir() else source.parent))
     _print_summary(outcome.summary)
@@ -299,6 +311,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+TRUST_HELP = (
+    "allow a pickled nn.Module or a TorchScript archive: both run code from the file "
+    "while loading, so only for files you trust"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
     parser = _Parser(
@@ -349,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{name}: {strength.meaning}, {strength.allowed} "
                 f"(default {strength.default:g})",
             )
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP + " (--init)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -364,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_cmd_layers)
 
     p = sub.add_parser(
@@ -387,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--engine", default="auto", choices=list(ENGINES))
     p.add_argument("--diagonal", action="store_true", help="also save DIR/diagonal.pt")
-    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)
 
@@ -409,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train-samples", type=int, metavar="N")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP + " (--target)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train_gan)
 
@@ -435,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
     p.add_argument("--fisher-samples", type=int, metavar="N", help="latents per class recorded")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--trust-pickle", action="store_true", help=TRUST_HELP + " (target and --eval-model)"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_attack)
 
@@ -448,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-model", required=True, metavar="CKPT")
     p.add_argument("--private-data", help="default: the data the target was trained on")
     p.add_argument("--out", metavar="DIR", help="default: the reconstructions' directory")
+    p.add_argument(
+        "--trust-pickle", action="store_true", help=TRUST_HELP + " (target and --eval-model)"
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -474,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=5)
     p.add_argument("--fisher-every", type=int, default=10, metavar="K")
     p.add_argument("--max-samples", type=int, default=1000, metavar="N")
-    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_recommend_freeze)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from fisherlab._io import write_atomic, write_json
+from fisherlab._io import write_atomic, write_json, write_torch
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome
 from fisherlab.attacks.method import AttackResult
@@ -42,7 +42,7 @@ def write_outputs(outcome: AttackOutcome, out: str | Path) -> None:
         "confidence": result.confidence,
         "config": outcome.summary["config"],
     }
-    write_atomic(out / "reconstructions.pt", lambda p: torch.save(saved, p))
+    write_torch(out / "reconstructions.pt", saved)
     per_class = int(outcome.summary["config"]["per_class"])
     images = outcome.result.images
     grid = images
@@ -69,15 +69,21 @@ def read_reconstructions(path: str | Path) -> tuple[AttackResult, AttackConfig]:
         ``(result, config)``; the result has no latents, Fisher or trajectory.
 
     Raises:
-        FisherlabError: If the file does not exist.
+        FisherlabError: If the file does not exist or is not an attack's.
     """
     source = Path(path)
     file = source / "reconstructions.pt" if source.is_dir() else source
     if not file.is_file():
         raise FisherlabError(f"{file} does not exist: give the --out directory of fisherlab attack")
-    saved = torch.load(file, weights_only=True)
-    config = AttackConfig(**{**saved["config"], "classes": tuple(saved["config"]["classes"])})
-    result = AttackResult(
-        saved["images"], saved["labels"], saved["restart"], saved["confidence"], None
-    )
+    try:
+        saved = torch.load(file, weights_only=True)
+        config = AttackConfig(**{**saved["config"], "classes": tuple(saved["config"]["classes"])})
+        result = AttackResult(
+            saved["images"], saved["labels"], saved["restart"], saved["confidence"], None
+        )
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise FisherlabError(
+            f"{file} is not readable reconstructions ({type(exc).__name__}); give the --out "
+            "directory of fisherlab attack"
+        ) from None
     return result, config

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fisherlab._io import write_atomic, write_json
+from fisherlab._io import write_atomic, write_json, write_torch
 from fisherlab._version import versions
 from fisherlab.fisher.profile import profile
 from fisherlab.models.meta import fingerprint, model_meta
@@ -86,7 +85,7 @@ def write_profile(
     out = Path(out)
     written = [write_atomic(out / "profile.csv", lambda p: frame.to_csv(p, index=False))]
     if diagonal is not None:
-        written.append(write_atomic(out / "diagonal.pt", lambda p: torch.save(diagonal, p)))
+        written.append(write_torch(out / "diagonal.pt", diagonal))
     written.append(write_json(out / "run.json", record))
     return written
 
