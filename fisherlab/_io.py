@@ -11,11 +11,15 @@
   the set is complete, e.g. ``run.json``) is removed first and the new one is
   moved last. A folder without its manifest is therefore an incomplete set, and
   readers treat it as absent.
+* :func:`write_torch`: the one way fisherlab writes ``torch.save`` files
+  (checkpoints, GAN priors, reconstructions, Fisher diagonals), so that the
+  same content always gives the same bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -23,6 +27,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from fisherlab.errors import FisherlabError
 
@@ -119,6 +125,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return write_atomic(path, lambda p: p.write_text(text))
+
+
+def write_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path``, atomically and byte-reproducibly.
+
+    The object is serialised in memory first: ``torch.save`` names the zip
+    archive's root folder after the file it writes to, so saving straight to
+    :func:`write_atomic`'s random temporary name gave every save different
+    bytes. In memory the root is always ``archive/``, and equal objects give
+    equal files.
+
+    Args:
+        path: The file to write.
+        obj: What to save (loadable with ``torch.load(weights_only=True)`` if
+            it holds only tensors and plain values).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    return write_atomic(path, lambda p: p.write_bytes(data))
 
 
 def check_output_file(path: str | os.PathLike) -> Path:

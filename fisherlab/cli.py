@@ -90,7 +90,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         smoothing=args.smoothing,
     )
     check_output_file(args.out)
-    result = train(config, out=args.out, progress=not args.quiet)
+    result = train(config, out=args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
     last = result.history.iloc[-1]
     frozen = result.frozen_layers
     strengths = ", ".join(f"{k} {v:g}" for k, v in config.strengths().items())
@@ -109,9 +109,13 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     if args.checkpoint is not None:
         model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
     else:
-        model = build_model(
-            args.arch, args.num_classes, in_channels=args.in_channels, image_size=args.image_size
-        )
+        with torch.device("meta"):  # the map needs shapes only: no memory for the weights
+            model = build_model(
+                args.arch,
+                args.num_classes,
+                in_channels=args.in_channels,
+                image_size=args.image_size,
+            )
     frame = layer_map(model)
     if args.csv:
         frame.to_csv(sys.stdout, index=False)
@@ -197,7 +201,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         max_train_samples=args.max_train_samples,
     )
     check_output_file(args.out)
-    prior = train_gan(config, args.out, progress=not args.quiet)
+    prior = train_gan(config, args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
     print(
         f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
         f"after {prior.epoch} epochs on "
@@ -224,14 +228,16 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         fisher_every=args.fisher_every,
         fisher_samples=args.fisher_samples,
     )
-    private = args.private_data or (default_private_data(args.target) if args.eval_model else None)
+    target = load_model(args.target, trust_pickle=args.trust_pickle)  # loaded (and run) once
+    private = args.private_data or (default_private_data(target) if args.eval_model else None)
     outcome = attack(
-        args.target,
+        target,
         args.generator,
         args.eval_model,
         config,
         private_data=private,
         progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
     )
     write_outputs(outcome, args.out)
     _print_summary(outcome.summary)
@@ -242,7 +248,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     source = Path(args.reconstructions)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent)
     check_output_folder(out)
-    outcome = evaluate_saved(args.reconstructions, args.target, args.eval_model, args.private_data)
+    outcome = evaluate_saved(
+        args.reconstructions,
+        args.target,
+        args.eval_model,
+        args.private_data,
+        trust_pickle=args.trust_pickle,
+    )
     write_evaluation(outcome, out)
     _print_summary(outcome.summary)
     print(f"wrote {out}/evaluation.csv, evaluation.json")
@@ -318,6 +330,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- parser
+TRUST_HELP = (
+    "allow a pickled nn.Module or a TorchScript archive: both run code from the file "
+    "while loading, so only for files you trust"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
     parser = _Parser(
@@ -368,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{name}: {strength.meaning}, {strength.allowed} "
                 f"(default {strength.default:g})",
             )
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP + " (--init)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -383,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-channels", type=int, default=1)
     p.add_argument("--image-size", type=int, default=28)
     p.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.set_defaults(func=_cmd_layers)
 
     p = sub.add_parser(
@@ -411,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print which engine computed each parameter and why (always in DIR/engines.csv)",
     )
-    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)
 
@@ -433,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train-samples", type=int, metavar="N")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP + " (--target)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train_gan)
 
@@ -459,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
     p.add_argument("--fisher-samples", type=int, metavar="N", help="latents per class recorded")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--trust-pickle", action="store_true", help=TRUST_HELP + " (target and --eval-model)"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_attack)
 
@@ -476,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where evaluation.csv and evaluation.json go (default: the reconstructions' "
         "directory; the attack's own files are never changed)",
+    )
+    p.add_argument(
+        "--trust-pickle", action="store_true", help=TRUST_HELP + " (target and --eval-model)"
     )
     p.set_defaults(func=_cmd_evaluate)
 
@@ -503,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=5)
     p.add_argument("--fisher-every", type=int, default=10, metavar="K")
     p.add_argument("--max-samples", type=int, default=1000, metavar="N")
-    p.add_argument("--trust-pickle", action="store_true", help="allow pickled modules")
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_recommend_freeze)
 

@@ -6,6 +6,13 @@ line, so that the CLI can print it as is and exit non-zero.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Collection
+from typing import Any
+
+MAX_MESSAGE = 1000
+"""Longest message kept whole; a longer one keeps its start and its end (where the fix is)."""
+
 
 class FisherlabError(Exception):
     """A user-facing error: bad input, a missing dataset, an unreadable file.
@@ -15,4 +22,32 @@ class FisherlabError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        text = " ".join(message.split())
+        if len(text) > MAX_MESSAGE:  # a safety net: messages quote few values (see preview)
+            cut = len(text) - MAX_MESSAGE + 200
+            text = f"{text[: MAX_MESSAGE - 400]} ... [{cut} characters cut] ... {text[-200:]}"
+        super().__init__(text)
+
+
+def preview(values: Collection[Any], limit: int = 3) -> str:
+    """A short rendering of a collection for an error message: at most ``limit`` values.
+
+    Messages quote user input and what was found in files; a list of millions
+    of values must not become a message of megabytes.
+
+    Args:
+        values: A list, tuple, range or set (only ``limit`` values are read).
+        limit: How many values to show.
+
+    Returns:
+        ``"[1, 2, 3]"``, or ``"[20, 21, 22, ... 19999981 more]"`` when longer.
+
+    Example:
+        >>> preview(range(20, 20_000_004))
+        '[20, 21, 22, ... 19999981 more]'
+        >>> preview(["a", "b"])
+        "['a', 'b']"
+    """
+    shown = [repr(v) for v in itertools.islice(values, limit)]
+    more = f", ... {len(values) - limit} more" if len(values) > limit else ""
+    return "[" + ", ".join(shown) + more + "]"

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fisherlab.evaluate import frechet_distance, knn_distances, topk_correct
 
 from fisherlab.attacks import attack
 from fisherlab.errors import FisherlabError
-from fisherlab.evaluate import frechet_distance, knn_distances, topk_correct
 from fisherlab.fisher import profile
 
 
@@ -140,6 +140,7 @@ def test_bad_inputs_are_refused_before_work(target, gans, tmp_path):
     with pytest.raises(FisherlabError, match="needs a gmi GAN"):
         attack(target, gans["kedmi"], attack="gmi")
     from fisherlab.checkpoint import save_model
+
     from fisherlab.data import InputSpec
     from fisherlab.models import build_model
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from fisherlab.checkpoint import load_model, model_meta, save_model
+
 from fisherlab.data import InputSpec
 from fisherlab.errors import FisherlabError
 from fisherlab.models import build_model
@@ -114,7 +114,10 @@ def test_torchscript(tmp_path):
     model = build_model("target_cnn", 5).eval()
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(model), str(path))
-    loaded = load_model(path)
+    with pytest.raises(FisherlabError, match="TorchScript archive, which is code"):
+        load_model(path)  # TorchScript runs code while loading: it needs the trust flag
+    with pytest.warns(UserWarning, match="as TorchScript"):
+        loaded = load_model(path, trust_pickle=True)
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(loaded(x), model(x))
     assert model_meta(loaded).source == "torchscript"

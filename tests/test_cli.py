@@ -6,7 +6,6 @@ import sys
 import pandas as pd
 import pytest
 import torch
-
 from fisherlab.checkpoint import load_model
 from fisherlab.layers import layer_state_keys
 

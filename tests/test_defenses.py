@@ -10,10 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cases import make_data
-from test_cli import assert_one_line_error, run
-from torch import nn
-from torch.distributions import Normal, kl_divergence
-
 from fisherlab.checkpoint import load_model, model_meta
 from fisherlab.defenses import (
     MID,
@@ -24,11 +20,15 @@ from fisherlab.defenses import (
     normalized_hsic,
     smoothed_cross_entropy,
 )
-from fisherlab.errors import FisherlabError
-from fisherlab.fisher import profile
 from fisherlab.layers import layer_map, layer_state_keys, layers
 from fisherlab.reference import reference_profile
 from fisherlab.train import TrainConfig, train
+from test_cli import assert_one_line_error, run
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from fisherlab.errors import FisherlabError
+from fisherlab.fisher import profile
 
 SMALL = dict(data="mnist5k:0-4", epochs=1, max_train_samples=128)
 
@@ -194,7 +194,8 @@ def test_mid_rejects_a_model_without_a_linear_head(tmp_path):
     scripted = tmp_path / "foreign.pt"
     torch.jit.save(torch.jit.script(_mlp(4, 5, 3)), str(scripted))
     with pytest.raises(FisherlabError, match="--defense mid: cannot replace the head of a Torch"):
-        MID().prepare(load_model(scripted))
+        with pytest.warns(UserWarning, match="as TorchScript"):
+            MID().prepare(load_model(scripted, trust_pickle=True))
 
 
 # --------------------------------------------------------------------------- config

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from cases import CASE_IDS, MODEL_CASES, make_data, make_model
+from fisherlab.reference import reference_profile
 from torch import nn
 
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher import profile
-from fisherlab.reference import reference_profile
 
 
 def _rel(a, b) -> float:

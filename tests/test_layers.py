@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from fisherlab.layers import layer_map, layer_state_keys, layers, resolve_layer_indices
 from torch import nn
 
 from fisherlab.errors import FisherlabError
-from fisherlab.layers import layer_map, layer_state_keys, layers, resolve_layer_indices
 from fisherlab.models import available, build_model, replace_head
 
 SIZES = {"target_cnn": 28, "eval_cnn": 28, "vgg16_bn": 32, "resnet18": 32, "vit_small": 28}

@@ -11,13 +11,13 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
-
 from fisherlab.checkpoint import load_model
 from fisherlab.claims import verdict
 from fisherlab.layers import layers
-from fisherlab.planner import recommend_freeze
 from fisherlab.reproduce import PRESETS, reproduce
+from nbclient import NotebookClient
+
+from fisherlab.planner import recommend_freeze
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 TABLES = [

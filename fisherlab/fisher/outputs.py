@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fisherlab._io import output_set, write_atomic, write_json
+from fisherlab._io import output_set, write_atomic, write_json, write_torch
 from fisherlab._version import versions
 from fisherlab.fisher.profile import profile
 from fisherlab.models.meta import fingerprint, model_meta
@@ -94,7 +93,7 @@ def write_profile(
             write_atomic(tmp / "engines.csv", lambda p: engines.to_csv(p, index=False))
             names.append("engines.csv")
         if diagonal is not None:
-            write_atomic(tmp / "diagonal.pt", lambda p: torch.save(diagonal, p))
+            write_torch(tmp / "diagonal.pt", diagonal)
         write_json(tmp / "run.json", record)
     return [out / n for n in names]
 

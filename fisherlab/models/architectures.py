@@ -27,8 +27,12 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from fisherlab.data.limits import MAX_CLASSES, MAX_IMAGE_SIZE
 from fisherlab.errors import FisherlabError
 from fisherlab.models.meta import ModelMeta
+
+MAX_DEPTH = 1000
+"""Most transformer blocks ``vit_small`` builds (a bound on what a checkpoint may declare)."""
 
 
 # --------------------------------------------------------------------------- CNNs
@@ -205,6 +209,8 @@ class SmallViT(nn.Module):
         mlp_dim: int = 128,
     ):
         super().__init__()
+        if not 1 <= depth <= MAX_DEPTH:
+            raise FisherlabError(f"vit_small: depth must be in 1..{MAX_DEPTH}, got {depth}")
         patch = patch_size or max(1, image_size // 4)
         self.patch_embed = PatchEmbedding(in_channels, image_size, patch, dim)
         self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, mlp_dim) for _ in range(depth)])
@@ -268,7 +274,9 @@ def build_model(
         architecture and its arguments.
 
     Raises:
-        FisherlabError: For an unknown architecture or invalid arguments.
+        FisherlabError: For an unknown architecture or invalid arguments,
+            including ``num_classes`` above :data:`~fisherlab.data.limits.MAX_CLASSES`
+            and ``image_size`` above :data:`~fisherlab.data.limits.MAX_IMAGE_SIZE`.
 
     Example:
         >>> model = build_model("target_cnn", num_classes=5)
@@ -279,10 +287,15 @@ def build_model(
         raise FisherlabError(
             f"unknown architecture {arch!r}: expected one of {', '.join(available())}"
         )
-    if num_classes < 1:
-        raise FisherlabError(f"num_classes must be >= 1, got {num_classes}")
+    for name, value in (("num_classes", num_classes), ("image_size", image_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FisherlabError(f"{name} must be an integer, got {value!r}")
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise FisherlabError(f"num_classes must be in 1..{MAX_CLASSES}, got {num_classes}")
     if in_channels not in (1, 3):
-        raise FisherlabError(f"in_channels must be 1 or 3, got {in_channels}")
+        raise FisherlabError(f"in_channels must be 1 or 3, got {in_channels!r}")
+    if not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise FisherlabError(f"image_size must be in 1..{MAX_IMAGE_SIZE}, got {image_size}")
     try:
         model = ARCHITECTURES[arch].builder(
             num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs

@@ -9,11 +9,24 @@ fisherlab's format is a ``torch.save`` of a plain dict, loadable with
      "train_config": {...}, "metrics": {...}, "fisherlab_version": "0.1.0",
      "torch_version": "2.14.1"}
 
-:func:`load_model` also reads TorchScript archives (``torch.jit.save``), and a
-pickled ``nn.Module`` only with ``trust_pickle=True`` (loading a pickle can run
-arbitrary code), with a warning. Any other file raises a one-line
+:func:`load_model` also reads two formats that are code, not data, and so
+only with ``trust_pickle=True`` (``--trust-pickle``), with a warning: a
+pickled ``nn.Module`` (unpickling can run arbitrary code) and a TorchScript
+archive (``torch.jit.save``; its ``__setstate__`` methods run while it loads
+and may, for example, write files). Without the flag both are refused in one
+line before anything of the file is deserialised (TorchScript is recognised by
+the names of its zip members alone). Any other file raises a one-line
 :class:`~fisherlab.errors.FisherlabError` that says what was found and what
 was expected.
+
+Every checkpoint is checked before use: its declared architecture must have
+exactly the shapes of its state dict (compared on a model built on the
+``meta`` device, which costs no memory, so a small file cannot make fisherlab
+allocate a model of millions of classes), and every floating tensor must be
+finite. :func:`save_model` refuses to write non-finite weights, and writes
+byte-reproducible files (:func:`fisherlab._io.write_torch`).
+:func:`checkpoint_digest` hashes a checkpoint's content rather than its bytes;
+the cache keys of fine-tuning runs and GAN priors use it.
 
 ``head`` describes a head that replaced the architecture's ``Linear`` one, so
 that :func:`load_model` can rebuild it before loading the weights:
@@ -24,6 +37,7 @@ is the architecture's own head.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import warnings
@@ -34,16 +48,32 @@ from typing import Any
 import torch
 from torch import nn
 
-from fisherlab._io import write_atomic
+from fisherlab._io import write_torch
 from fisherlab._version import __version__
 from fisherlab.data.specs import InputSpec
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, preview
 from fisherlab.models.architectures import ARCHITECTURES, build_model
 from fisherlab.models.heads import install_head
 from fisherlab.models.meta import ModelMeta, model_meta
 
 FORMAT = "fisherlab-checkpoint"
 FORMAT_VERSION = 1
+
+
+def non_finite(state: dict[str, Any]) -> list[str]:
+    """The names of the floating (or complex) tensors of ``state`` with a NaN or an inf.
+
+    Example:
+        >>> non_finite({"w": torch.tensor([1.0, float("nan")]), "n": torch.tensor(3)})
+        ['w']
+    """
+    return [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and (value.is_floating_point() or value.is_complex())
+        and not bool(torch.isfinite(value).all())
+    ]
 
 
 def _plain(obj: Any) -> Any:
@@ -77,13 +107,21 @@ def save_model(
 
     Raises:
         FisherlabError: If the model's architecture is unknown (foreign models
-            can be saved with ``torch.jit.save`` instead).
+            can be saved with ``torch.jit.save`` instead), or if a weight or
+            buffer is NaN or infinite (nothing is written then).
     """
     meta = model_meta(model)
     if meta.arch is None or meta.arch_kwargs is None:
         raise FisherlabError(
             "save_model needs a model built by fisherlab.build_model (its "
             "architecture is unknown); save foreign models with torch.jit.save"
+        )
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    bad = non_finite(state)
+    if bad:
+        raise FisherlabError(
+            f"refusing to save {path}: the model has non-finite values (NaN or inf) in "
+            f"{preview(bad)}; training diverged: lower the learning rate"
         )
     spec = input_spec or meta.input_spec
     payload = {
@@ -92,7 +130,7 @@ def save_model(
         "arch": meta.arch,
         "arch_kwargs": _plain(meta.arch_kwargs),
         "head": _plain(meta.head),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "class_names": _plain(class_names or meta.class_names),
         "input_spec": spec.to_dict() if spec is not None else None,
         "train_config": _plain(train_config if train_config is not None else meta.train_config),
@@ -100,7 +138,7 @@ def save_model(
         "fisherlab_version": __version__,
         "torch_version": str(torch.__version__),
     }
-    return write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    return write_torch(path, payload)
 
 
 def _describe(obj: Any) -> str:
@@ -114,9 +152,19 @@ def _describe(obj: Any) -> str:
 
 
 def _is_torchscript(path: Path) -> bool:
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+    """Whether a zip file is a TorchScript archive, from its member names alone."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # then torch.load(weights_only=True) refuses it, running nothing
+    return any(
+        n == "constants.pkl"
+        or n.endswith("/constants.pkl")
+        or n.startswith("code/")
+        or "/code/" in n
+        for n in names
+    )
 
 
 def load_model(
@@ -126,8 +174,9 @@ def load_model(
 
     Args:
         path: The file.
-        trust_pickle: Allow a pickled ``nn.Module`` (runs code from the file;
-            only for files you trust). A warning is issued.
+        trust_pickle: Allow a pickled ``nn.Module`` or a TorchScript archive
+            (both run code from the file while loading; only for files you
+            trust). A warning is issued.
         map_location: Device to load tensors to.
 
     Returns:
@@ -136,7 +185,9 @@ def load_model(
 
     Raises:
         FisherlabError: For a missing, truncated, corrupt, foreign or
-            mismatched file; the message says what was found and expected.
+            mismatched file, one with non-finite weights, or a pickle or
+            TorchScript archive without ``trust_pickle``; the message says what
+            was found and expected.
     """
     path = Path(path)
     expected = "expected a checkpoint written by fisherlab (save_model / fisherlab train)"
@@ -144,13 +195,14 @@ def load_model(
         raise FisherlabError(f"checkpoint {path} does not exist; {expected}")
     size = path.stat().st_size
     if zipfile.is_zipfile(path) and _is_torchscript(path):
-        try:
-            model = torch.jit.load(str(path), map_location=map_location)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "?"
-            raise FisherlabError(f"{path}: corrupt TorchScript archive ({first})") from None
-        model.fisherlab_meta = ModelMeta(source="torchscript", path=str(path))
-        return model.eval()
+        if not trust_pickle:
+            raise FisherlabError(
+                f"{path} is a TorchScript archive, which is code: loading it runs methods "
+                "stored in the file (e.g. __setstate__); pass --trust-pickle "
+                "(trust_pickle=True, which covers TorchScript as well as pickles) if you "
+                "trust its source, or re-save the model with fisherlab.save_model"
+            )
+        return _checked(_load_torchscript(path, map_location), path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -167,7 +219,7 @@ def load_model(
                 "(trust_pickle=True) if you trust its source, or re-save it with "
                 "fisherlab.save_model"
             ) from None
-        return _load_pickle(path, map_location)
+        return _checked(_load_pickle(path, map_location), path)
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         head = path.read_bytes()[:8]
         kind = "a truncated zip archive" if head.startswith(b"PK") else f"bytes {head!r}"
@@ -184,6 +236,24 @@ def load_model(
     return _from_payload(obj, path)
 
 
+def _checked(model: nn.Module, path: Path) -> nn.Module:
+    """``model`` if all its floating tensors are finite."""
+    bad = non_finite(model.state_dict())
+    if bad:
+        raise FisherlabError(
+            f"{path} holds non-finite values (NaN or inf) in {preview(bad)}: the training "
+            "that wrote it diverged; retrain it with a lower learning rate"
+        )
+    return model
+
+
+def _build(arch: str, kwargs: dict[str, Any], head: Any, path: Path) -> nn.Module:
+    model = build_model(arch, **kwargs)
+    if head is not None:
+        install_head(model, head, where=str(path))
+    return model
+
+
 def _from_payload(obj: dict, path: Path) -> nn.Module:
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
@@ -191,39 +261,51 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
             f"{path} has checkpoint format version {version}; this fisherlab "
             f"({__version__}) reads version {FORMAT_VERSION}: upgrade fisherlab"
         )
-    arch, kwargs = obj.get("arch"), dict(obj.get("arch_kwargs") or {})
+    arch, kwargs = obj.get("arch"), obj.get("arch_kwargs") or {}
     if arch not in ARCHITECTURES:
         raise FisherlabError(
             f"{path} was saved with architecture {arch!r}, which this fisherlab does "
             f"not know; expected one of {', '.join(ARCHITECTURES)}"
         )
-    model = build_model(arch, **kwargs)
-    head = obj.get("head")
-    if head is not None:
-        install_head(model, head, where=str(path))
-    state = obj.get("state_dict") or {}
-    own = model.state_dict()
+    state, head = obj.get("state_dict") or {}, obj.get("head")
+    if not isinstance(kwargs, dict) or not isinstance(state, dict):
+        raise FisherlabError(
+            f"{path}: arch_kwargs and state_dict must be dicts; the file is damaged"
+        )
+    kwargs = dict(kwargs)
+    bad = non_finite(state)
+    if bad:
+        raise FisherlabError(
+            f"{path} holds non-finite values (NaN or inf) in {preview(bad)}: the training "
+            "that wrote it diverged; retrain it with a lower learning rate"
+        )
+    # the declared architecture, on the meta device (no memory), must fit the state dict
+    # before the real model is allocated: a small file cannot ask for a huge model
+    with torch.device("meta"):
+        skeleton = _build(arch, kwargs, head, path)
+    own = skeleton.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        f"{k} {tuple(getattr(state[k], 'shape', ('not a tensor',)))} vs {tuple(v.shape)}"
         for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+        if k in state
+        and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape))
     ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+            parts.append(f"missing {preview(missing)}")
         if unexpected:
-            more = " ..." if len(unexpected) > 3 else ""
-            parts.append(f"unexpected {unexpected[:3]}{more}")
+            parts.append(f"unexpected {preview(unexpected)}")
         if shapes:
-            parts.append(f"shape (file vs {arch}) {shapes[:3]}")
+            parts.append(f"shape (file vs {arch}) {preview(shapes)}")
         raise FisherlabError(
             f"{path}: the state dict does not match {arch}({kwargs}): "
             + "; ".join(parts)
             + "; the file is damaged or was edited by hand"
         )
+    model = _build(arch, kwargs, head, path)
     model.load_state_dict(state)
     spec = obj.get("input_spec")
     model.fisherlab_meta = ModelMeta(
@@ -238,6 +320,20 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
         source="fisherlab",
         path=str(path),
     )
+    return model.eval()
+
+
+def _load_torchscript(path: Path, map_location: str) -> nn.Module:
+    warnings.warn(
+        f"loading {path} as TorchScript (trust_pickle=True): this runs code from the file",
+        stacklevel=3,
+    )
+    try:
+        model = torch.jit.load(str(path), map_location=map_location)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "?"
+        raise FisherlabError(f"{path}: corrupt TorchScript archive ({first})") from None
+    model.fisherlab_meta = ModelMeta(source="torchscript", path=str(path))
     return model.eval()
 
 
@@ -258,3 +354,53 @@ def _load_pickle(path: Path, map_location: str) -> nn.Module:
     if not isinstance(meta, ModelMeta):
         obj.fisherlab_meta = ModelMeta(source="pickle", path=str(path))
     return obj.eval()
+
+
+def _feed(digest: Any, obj: Any) -> None:
+    """Hash ``obj`` canonically: tensors by shape, dtype and bytes; dicts by sorted keys."""
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu().contiguous()
+        digest.update(f"T{tuple(tensor.shape)}{tensor.dtype};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=repr):
+            _feed(digest, key)
+            _feed(digest, obj[key])
+    elif isinstance(obj, list | tuple):
+        digest.update(f"L{len(obj)};".encode())
+        for item in obj:
+            _feed(digest, item)
+    else:
+        text = json.dumps(obj, default=repr)
+        digest.update(f"V{len(text)};{text}".encode())
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """A SHA-256 of a checkpoint's content, equal for every file that holds the same content.
+
+    For a fisherlab checkpoint (read with ``weights_only=True``, so no code
+    runs): the state dict's tensor names, shapes, dtypes and values and the
+    metadata (architecture, head, class names, input spec, training config,
+    metrics, versions), independently of how the file's zip archive is laid
+    out. For any other file (TorchScript, a pickle, a missing format key) it
+    is the SHA-256 of the file's bytes, as before. ``TrainConfig.key`` and
+    ``GANConfig.key`` hash their ``init`` / ``target`` with it.
+
+    Args:
+        path: An existing file.
+
+    Returns:
+        64 hex digits.
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path) and not _is_torchscript(path):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict) and obj.get("format") == FORMAT:
+                digest = hashlib.sha256(b"fisherlab-checkpoint-content:")
+                _feed(digest, obj)
+                return digest.hexdigest()
+        except Exception:  # noqa: BLE001 - not a readable checkpoint: hash its bytes
+            pass
+    return hashlib.sha256(path.read_bytes()).hexdigest()

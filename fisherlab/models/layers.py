@@ -41,7 +41,8 @@ import pandas as pd
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fisherlab.errors import FisherlabError
+from fisherlab.data.limits import MAX_LAYERS, parse_ranges
+from fisherlab.errors import FisherlabError, preview
 
 UNIT_KINDS: dict[str, str] = {
     "BasicBlock": "residual_block",
@@ -233,6 +234,9 @@ def layer_state_keys(modules: str | Sequence[str], keys: Iterable[str]) -> list[
 def parse_layer_selection(spec: str) -> tuple[int, ...]:
     """Parse a layer selection such as ``"0,1"`` or ``"2-4"``.
 
+    Indices above :data:`~fisherlab.data.limits.MAX_LAYERS` are refused before
+    any range is expanded.
+
     Args:
         spec: Comma-separated indices and ``a-b`` ranges.
 
@@ -240,15 +244,9 @@ def parse_layer_selection(spec: str) -> tuple[int, ...]:
         The sorted, unique indices.
 
     Raises:
-        FisherlabError: For a malformed selection.
+        FisherlabError: For a malformed selection or an index above the cap.
     """
-    indices: set[int] = set()
-    for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or int(hi or lo) < int(lo):
-            raise FisherlabError(f"layer selection {spec!r} is malformed: write e.g. 0,1 or 2-4")
-        indices.update(range(int(lo), int(hi or lo) + 1))
-    return tuple(sorted(indices))
+    return parse_ranges(spec, limit=MAX_LAYERS, what="layer", example="0,1 or 2-4")
 
 
 def resolve_layer_indices(spec: str | Sequence[int], n_layers: int) -> list[int]:
@@ -268,8 +266,8 @@ def resolve_layer_indices(spec: str | Sequence[int], n_layers: int) -> list[int]
     bad = sorted(i for i in indices if not 0 <= i < n_layers)
     if bad or not indices:
         raise FisherlabError(
-            f"layers {bad or '(none)'} are out of range: the model has layers "
-            f"0-{n_layers - 1} (see `fisherlab layers`)"
+            f"layers {preview(bad) if bad else '(none)'} are out of range: the model has "
+            f"layers 0-{n_layers - 1} (see `fisherlab layers`)"
         )
     return sorted(int(i) for i in indices)
 

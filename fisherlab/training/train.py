@@ -40,9 +40,10 @@ from tqdm.auto import tqdm
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.data.datasets import DatasetSplits, iterate_batches, load_dataset
+from fisherlab.data.limits import MAX_IMAGE_SIZE
 from fisherlab.errors import FisherlabError
 from fisherlab.models.architectures import build_model
-from fisherlab.models.checkpoint import load_model, save_model
+from fisherlab.models.checkpoint import checkpoint_digest, load_model, save_model
 from fisherlab.models.heads import replace_head
 from fisherlab.models.layers import (
     Layer,
@@ -58,6 +59,9 @@ from fisherlab.training.defenses import (
     build_defense,
     resolve_strengths,
 )
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+"""Largest learning rate the optimiser can apply (it computes in float32)."""
 
 _UNSET_FIELDS: dict[str, str | None] = {"defense": "none", **dict.fromkeys(STRENGTH_FIELDS)}
 """Fields added after keys were first used, with the value that leaves them out of the key."""
@@ -78,14 +82,14 @@ class TrainConfig:
         train_layers: Train exactly these layers (plus the new head).
         epochs: Passes over the training split.
         batch_size: Mini-batch size.
-        lr: SGD learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
+        lr: SGD learning rate, finite and > 0.
+        momentum: SGD momentum, in [0, 1).
+        weight_decay: L2 weight decay, finite and >= 0.
         seed: Seed of initialisation, shuffling and dropout.
         split_seed: Seed of the dataset's train/test split.
         max_train_samples: Train on a seeded random subset of this size.
         save_every: Also save a checkpoint every this many epochs.
-        image_size: Input side for pretraining (default: the dataset's).
+        image_size: Input side for pretraining, 1..1024 (default: the dataset's).
         defense: Training-time defense, a name of
             :data:`fisherlab.training.defenses.DEFENSES`: ``none``, ``mid``, ``bido``
             or ``ls``.
@@ -144,8 +148,18 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise FisherlabError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise FisherlabError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= _FLOAT32_MAX):
+            raise FisherlabError(
+                f"lr must be finite and > 0 (at most {_FLOAT32_MAX:.3g}), got {self.lr}"
+            )
+        if not 0 <= self.momentum < 1:
+            raise FisherlabError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise FisherlabError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise FisherlabError(
+                f"image_size must be in 1..{MAX_IMAGE_SIZE}, got {self.image_size}"
+            )
         if self.save_every is not None and self.save_every < 1:
             raise FisherlabError(f"save_every must be >= 1, got {self.save_every}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
@@ -166,13 +180,19 @@ class TrainConfig:
         return d
 
     def key(self) -> str:
-        """A 12-hex-digit hash of the config (and of the ``init`` file's bytes)."""
+        """A 12-hex-digit hash of the config (and of the ``init`` checkpoint's content).
+
+        The ``init`` file enters by :func:`~fisherlab.models.checkpoint.checkpoint_digest`:
+        two files with the same weights and metadata give the same key however
+        their bytes differ (a file that is not a fisherlab checkpoint enters by
+        its bytes).
+        """
         d = self.to_dict()
         for name, unset in _UNSET_FIELDS.items():  # hashed only when set (see above)
             if d[name] == unset:
                 del d[name]
         if self.init is not None and Path(self.init).is_file():
-            d["init"] = hashlib.sha256(Path(self.init).read_bytes()).hexdigest()
+            d["init"] = checkpoint_digest(self.init)
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -201,9 +221,19 @@ class TrainResult:
     checkpoints: list[Path] = field(default_factory=list)
 
 
-def _prepare(config: TrainConfig) -> tuple[nn.Module, DatasetSplits]:
+def _two_classes(splits: DatasetSplits) -> DatasetSplits:
+    if splits.num_classes < 2:
+        raise FisherlabError(
+            f"dataset {splits.spec.short()} has {splits.num_classes} class "
+            f"{splits.class_names[:1]}; training a classifier needs at least 2 classes: "
+            "select more"
+        )
+    return splits
+
+
+def _prepare(config: TrainConfig, trust_pickle: bool = False) -> tuple[nn.Module, DatasetSplits]:
     if config.init is not None:
-        base = load_model(config.init)
+        base = load_model(config.init, trust_pickle=trust_pickle)
         meta = model_meta(base)
         if meta.input_spec is None or meta.arch is None:
             raise FisherlabError(
@@ -211,6 +241,7 @@ def _prepare(config: TrainConfig) -> tuple[nn.Module, DatasetSplits]:
                 "checkpoint written by fisherlab train"
             )
         splits = load_dataset(config.data, input_spec=meta.input_spec, split_seed=config.split_seed)
+        _two_classes(splits)
         if splits.input_spec != meta.input_spec:
             raise FisherlabError(
                 f"dataset {config.data} is stored as-is with input {splits.input_spec}, "
@@ -218,7 +249,7 @@ def _prepare(config: TrainConfig) -> tuple[nn.Module, DatasetSplits]:
             )
         replace_head(base, splits.num_classes, seed=config.seed)
         return base, splits
-    splits = load_dataset(config.data, split_seed=config.split_seed)
+    splits = _two_classes(load_dataset(config.data, split_seed=config.split_seed))
     spec = splits.input_spec
     if config.image_size is not None and config.image_size != spec.size:
         spec = replace(spec, size=config.image_size)
@@ -277,8 +308,10 @@ def _epoch(
     """One pass of SGD steps; returns sums over samples of the loss, its parts and hits.
 
     Raises:
-        FisherlabError: If the loss becomes non-finite (the message names the batch).
+        FisherlabError: If the loss, or a trained parameter after a step,
+            becomes non-finite (the message names the batch).
     """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     sums: dict[str, float] = {"loss": 0.0, "correct": 0.0}
     for batch, (x, y) in enumerate(batches):
         logits = model(x)
@@ -292,6 +325,13 @@ def _epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if not _finite(params):
+            bar.close()
+            raise FisherlabError(
+                f"the parameters became non-finite (NaN or inf) after the step at epoch "
+                f"{epoch}, batch {batch} (loss {loss.item():.4g}): lower the learning rate "
+                f"(now {lr})"
+            )
         for name, value in {"loss": loss.detach(), **parts}.items():
             sums[name] = sums.get(name, 0.0) + float(value) * len(y)
         sums["correct"] += int((logits.argmax(1) == y).sum())
@@ -299,7 +339,19 @@ def _epoch(
     return sums
 
 
-def train(config: TrainConfig, out: str | Path | None = None, progress: bool = True) -> TrainResult:
+def _finite(params: list[Tensor]) -> bool:
+    """Whether every parameter is finite: one reduction per tensor, one sync."""
+    with torch.no_grad():
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path | None = None,
+    progress: bool = True,
+    *,
+    trust_pickle: bool = False,
+) -> TrainResult:
     """Pretrain, or TL-DMI fine-tune with a freeze boundary, and save checkpoints.
 
     Writes, when ``out`` is given: the final checkpoint ``out``, intermediate
@@ -311,14 +363,19 @@ def train(config: TrainConfig, out: str | Path | None = None, progress: bool = T
         config: The run.
         out: Final checkpoint path (``None``: save nothing).
         progress: Show progress bars.
+        trust_pickle: Let ``config.init`` be a pickled module or a TorchScript
+            archive (both run code from the file; see
+            :func:`~fisherlab.models.checkpoint.load_model`). Not part of the
+            config or its key: it permits a file, it does not change the run.
 
     Returns:
         The trained model and its history.
 
     Raises:
-        FisherlabError: For bad configs, data or checkpoints, or a diverging loss.
+        FisherlabError: For bad configs, data (fewer than 2 classes) or
+            checkpoints, or a diverging loss or parameters.
     """
-    model, splits = _prepare(config)
+    model, splits = _prepare(config, trust_pickle)
     defense = build_defense(config.defense, **config.strengths())
     defense.prepare(model, seed=config.seed)
     all_layers = layers(model)
