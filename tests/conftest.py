@@ -1,11 +1,39 @@
-"""Shared fixtures: a small pretrained model and its fine-tuned variants."""
+"""Shared fixtures: model cases, devices, trained models and GAN priors, the quick reproduction.
+
+All fixtures live here, in the one ``conftest.py`` (with ``--doctest-modules``
+a second, rootless ``conftest.py`` in a sub-folder clashes with this one).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from fisherlab.train import TrainConfig, train
+import torch
+from cases import CASES, MODEL_CASES
+
+from fisherlab.attacks import GANConfig, GANPrior, train_gan
+from fisherlab.experiments import reproduce
+from fisherlab.training import TrainConfig, train
+
+
+@pytest.fixture(params=[case["name"] for case in MODEL_CASES])
+def model_case(request) -> dict:
+    """One case of ``tests/cases.py``, by name (the pytest id).
+
+    Every case by default; a test picks some by name with
+    ``@pytest.mark.parametrize("model_case", ["target_cnn", "resnet18"], indirect=True)``.
+    """
+    return CASES[request.param]
+
+
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Where the code under test computes: the CPU, and the GPU where there is one."""
+    return torch.device(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -21,4 +49,41 @@ def pretrained(workdir: Path) -> Path:
         data="fashion", arch="target_cnn", epochs=1, max_train_samples=1500, seed=0
     )
     train(config, out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def target(pretrained: Path, tmp_path_factory) -> Path:
+    """The pretrained target_cnn fine-tuned two epochs on 600 private images."""
+    out = tmp_path_factory.mktemp("target") / "t.pt"
+    train(
+        TrainConfig(data="mnist5k:0-4", init=str(pretrained), epochs=2, max_train_samples=600),
+        out=out,
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def gans(target: Path, tmp_path_factory) -> dict[str, GANPrior | None]:
+    """The prior of each attack: a GMI GAN, a KEDMI GAN of the target, none for white-box."""
+    d = tmp_path_factory.mktemp("gan")
+    gmi = train_gan(
+        GANConfig(data="mnist5k:5-9", epochs=2, max_train_samples=512), d / "g.pt", progress=False
+    )
+    kedmi = train_gan(
+        GANConfig(
+            data="mnist5k:5-9", kind="kedmi", target=str(target), epochs=2, max_train_samples=512
+        ),
+        d / "k.pt",
+        progress=False,
+    )
+    return {"gmi": gmi, "kedmi": kedmi, "whitebox": None}
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory) -> Path:
+    """The quick preset's results, run once (about 3 minutes on 2 cores); no figures."""
+    out = tmp_path_factory.mktemp("quick")
+    reproduce("quick", out, progress=False)
     return out

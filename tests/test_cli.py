@@ -1,28 +1,20 @@
+"""The command line (fisherlab.cli): each command end to end, and one-line errors."""
+
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from io import StringIO
 
 import pandas as pd
 import pytest
 import torch
-from fisherlab.checkpoint import load_model
-from fisherlab.layers import layer_state_keys
+from helpers import assert_one_line_error, run
 
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fisherlab", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, text: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("fisherlab") and "error" in lines[0]
-    assert text in lines[0]
-    assert "Traceback" not in proc.stderr
+from fisherlab.fisher import profile
+from fisherlab.models import layer_state_keys, load_model
+from fisherlab.training import TrainConfig, train
 
 
 @pytest.mark.parametrize("cmd", [[], ["train"], ["layers"], ["data"]])
@@ -53,8 +45,6 @@ def test_layers_of_checkpoint_and_bitwise_freeze_through_the_cli(pretrained, tmp
     assert "natural accuracy" in proc.stdout and "frozen layers [0, 1, 2]" in proc.stdout
     proc = run("layers", str(out), "--csv")
     assert proc.returncode == 0, proc.stderr
-    from io import StringIO
-
     frame = pd.read_csv(StringIO(proc.stdout))
     assert frame["kind"].tolist() == ["conv_bn"] * 4 + ["linear"] * 2
     before, after = load_model(pretrained).state_dict(), load_model(out).state_dict()
@@ -139,8 +129,6 @@ def test_usage_errors_are_one_line():
 @pytest.fixture(scope="module")
 def finetuned(pretrained, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "ft.pt"
-    from fisherlab.train import TrainConfig, train
-
     train(
         TrainConfig(
             data="mnist5k:0-4",
@@ -182,8 +170,6 @@ def test_profile_writes_frame_config_and_plot(finetuned, tmp_path):
         "run.json",
     ]
     frame = pd.read_csv(out / "profile.csv")
-    from fisherlab.fisher import profile
-
     expected = profile(
         load_model(finetuned), "mnist5k:0-4", fisher="true", mc_samples=2, max_samples=48
     )
@@ -191,8 +177,6 @@ def test_profile_writes_frame_config_and_plot(finetuned, tmp_path):
     assert frame["trace"].to_numpy() == pytest.approx(expected["trace"].to_numpy(), rel=1e-6)
     diag = torch.load(out / "diagonal.pt", weights_only=True)
     assert set(diag) == {n for n, _ in load_model(finetuned).named_parameters()}
-    import json
-
     config = json.loads((out / "run.json").read_text())
     assert config["config"]["fisher"] == "true" and config["world_size"] == 1
 
@@ -248,10 +232,9 @@ def test_torchrun_two_processes_equal_one(finetuned, tmp_path):
     assert two["n_samples"].tolist() == one["n_samples"].tolist() == [100] * len(one)
     # float32 model; torchrun runs each rank with one thread, so reductions differ slightly
     assert two["trace"].to_numpy() == pytest.approx(one["trace"].to_numpy(), rel=1e-6)
-    import json
-
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "engines.csv",
         "profile.csv",
         "profile.png",
         "run.json",
@@ -323,8 +306,6 @@ def test_train_gan_attack_and_evaluate_through_the_cli(finetuned, tmp_path):
     ]
     fisher = pd.read_csv(out / "fisher.csv")
     assert sorted(fisher["iteration"].unique()) == [1, 2, 3] and len(fisher) == 3 * 6
-    import json
-
     first = json.loads((out / "summary.json").read_text())
     proc = run(
         "evaluate",

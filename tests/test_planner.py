@@ -10,8 +10,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import full_target
 
 from fisherlab.errors import FisherlabError
+from fisherlab.fisher import profile
+from fisherlab.models import load_model
 from fisherlab.planner import layer_shares, read_profile, recommend_freeze
 
 NAMES = ["features.0", "features.3", "features.7", "features.11", "fc", "head"]
@@ -218,3 +221,40 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, extra, message):
     assert len(lines) == 1 and lines[0].startswith("fisherlab: error:"), proc.stderr
     assert message in lines[0]
     assert not out.exists()
+
+
+def test_cli_computes_the_profiles_from_a_checkpoint(quick, tmp_path):
+    """``recommend-freeze TARGET --data --generator``: the quick run's target and GMI prior."""
+    target = full_target(quick)
+    gan = next(
+        d / "gan.pt"
+        for d in (quick / "steps").glob("gan-*")
+        if json.loads((d / "step.json").read_text())["config"]["kind"] == "gmi"
+    )
+    out = tmp_path / "plan"
+    proc = cli(
+        str(target),
+        "--data",
+        "mnist5k:0-4",
+        "--generator",
+        str(gan),
+        "--iterations",
+        "10",
+        "--per-class",
+        "2",
+        "--fisher-every",
+        "5",
+        "--max-samples",
+        "128",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Recommendation:" in proc.stdout
+    cls, inv = pd.read_csv(out / "classification.csv"), pd.read_csv(out / "inversion.csv")
+    assert sorted(inv["iteration"].unique()) == [1, 5, 10]
+    table = pd.read_csv(out / "recommendation.csv")
+    assert table.loc[table["chosen"], "boundary"].item() == recommend_freeze(cls, inv).boundary
+    again = profile(load_model(target), "mnist5k:0-4", max_samples=128)
+    np.testing.assert_allclose(cls["trace"], again["trace"], rtol=1e-5)

@@ -1,68 +1,81 @@
+"""Per-layer Fisher profiles (fisherlab.fisher): the engines against the brute-force reference.
+
+Also: which engine computes what, batch-size and seed (in)dependence, the true
+Fisher's expectation, the model left untouched, the data forms, and bad input.
+"""
+
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 import torch
-from cases import CASE_IDS, MODEL_CASES, make_data, make_model
-from fisherlab.reference import reference_profile
+from cases import CASES, make_data, make_model, on_device
+from helpers import rel
 from torch import nn
+from torch.func import functional_call, grad, vmap
 
+import fisherlab as fl
 from fisherlab.errors import FisherlabError
-from fisherlab.fisher import profile
+from fisherlab.fisher import profile, reference_profile
 
 
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
-
-
-@pytest.mark.parametrize("case", MODEL_CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("objective", ["classification", "logit"])
 @pytest.mark.parametrize("fisher", ["empirical", "true"])
-def test_engine_matches_brute_force_reference(case, objective, fisher):
-    model = make_model(*case)
-    data = make_data(*case[1:])
+def test_engine_matches_brute_force_reference(model_case, objective, fisher, device):
+    """The engines on ``device`` against the per-sample loop on the CPU, both in float64."""
+    model = make_model(model_case)
+    data = make_data(model_case)
     kwargs = dict(mc_samples=2, seed=3, diagonal=True)
-    fast, fast_diag = profile(model, data, objective, fisher, batch_size=4, **kwargs)
     ref, ref_diag = reference_profile(model, data, objective, fisher, **kwargs)
-    assert _rel(fast["trace"], ref["trace"]) <= 1e-6
-    assert _rel(fast["share"], ref["share"]) <= 1e-6
+    fast, fast_diag = profile(
+        copy.deepcopy(model).to(device),
+        on_device(data, device),
+        objective,
+        fisher,
+        batch_size=4,
+        device=device,
+        **kwargs,
+    )
+    assert rel(fast["trace"], ref["trace"]) <= 1e-6
+    assert rel(fast["share"], ref["share"]) <= 1e-6
     for name, d in ref_diag.items():
-        assert torch.allclose(fast_diag[name], d, rtol=1e-6, atol=1e-12 * d.abs().max()), name
+        got = fast_diag[name].to("cpu", torch.float64)
+        assert torch.allclose(got, d, rtol=1e-6, atol=1e-12 * d.abs().max()), name
     assert (fast["trace"] > 0).all()
     assert fast["n_samples"].tolist() == [9] * len(fast)
     assert fast["n_params"].sum() == sum(p.numel() for p in model.parameters())
 
 
 def test_engine_column_names_the_engines():
-    vit = profile(make_model(*MODEL_CASES[4]), make_data(28, 1, 5), max_samples=4)
+    vit_case, cnn_case = CASES["vit_small"], CASES["target_cnn"]
+    vit = profile(make_model(vit_case), make_data(vit_case), max_samples=4)
     engines = dict(zip(vit["kind"], vit["engine"], strict=False))
     assert engines["patch_embedding"] == "backpack+functorch"  # conv + class/pos tokens
     assert engines["transformer_block"] == "backpack+functorch"  # MLP + attention/LN
     assert engines["layernorm"] == "functorch" and engines["linear"] == "backpack"
-    cnn = profile(make_model(*MODEL_CASES[0]), make_data(28, 1, 5), max_samples=4)
+    cnn = profile(make_model(cnn_case), make_data(cnn_case), max_samples=4)
     assert set(cnn["engine"]) == {"backpack"}
-    forced = profile(make_model(*MODEL_CASES[0]), make_data(28, 1, 5), engine="functorch")
+    forced = profile(make_model(cnn_case), make_data(cnn_case), engine="functorch")
     assert set(forced["engine"]) == {"functorch"}
-    assert (
-        _rel(forced["trace"], profile(make_model(*MODEL_CASES[0]), make_data(28, 1, 5))["trace"])
-        < 1e-10
-    )
+    assert rel(forced["trace"], profile(make_model(cnn_case), make_data(cnn_case))["trace"]) < 1e-10
 
 
-@pytest.mark.parametrize("case", [MODEL_CASES[0], MODEL_CASES[3]], ids=["target_cnn", "resnet18"])
+@pytest.mark.parametrize("model_case", ["target_cnn", "resnet18"], indirect=True)
 @pytest.mark.parametrize("fisher", ["empirical", "true"])
-def test_independent_of_batch_size(case, fisher):
-    model = make_model(*case)
-    data = make_data(*case[1:], n=70)
+def test_independent_of_batch_size(model_case, fisher):
+    model = make_model(model_case)
+    data = make_data(model_case, n=70)
     frames = [profile(model, data, fisher=fisher, batch_size=b, seed=5) for b in (1, 7, 64)]
     for f in frames[1:]:
-        assert _rel(f["trace"], frames[0]["trace"]) <= 1e-10
+        assert rel(f["trace"], frames[0]["trace"]) <= 1e-10
 
 
 def test_rerun_with_the_same_seed_is_identical_and_seed_matters():
-    model = make_model(*MODEL_CASES[0])
-    data = make_data(28, 1, 5, n=20)
+    case = CASES["target_cnn"]
+    model = make_model(case)
+    data = make_data(case, n=20)
     a = profile(model, data, fisher="true", seed=11, mc_samples=3)
     b = profile(model, data, fisher="true", seed=11, mc_samples=3)
     c = profile(model, data, fisher="true", seed=12, mc_samples=3)
@@ -72,8 +85,9 @@ def test_rerun_with_the_same_seed_is_identical_and_seed_matters():
 
 def test_true_fisher_converges_to_its_expectation():
     """MC label draws approach sum_k p_k ||grad L(x, k)||^2, computed by enumeration."""
-    model = make_model(*MODEL_CASES[0])
-    data = make_data(28, 1, 5, n=6)
+    case = CASES["target_cnn"]
+    model = make_model(case)
+    data = make_data(case, n=6)
     x, _ = data.tensors
     exact = None
     with torch.no_grad():
@@ -88,7 +102,7 @@ def test_true_fisher_converges_to_its_expectation():
         part = profile(model, torch.utils.data.TensorDataset(x, labels), weighted_ce)["trace"]
         exact = part if exact is None else exact + part
     errors = [
-        _rel(profile(model, data, fisher="true", mc_samples=m, seed=0)["trace"], exact)
+        rel(profile(model, data, fisher="true", mc_samples=m, seed=0)["trace"], exact)
         for m in (2, 32, 512)
     ]
     assert errors[0] > errors[2] and errors[1] > errors[2]
@@ -96,13 +110,14 @@ def test_true_fisher_converges_to_its_expectation():
 
 
 def test_model_is_left_exactly_as_it_was():
-    model = make_model(*MODEL_CASES[3])  # resnet18: in-place ReLUs and additions
+    case = CASES["resnet18"]  # in-place ReLUs and additions
+    model = make_model(case)
     model.train()
     model.layer1[0].conv1.weight.requires_grad_(False)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     modes = {n: m.training for n, m in model.named_modules()}
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    profile(model, make_data(32, 3, 6), max_samples=4, diagonal=True)
+    profile(model, make_data(case), max_samples=4, diagonal=True)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
@@ -111,11 +126,9 @@ def test_model_is_left_exactly_as_it_was():
         assert not hasattr(m, "input0") and not hasattr(m, "output")
     assert all(p.grad is None for p in model.parameters())
     # torch.func still works on the very same module
-    from torch.func import functional_call, grad, vmap
-
     model.eval()
     params = {n: p.detach() for n, p in model.named_parameters()}
-    x, y = make_data(32, 3, 6, n=3).tensors
+    x, y = make_data(case, n=3).tensors
 
     def loss(p, xi, yi):
         out = functional_call(model, {**p, **dict(model.named_buffers())}, (xi[None],))
@@ -123,19 +136,24 @@ def test_model_is_left_exactly_as_it_was():
 
     grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
     assert grads["fc.weight"].shape == (3, 6, 512)
+    for i in range(3):  # each per-sample gradient is the one plain autograd computes
+        out = model(x[i : i + 1])
+        (expected,) = torch.autograd.grad(
+            nn.functional.cross_entropy(out, y[i : i + 1]), model.fc.weight
+        )
+        assert torch.allclose(grads["fc.weight"][i], expected, rtol=1e-10, atol=1e-14), i
 
 
 def test_frozen_model_is_profiled_like_a_trainable_one():
-    model = make_model(*MODEL_CASES[0])
-    data = make_data(28, 1, 5)
+    case = CASES["target_cnn"]
+    model = make_model(case)
+    data = make_data(case)
     expected = profile(model, data)
     model.requires_grad_(False)
-    assert _rel(profile(model, data)["trace"], expected["trace"]) == 0
+    assert rel(profile(model, data)["trace"], expected["trace"]) == 0
 
 
 def test_data_forms_agree(tmp_path):
-    import fisherlab as fl
-
     torch.manual_seed(0)
     model = fl.build_model("target_cnn", 5).eval()
     splits = fl.load_dataset("mnist5k:0-4")
@@ -147,12 +165,13 @@ def test_data_forms_agree(tmp_path):
     np.savez(tmp_path / "d.npz", x=x[:40].numpy(), y=y[:40].numpy())
     from_npz = profile(model, f"npz:{tmp_path / 'd.npz'}")
     for f in (from_dataset, from_loader, from_npz):
-        assert _rel(f["trace"], from_string["trace"]) < 1e-5
+        assert rel(f["trace"], from_string["trace"]) < 1e-5
         assert f["n_samples"].iloc[0] == 40
 
 
 def test_mean_and_share_follow_from_trace():
-    frame = profile(make_model(*MODEL_CASES[2]), make_data(32, 1, 5), max_samples=3)
+    case = CASES["vgg16_bn"]
+    frame = profile(make_model(case), make_data(case), max_samples=3)
     assert np.allclose(frame["mean"], frame["trace"] / frame["n_params"], rtol=1e-12)
     assert np.allclose(frame["share"], frame["trace"] / frame["trace"].sum(), rtol=1e-12)
     assert set(frame["objective"]) == {"classification"} and set(frame["fisher"]) == {"empirical"}
@@ -160,23 +179,22 @@ def test_mean_and_share_follow_from_trace():
 
 # ---------------------------------------------------------------------------- bad input
 def test_wrong_input_shape():
-    import fisherlab as fl
-
     model = fl.build_model("target_cnn", 5)
     model.fisherlab_meta.input_spec = fl.InputSpec(1, 28, None, None)
-    data = make_data(32, 3, 5)
+    data = make_data({"input_shape": (3, 32, 32), "classes": 5})
     with pytest.raises(FisherlabError, match=r"shape \(3, 32, 32\) but the model expects"):
         profile(model.double(), data)
 
 
 def test_classes_outside_the_model():
-    model = make_model("target_cnn", 28, 1, 3)
+    case = CASES["target_cnn"]
+    model = make_model({**case, "classes": 3})
     with pytest.raises(FisherlabError, match="the model has 3 outputs"):
-        profile(model, make_data(28, 1, 5, n=30))
+        profile(model, make_data(case, n=30))
 
 
 def test_empty_data():
-    model = make_model(*MODEL_CASES[0])
+    model = make_model(CASES["target_cnn"])
     empty = torch.utils.data.TensorDataset(
         torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long)
     )
@@ -185,17 +203,18 @@ def test_empty_data():
 
 
 def test_non_finite_objective_names_the_batch():
-    model = make_model(*MODEL_CASES[0])
-    x, y = make_data(28, 1, 5, n=10).tensors
+    case = CASES["target_cnn"]
+    model = make_model(case)
+    x, y = make_data(case, n=10).tensors
     x[7] = float("nan")
     with pytest.raises(FisherlabError, match=r"sample 7 \(batch 1\)"):
         profile(model, torch.utils.data.TensorDataset(x, y), batch_size=4)
 
 
 def test_unsupported_module_without_fallback_is_named():
-    model = make_model(*MODEL_CASES[4])
+    case = CASES["vit_small"]
     with pytest.raises(FisherlabError, match=r"patch_embed \(PatchEmbedding\)|norm1 \(LayerNorm\)"):
-        profile(model, make_data(28, 1, 5), engine="backpack")
+        profile(make_model(case), make_data(case), engine="backpack")
 
 
 def test_batchnorm_without_running_stats_is_refused():
@@ -206,4 +225,4 @@ def test_batchnorm_without_running_stats_is_refused():
         nn.Linear(2 * 26 * 26, 3),
     )
     with pytest.raises(FisherlabError, match=r"1 \(BatchNorm2d\) has no running statistics"):
-        profile(model, make_data(28, 1, 3))
+        profile(model, make_data({"input_shape": (1, 28, 28), "classes": 3}))

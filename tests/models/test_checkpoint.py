@@ -1,12 +1,13 @@
+"""Saving and loading checkpoints (fisherlab.models.checkpoint), and foreign files."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-from fisherlab.checkpoint import load_model, model_meta, save_model
 
 from fisherlab.data import InputSpec
 from fisherlab.errors import FisherlabError
-from fisherlab.models import build_model
+from fisherlab.models import build_model, layer_map, load_model, model_meta, save_model
 
 
 @pytest.fixture
@@ -121,8 +122,6 @@ def test_torchscript(tmp_path):
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(loaded(x), model(x))
     assert model_meta(loaded).source == "torchscript"
-    from fisherlab.layers import layer_map
-
     assert layer_map(loaded)["kind"].tolist() == layer_map(model)["kind"].tolist()
 
 

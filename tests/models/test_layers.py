@@ -1,13 +1,20 @@
+"""The layer map (fisherlab.models.layers): every parameter in one layer, in forward order."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torchvision
-from fisherlab.layers import layer_map, layer_state_keys, layers, resolve_layer_indices
-from torch import nn
 
 from fisherlab.errors import FisherlabError
-from fisherlab.models import available, build_model, replace_head
+from fisherlab.models import (
+    available,
+    build_model,
+    layer_map,
+    layer_state_keys,
+    layers,
+    resolve_layer_indices,
+)
 
 SIZES = {"target_cnn": 28, "eval_cnn": 28, "vgg16_bn": 32, "resnet18": 32, "vit_small": 28}
 
@@ -87,32 +94,9 @@ def test_loose_parameters_join_the_next_layer():
     assert lm["n_params"].sum() == sum(p.numel() for p in vit.parameters())
 
 
-def test_replace_head_keeps_body_and_changes_classes():
-    torch.manual_seed(0)
-    model = build_model("resnet18", 10, image_size=32)
-    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc")}
-    replace_head(model, 3, seed=1)
-    assert model.fc.out_features == 3
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
-    a = replace_head(model, 3, seed=5).weight.detach().clone()
-    b = replace_head(model, 3, seed=5).weight.detach().clone()
-    assert torch.equal(a, b)
-    assert model.fisherlab_meta.arch_kwargs["num_classes"] == 3
-
-
-def test_replace_head_needs_a_linear_head():
-    with pytest.raises(FisherlabError, match=r"expected an nn\.Linear"):
-        replace_head(nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)), 2)
-
-
 def test_layer_selection_errors():
     assert resolve_layer_indices("0,2-3", 5) == [0, 2, 3]
     with pytest.raises(FisherlabError, match="out of range"):
         resolve_layer_indices("4,9", 6)
     with pytest.raises(FisherlabError, match="malformed"):
         resolve_layer_indices("a,b", 6)
-
-
-def test_unknown_architecture_lists_the_known_ones():
-    with pytest.raises(FisherlabError, match="target_cnn"):
-        build_model("alexnet", 5)

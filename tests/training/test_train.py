@@ -1,24 +1,21 @@
+"""Training and fine-tuning with a freeze boundary (fisherlab.training.train)."""
+
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 import torch
-from fisherlab.checkpoint import load_model, model_meta
-from fisherlab.layers import layer_map, layer_state_keys
-from fisherlab.train import TrainConfig, train
+from helpers import layer_keys
 
+from fisherlab.data import load_dataset
 from fisherlab.errors import FisherlabError
+from fisherlab.models import layer_map, layer_state_keys, load_model, model_meta
+from fisherlab.training import TrainConfig, natural_accuracy, train
 
 
 def _finetune(pretrained, **kwargs):
     base = dict(data="mnist5k:0-4", init=str(pretrained), epochs=1, max_train_samples=300)
     return TrainConfig(**{**base, **kwargs})
-
-
-def _frozen_keys(model, frozen):
-    lm = layer_map(model)
-    keys = list(model.state_dict())
-    return [k for i in frozen for k in layer_state_keys(lm.loc[i, "modules"], keys)]
 
 
 @pytest.mark.parametrize("boundary", [0, 3, 5])
@@ -27,7 +24,7 @@ def test_frozen_layers_and_bn_statistics_are_bit_identical(pretrained, tmp_path,
     result = train(_finetune(pretrained, freeze_boundary=boundary), out=out, progress=False)
     before = load_model(pretrained).state_dict()
     after = load_model(out).state_dict()
-    frozen = _frozen_keys(load_model(out), range(boundary))
+    frozen = layer_keys(load_model(out), range(boundary))
     assert result.frozen_layers == list(range(boundary))
     assert any("running_mean" in k for k in frozen) or boundary == 0 or boundary == 5
     for k in frozen:
@@ -58,7 +55,7 @@ def test_train_layers_trains_exactly_those_plus_head(pretrained, tmp_path):
     result = train(_finetune(pretrained, train_layers=(0, 1)), out=out, progress=False)
     assert result.trainable_layers == [0, 1, 5] and result.frozen_layers == [2, 3, 4]
     before, after = load_model(pretrained).state_dict(), load_model(out).state_dict()
-    for k in _frozen_keys(load_model(out), [2, 3, 4]):
+    for k in layer_keys(load_model(out), [2, 3, 4]):
         assert torch.equal(before[k], after[k]), k
     assert not torch.equal(before["features.0.weight"], after["features.0.weight"])
 
@@ -80,10 +77,6 @@ def test_save_every_writes_checkpoints_with_their_accuracy(pretrained, tmp_path)
     history = pd.read_csv(out.parent / "ft.history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     # each checkpoint's stored accuracy is the accuracy it really has on the test split
-    from fisherlab.evaluate import natural_accuracy
-
-    from fisherlab.data import load_dataset
-
     for row in history.itertuples():
         model = load_model(row.checkpoint)
         meta = model_meta(model)

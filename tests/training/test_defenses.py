@@ -1,5 +1,12 @@
+"""Training-time defenses (fisherlab.training.defenses): MID, BiDO, label smoothing.
+
+Their penalties against explicit sums, their configs, training with them (also
+with frozen layers) and their CLI.
+"""
+
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -9,26 +16,24 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import make_data
-from fisherlab.checkpoint import load_model, model_meta
-from fisherlab.defenses import (
-    MID,
-    BiDO,
-    VIBHead,
-    hsic,
-    kl_to_standard_normal,
-    normalized_hsic,
-    smoothed_cross_entropy,
-)
-from fisherlab.layers import layer_map, layer_state_keys, layers
-from fisherlab.reference import reference_profile
-from fisherlab.train import TrainConfig, train
-from test_cli import assert_one_line_error, run
+from cases import CASES, make_data, on_device
+from helpers import assert_one_line_error, layer_keys, run
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from fisherlab.errors import FisherlabError
-from fisherlab.fisher import profile
+from fisherlab.fisher import profile, reference_profile
+from fisherlab.models import VIBHead, layer_map, layers, load_model, model_meta
+from fisherlab.training import (
+    MID,
+    BiDO,
+    TrainConfig,
+    hsic,
+    kl_to_standard_normal,
+    normalized_hsic,
+    smoothed_cross_entropy,
+    train,
+)
 
 SMALL = dict(data="mnist5k:0-4", epochs=1, max_train_samples=128)
 
@@ -276,11 +281,11 @@ def test_each_defense_trains_an_epoch_and_records_itself(trained, defense, parts
     assert result.history["natural_accuracy"].iloc[0] == row["natural_accuracy"]
 
 
-def test_mid_checkpoint_round_trip_and_layer_map(trained):
+def test_mid_checkpoint_round_trip_and_layer_map(trained, device):
     result, out = trained("mid")
     loaded = load_model(out)
     assert model_meta(loaded).head == {"kind": "vib", "bottleneck": 128}
-    x = make_data(28, 1, 5, n=6).tensors[0].float()
+    x = make_data(CASES["target_cnn"], n=6).tensors[0].float()
     with torch.no_grad():
         assert torch.equal(loaded(x), result.model(x))
         assert torch.equal(loaded(x), loaded(x))
@@ -293,9 +298,11 @@ def test_mid_checkpoint_round_trip_and_layer_map(trained):
         "head.decoder.weight",
         "head.decoder.bias",
     )
-    # the profile of a MID model: fast engines against the per-sample reference, in float64
-    model, data = loaded.double(), make_data(28, 1, 5, n=6)
-    fast, ref = profile(model, data), reference_profile(model, data)
+    # the profile of a MID model: fast engines (on the device) against the per-sample
+    # reference (on the CPU), both in float64
+    model, data = loaded.double(), make_data(CASES["target_cnn"], n=6)
+    ref = reference_profile(model, data)
+    fast = profile(copy.deepcopy(model).to(device), on_device(data, device), device=device)
     assert fast["kind"].iloc[-1] == "vib_head" and fast["trace"].iloc[-1] > 0
     assert fast["trace"].to_numpy() == pytest.approx(ref["trace"].to_numpy(), rel=1e-9)
 
@@ -316,11 +323,6 @@ def test_finetuning_a_mid_checkpoint_replaces_its_vib_head(trained, tmp_path):
     )
 
 
-def _frozen_keys(model, frozen):
-    lm = layer_map(model)
-    return [k for i in frozen for k in layer_state_keys(lm.loc[i, "modules"], model.state_dict())]
-
-
 @pytest.mark.parametrize(
     ("defense", "kwargs", "frozen"),
     [
@@ -338,10 +340,10 @@ def test_defense_with_frozen_layers_keeps_them_bit_identical(
     result = train(config, out=out, progress=False)
     assert result.frozen_layers == frozen
     before, after = load_model(pretrained).state_dict(), load_model(out).state_dict()
-    keys = _frozen_keys(load_model(out), frozen)
+    keys = layer_keys(load_model(out), frozen)
     assert len(keys) >= 6 and all(torch.equal(before[k], after[k]) for k in keys)
     trained_layer = 3 if "freeze_boundary" in kwargs else 0
-    moved = _frozen_keys(load_model(out), [trained_layer])
+    moved = layer_keys(load_model(out), [trained_layer])
     assert any(not torch.equal(before[k], after[k]) for k in moved)
     assert layers(load_model(out))[-1].kind == ("vib_head" if defense == "mid" else "linear")
 

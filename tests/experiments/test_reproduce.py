@@ -1,0 +1,177 @@
+"""The quick reproduction end to end (fisherlab.experiments.reproduce): tables, resume, notebooks.
+
+The claims recomputed from its tables are in ``test_claims.py``; the run itself
+is the session fixture ``quick`` of ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pandas as pd
+import pytest
+from helpers import REPO, full_target, read, run
+from nbclient import NotebookClient
+
+from fisherlab.experiments import PRESETS, reproduce
+from fisherlab.models import layers, load_model
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+TABLES = [
+    "runs",
+    "attack_fisher",
+    "profiles",
+    "layer_fisher",
+    "recommendations",
+    "planner_validation",
+    "claims",
+    "steps",
+    "defense_fisher",
+]
+FIGURES = [
+    "fig1_layer_fisher",
+    "fig2_tradeoff",
+    "fig3_pretraining",
+    "fig4_first_vs_middle",
+    "fig5_fisher_along_attack",
+    "planner_pareto",
+    "recommendation",
+    "fig1iv_defenses",
+    "defense_fisher",
+]
+
+
+def test_tables_and_config_are_written_and_no_figures(quick):
+    for name in TABLES:
+        assert not read(quick, name).empty, name
+    config = json.loads((quick / "config.json").read_text())
+    assert config["config"] == json.loads(json.dumps(PRESETS["quick"].to_dict()))
+    assert config["n_cached"] == 0
+    # reproduce() computes; drawing is the CLI's job (fisherlab.plots.draw_all)
+    assert not (quick / "figures").exists()
+
+
+def test_runs_cover_every_experiment(quick):
+    runs = read(quick, "runs")
+    sweep = runs[runs["experiments"].str.contains("boundary_sweep")]
+    assert sorted(sweep["boundary"].unique()) == [0, 1, 2, 3, 4, 5]
+    # Fig. 2: two checkpoints (epochs 1 and 2) per boundary
+    assert sweep.groupby("boundary")["epoch"].nunique().eq(2).all()
+    pre = runs[runs["experiments"].str.contains("pretraining") & runs["final"]]
+    assert set(pre["domain"]) == {"fashion", "mnist5k:5-9"}
+    assert sorted(pre["boundary"].unique()) == [2, 4]
+    fvm = runs[runs["experiments"].str.contains("first_vs_middle")]
+    assert dict(zip(fvm["setting"], fvm["trained_layers"], strict=True)) == {
+        "first": "0,1,5",
+        "middle": "2,3,5",
+    }
+    assert set(runs["attack"]) == {"gmi", "kedmi"}
+    for col in ["natural_accuracy", "attack_accuracy_top1", "attack_accuracy_top5"]:
+        assert runs[col].between(0, 1).all(), col
+    assert (runs["attack_accuracy_top5"] >= runs["attack_accuracy_top1"]).all()
+
+
+def test_trainable_parameters_match_the_checkpoints(quick):
+    """|theta_C| in runs.csv equals the parameters of the trained layers, recounted."""
+    runs = read(quick, "runs")
+    for step in sorted((quick / "steps").glob("train-*")):
+        meta = json.loads((step / "step.json").read_text())["result"]
+        if "trainable_layers" not in meta or not (step / "model.pt").exists():
+            continue
+        model = load_model(step / "model.pt")
+        recount = sum(layers(model)[i].n_params for i in meta["trainable_layers"])
+        assert recount == meta["n_trainable_params"]
+    full = runs.query("boundary == 0 and defense == 'none'")["n_trainable_params"].iloc[0]
+    assert full == sum(p.numel() for p in load_model(full_target(quick)).parameters())
+
+
+def test_defense_comparison_rows_and_fisher_shares(quick):
+    runs = read(quick, "runs")
+    defended = runs[runs["experiments"].str.contains("defenses")]
+    assert sorted(defended["setting"]) == [
+        "b=4 + bido",
+        "bido hsic_a1=0.05,hsic_a2=0.5",
+        "ls smoothing=-0.05",
+        "mid beta=0.003",
+    ]
+    fisher = read(quick, "defense_fisher")
+    assert set(fisher["objective"]) == {"classification", "inversion (gmi)"}
+    sums = fisher.groupby(["setting", "objective", "seed"])["share"].sum()
+    assert sums.to_numpy() == pytest.approx(1.0)
+    assert "b=0" in set(fisher["setting"])  # the undefended reference
+
+
+def test_cli_reuses_every_step_and_draws_the_figures(quick, tmp_path):
+    """``fisherlab reproduce`` on finished results: nothing recomputed, every figure drawn."""
+    out = tmp_path / "copy"
+    shutil.copytree(quick, out)
+    before = read(out, "runs")
+    proc = run("reproduce", "--preset", "quick", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    steps = read(out, "steps")
+    assert steps["cached"].all()
+    assert f"{len(steps)} steps, {len(steps)} cached, 0 s computed" in proc.stdout
+    pd.testing.assert_frame_equal(read(out, "runs"), before)
+    claims = read(out, "claims")
+    for row in claims.itertuples():
+        assert f"{row.claim} [{row.verdict}]" in proc.stdout
+    for png in FIGURES:
+        assert (out / "figures" / f"{png}.png").stat().st_size > 10_000, png
+
+
+def test_rerun_reuses_every_step_and_resumes_a_lost_one(quick, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(quick, out)
+    before = read(out, "runs")
+    reproduce("quick", out, progress=False)
+    steps = read(out, "steps")
+    assert steps["cached"].all()
+    pd.testing.assert_frame_equal(read(out, "runs"), before)
+    # An interrupted attack (no step.json yet) is redone, and only it.
+    lost = out / "steps" / before["attack_step"].iloc[-1]
+    (lost / "step.json").unlink()
+    (lost / "attack.csv").unlink()
+    reproduce("quick", out, progress=False)
+    steps = read(out, "steps")
+    assert (~steps["cached"]).sum() == 1
+    assert steps.loc[~steps["cached"], "key"].iloc[0] == lost.name.split("-", 1)[1]
+    pd.testing.assert_frame_equal(read(out, "runs"), before)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_the_quick_results(quick, notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("FISHERLAB_RESULTS", str(quick))
+    monkeypatch.setenv("FISHERLAB_FIGURES", str(tmp_path))
+    nb = nbformat.read(notebook, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": notebook.parent}}
+    ).execute()
+    drawn = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert drawn, "the notebook saved no figure"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not [o for o in cell.outputs if o.get("output_type") == "error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--preset", "huge"], 2, "invalid choice"),
+        (["--seeds", "0"], 1, "--seeds must be >= 1"),
+    ],
+)
+def test_cli_bad_input(tmp_path, args, code, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fisherlab", "reproduce", *args, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == code
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "r").exists()
