@@ -60,15 +60,30 @@ def clean_stale(folder: Path, name: str) -> None:
                     entry.unlink(missing_ok=True)
 
 
-def _writable_parent(target: Path) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+def _writable_parent(target: Path, create: bool = False) -> None:
+    """Check that ``target``'s folder exists or can be made, and is writable.
+
+    With ``create=False`` (the checks before any work) nothing is created: the
+    nearest existing ancestor must be a writable folder.
+    """
+    if create:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FisherlabError(
+                f"cannot create the folder {target.parent} ({exc.strerror}): "
+                "choose another output path"
+            ) from None
+    existing = target.parent.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
         raise FisherlabError(
-            f"cannot create the folder {target.parent} ({exc.strerror}): choose another output path"
-        ) from None
-    if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise FisherlabError(f"{target.parent} is not writable: choose another output path")
+            f"cannot create the folder {target.parent}: {existing} is a file; "
+            "choose another output path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FisherlabError(f"{existing} is not writable: choose another output path")
 
 
 @contextlib.contextmanager
@@ -91,7 +106,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     if target.is_dir():
         raise FisherlabError(f"{target} is a directory: give a file path")
-    _writable_parent(target)
+    _writable_parent(target, create=True)
     clean_stale(target.parent, target.name)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.{os.getpid()}.", suffix=_TMP, dir=target.parent
@@ -197,6 +212,7 @@ def output_set(path: str | os.PathLike, manifest: str) -> Iterator[Path]:
         FisherlabError: If ``path`` is a file or cannot be written.
     """
     target = check_output_folder(path)
+    _writable_parent(target, create=True)
     clean_stale(target.parent, target.name)
     tmp = Path(
         tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=_TMP, dir=target.parent)
