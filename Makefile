@@ -44,7 +44,7 @@ finetune-demo: setup
 
 # The default test suite (slow tests excluded); CI runs this.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 test-all: setup
 	$(BIN)/python -m pytest -m ""

@@ -142,7 +142,13 @@ def test_rerun_reuses_every_step_and_resumes_a_lost_one(quick, tmp_path):
     pd.testing.assert_frame_equal(read(out, "runs"), before)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+# One notebook runs in the default suite; the others (about 20 s each) are marked slow
+# to keep the default suite under 10 minutes (``make test-all`` runs them all).
+@pytest.mark.parametrize(
+    "notebook",
+    [pytest.param(nb, marks=[pytest.mark.slow] if i else []) for i, nb in enumerate(NOTEBOOKS)],
+    ids=lambda p: p.stem,
+)
 def test_notebook_runs_on_the_quick_results(quick, notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("FISHERLAB_RESULTS", str(quick))
     monkeypatch.setenv("FISHERLAB_FIGURES", str(tmp_path))
