@@ -107,14 +107,16 @@ def save_model(
 
     Raises:
         FisherlabError: If the model's architecture is unknown (foreign models
-            can be saved with ``torch.jit.save`` instead), or if a weight or
+            can be saved with ``torch.jit.save`` instead, and loaded with
+            ``trust_pickle=True``), or if a weight or
             buffer is NaN or infinite (nothing is written then).
     """
     meta = model_meta(model)
     if meta.arch is None or meta.arch_kwargs is None:
         raise FisherlabError(
             "save_model needs a model built by fisherlab.build_model (its "
-            "architecture is unknown); save foreign models with torch.jit.save"
+            "architecture is unknown); save foreign models with torch.jit.save (loading "
+            "TorchScript then needs --trust-pickle)"
         )
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     bad = non_finite(state)
