@@ -116,7 +116,7 @@ def check_rule(lam: float, budget: float) -> None:
     if not 0.0 <= budget <= 1.0:
         raise FisherlabError(f"the budget must be in [0, 1], got {budget}")
     if not (math.isfinite(lam) and lam >= 0.0):
-        raise FisherlabError(f"lam must be a finite number >= 0, got {lam}")
+        raise FisherlabError(f"lam must be >= 0 and finite, got {lam}")
 
 
 def read_profile(path: str | Path) -> pd.DataFrame:

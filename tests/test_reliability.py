@@ -228,14 +228,14 @@ def test_the_planner_refuses_non_finite_profiles_and_rules(tmp_path):
     with pytest.raises(FisherlabError, match="non-finite"):
         recommend_freeze(rows, good)
     for lam in (float("inf"), float("nan"), -1.0):
-        with pytest.raises(FisherlabError, match="finite number >= 0"):
+        with pytest.raises(FisherlabError, match="lam must be >= 0 and finite"):
             check_rule(lam, 1.0)
     (tmp_path / "c.csv").write_text(good.to_csv(index=False))
     proc = run(
         "recommend-freeze", "--classification", str(tmp_path / "c.csv"), "--inversion",
         str(tmp_path / "c.csv"), "--lam", "inf", "--out", str(tmp_path / "plan"),
     )  # fmt: skip
-    one_line_error(proc, "lam must be a finite number")
+    one_line_error(proc, "lam must be >= 0 and finite")
     assert not (tmp_path / "plan").exists()
 
 
