@@ -146,11 +146,9 @@ def read_profile(path: str | Path) -> pd.DataFrame:
                 "of fisherlab profile or fisherlab attack --fisher-every K"
             )
         path, manifest = found[0]
-        if not is_complete(path.parent, manifest):
-            raise FisherlabError(
-                f"{path.parent} has {path.name} but no {manifest}: the run that wrote it did "
-                "not finish; run it again"
-            )
+        unfinished = not is_complete(path.parent, manifest)
+    else:
+        unfinished, manifest = False, ""
     if not path.is_file():
         raise FisherlabError(f"{path} does not exist")
     try:
@@ -162,6 +160,11 @@ def read_profile(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         hint = " (was the attack run with --fisher-every K?)" if path.name == "fisher.csv" else ""
         raise FisherlabError(f"{path} is an empty profile{hint}")
+    if unfinished:
+        raise FisherlabError(
+            f"{path.parent} has {path.name} but no {manifest}: the run that wrote it did "
+            "not finish; run it again"
+        )
     for sidecar, key in (("run.json", "model"), ("summary.json", "target")):
         side = path.parent / sidecar
         try:

@@ -101,7 +101,8 @@ def check_data_classes(
     fix = f"use data with the model's classes [{short}] in that order"
     if len(data_names) > len(model_names) or (same_count and len(data_names) != len(model_names)):
         raise FisherlabError(
-            f"{data} has {len(data_names)} classes but the model has {len(model_names)}: {fix}"
+            f"{data} has {len(data_names)} classes but the model has {len(model_names)} "
+            f"outputs: {fix}"
         )
     for label, (ours, theirs) in enumerate(zip(data_names, model_names, strict=False)):
         if ours != theirs:
