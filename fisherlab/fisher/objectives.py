@@ -48,6 +48,31 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
+def _per_sample(objective: Objective) -> Objective:
+    """``objective`` checked at every call to return shape ``(N,)`` for ``N`` output rows.
+
+    A loss that reduces the batch (``reduction="mean"``), keeps a trailing
+    axis, or closes over per-batch tensors (weights of length ``N``, which
+    broadcast silently when the engine calls it on fewer rows) would give a
+    wrong Fisher without an error; this makes each of them one.
+    """
+
+    def checked(output: Tensor, target: Tensor) -> Tensor:
+        losses = objective(output, target)
+        rows = output.shape[0]
+        if not isinstance(losses, Tensor) or tuple(losses.shape) != (rows,):
+            got = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+            raise FisherlabError(
+                f"the objective returned {got} for {rows} output rows; it must return one "
+                f"loss per sample, shape ({rows},), computed from that sample's row alone "
+                "(use reduction='none', and no tensors captured from a whole batch)"
+            )
+        return losses
+
+    checked.__name__ = getattr(objective, "__name__", "custom")
+    return checked
+
+
 class FisherType(str, Enum):
     """Which labels the Fisher is taken with."""
 
@@ -61,10 +86,11 @@ def resolve_objective(objective: str | Objective) -> tuple[str, Objective]:
     """Return ``(name, callable)`` for a built-in name or a callable.
 
     Raises:
-        FisherlabError: For an unknown name.
+        FisherlabError: For an unknown name. A callable is wrapped so that it
+            refuses, when called, to return anything but one loss per row.
     """
     if callable(objective):
-        return getattr(objective, "__name__", "custom"), objective
+        return getattr(objective, "__name__", "custom"), _per_sample(objective)
     if objective not in OBJECTIVES:
         raise FisherlabError(
             f"unknown objective {objective!r}: expected one of {', '.join(OBJECTIVES)} "

@@ -330,8 +330,9 @@ def hsic(x: Tensor, y: Tensor, sigma_x: float = 5.0, sigma_y: float = 5.0) -> Te
         FisherlabError: For fewer than 2 samples or unpaired inputs.
 
     Example:
-        >>> x = torch.randn(16, 3, dtype=torch.float64)
-        >>> bool(hsic(x, x, 1.0, 1.0) > hsic(x, torch.randn(16, 3, dtype=torch.float64), 1.0, 1.0))
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> x, y = torch.randn(2, 16, 3, dtype=torch.float64, generator=gen)
+        >>> bool(hsic(x, x, 1.0, 1.0) > hsic(x, y, 1.0, 1.0))
         True
     """
     n = len(x)
@@ -374,7 +375,7 @@ def normalized_hsic(
         A scalar.
 
     Example:
-        >>> x = torch.randn(16, 3, dtype=torch.float64)
+        >>> x = 3 * torch.arange(16, dtype=torch.float64).view(16, 1)  # far apart
         >>> round(normalized_hsic(x, x, 1.0, 1.0).item())  # the rank of H K H
         15
     """

@@ -90,13 +90,12 @@ def test_true_fisher_converges_to_its_expectation():
     data = make_data(case, n=6)
     x, _ = data.tensors
     exact = None
-    with torch.no_grad():
-        probs = torch.softmax(model(x), 1)
     for k in range(5):
         labels = torch.full((6,), k)
-        w = probs[:, k]
 
-        def weighted_ce(out, t, w=w):
+        def weighted_ce(out, t):
+            # sqrt(p_k) * CE_k with p_k held constant: its squared gradient is p_k ||grad CE_k||^2
+            w = torch.softmax(out.detach(), 1).gather(1, t.view(-1, 1)).squeeze(1)
             return nn.functional.cross_entropy(out, t, reduction="none") * w.sqrt()
 
         part = profile(model, torch.utils.data.TensorDataset(x, labels), weighted_ce)["trace"]
@@ -107,6 +106,26 @@ def test_true_fisher_converges_to_its_expectation():
     ]
     assert errors[0] > errors[2] and errors[1] > errors[2]
     assert errors[2] < 0.1
+
+
+@pytest.mark.parametrize(
+    "objective, got",
+    [
+        (lambda out, t: nn.functional.cross_entropy(out, t), "() for"),
+        (lambda out, t: nn.functional.cross_entropy(out, t, reduction="none")[:, None], ", 1)"),
+        (lambda out, t: out.sum(1) * torch.ones(6), "(6,) for"),
+    ],
+    ids=["reduced", "trailing-axis", "captures-the-batch"],
+)
+def test_objective_that_is_not_per_sample_is_refused(objective, got):
+    """A mean loss, an (N, 1) loss or one that broadcasts against a batch-sized tensor."""
+    case = CASES["target_cnn"]
+    model, data = make_model(case), make_data(case, n=6)
+    with pytest.raises(FisherlabError, match="one loss per sample") as info:
+        profile(model, data, objective)
+    assert got in str(info.value)
+    with pytest.raises(FisherlabError, match="one loss per sample"):
+        reference_profile(model, data, objective)
 
 
 def test_model_is_left_exactly_as_it_was():
