@@ -31,12 +31,14 @@ try:  # Ctrl-C while torch loads ends the command with one line, not a traceback
         Layer,
         ModelMeta,
         VIBHead,
+        build_from_spec,
         build_model,
         layer_map,
         layer_state_keys,
         layers,
         load_model,
         model_meta,
+        open_model,
         replace_head,
         save_model,
     )
@@ -52,6 +54,7 @@ try:  # Ctrl-C while torch loads ends the command with one line, not a traceback
         natural_accuracy,
         normalized_hsic,
         train,
+        training_mode,
     )
 except KeyboardInterrupt:
     if not _started_as_the_command():
@@ -82,6 +85,8 @@ __all__ = [
     "model_meta",
     "load_model",
     "save_model",
+    "open_model",
+    "build_from_spec",
     # Fisher information
     "FisherEngine",
     "profile",
@@ -105,6 +110,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "freeze",
+    "training_mode",
     "train",
     "natural_accuracy",
 ]

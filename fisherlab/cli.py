@@ -10,6 +10,7 @@ status 1 (2 for usage errors), without a traceback or partial output. Set
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import os
@@ -44,7 +45,16 @@ from fisherlab.errors import FisherlabError
 from fisherlab.experiments import PRESETS, reproduce
 from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
 from fisherlab.models import available as available_architectures
-from fisherlab.models import build_model, layer_map, load_model, parse_layer_selection
+from fisherlab.models import layer_map, load_model, parse_layer_selection, save_model
+from fisherlab.models.meta import ModelMeta
+from fisherlab.models.source import (
+    InputOverrides,
+    assumed_input_spec,
+    looks_like_a_path,
+    open_model,
+)
+from fisherlab.models.spec import FORMS as MODEL_FORMS
+from fisherlab.models.spec import build_from_spec, parse_model_spec
 from fisherlab.planner import check_rule, profiles_for, recommend_freeze, write_recommendation
 from fisherlab.plots import draw_all, plot_profile, plot_recommendation
 from fisherlab.training import DEFENSES, TrainConfig, flag, train
@@ -64,11 +74,71 @@ def _summary(func: Callable) -> str:
 
 
 # --------------------------------------------------------------------------- commands
+def _note(text: str) -> None:
+    sys.stderr.write(f"fisherlab: note: {text}\n")
+
+
+def _overrides(args: argparse.Namespace) -> InputOverrides:
+    return InputOverrides(
+        getattr(args, "input_size", None),
+        getattr(args, "channels", None),
+        getattr(args, "mean", None),
+        getattr(args, "std", None),
+    )
+
+
+def _open(args: argparse.Namespace, source: str, data: str | None) -> torch.nn.Module:
+    """The model ``source`` names (a file or a spec, with the model options), ready for ``data``.
+
+    A model that records no preprocessing gets the data's (with the user's
+    overrides), and a note on stderr says which.
+    """
+    overrides = _overrides(args)
+    splits = load_dataset(data) if data is not None else None
+    data_spec = splits.input_spec if splits is not None else None
+    is_file = Path(source).is_file()
+    model = open_model(
+        source,
+        weights=getattr(args, "weights", None),
+        model_kwargs=getattr(args, "model_kwargs", None),
+        num_classes=splits.num_classes if splits is not None else None,
+        input_spec=None if is_file else overrides.apply(data_spec),
+        trust_pickle=args.trust_pickle,
+    )
+    if not isinstance(getattr(model, "fisherlab_meta", None), ModelMeta):
+        model.fisherlab_meta = ModelMeta(source="foreign")
+    meta = model.fisherlab_meta
+    if is_file and meta.input_spec is not None:
+        assumed_input_spec(model, data_spec, overrides)  # refuses contradicting overrides
+        return model
+    meta.input_spec = None
+    spec, note = assumed_input_spec(model, data_spec, overrides)
+    meta.input_spec = spec
+    if note:
+        _note(note)
+    return model
+
+
+def _as_checkpoint(args: argparse.Namespace, source: str, data: str | None, out: Path) -> str:
+    """``source`` itself if it is a file; else the spec imported into ``out`` (a checkpoint)."""
+    if Path(source).is_file() and getattr(args, "weights", None) is None:
+        return source
+    model = _open(args, source, data)
+    save_model(model, out)
+    _note(f"imported {source} as {out}")
+    return str(out)
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
+    init = args.init
+    if init is not None:
+        stem = Path(args.out).with_suffix("")
+        check_output_file(args.out)
+        init = _as_checkpoint(args, init, args.data, Path(f"{stem}.init.pt"))
     config = TrainConfig(
         data=args.data,
         arch=args.arch,
-        init=args.init,
+        init=init,
         freeze_boundary=args.freeze_boundary,
         train_layers=(
             parse_layer_selection(args.train_layers) if args.train_layers is not None else None
@@ -106,15 +176,24 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_layers(args: argparse.Namespace) -> None:
     if (args.checkpoint is None) == (args.arch is None):
         raise FisherlabError("give a checkpoint path or --arch NAME (not both)")
-    if args.checkpoint is not None:
-        model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
+    source = args.checkpoint or args.arch
+    if Path(source).is_file() or args.weights is not None or looks_like_a_path(source):
+        model = open_model(
+            source,
+            weights=args.weights,
+            model_kwargs=args.model_kwargs,
+            num_classes=args.num_classes,
+            input_spec=InputOverrides(args.image_size, args.in_channels).apply(None),
+            trust_pickle=args.trust_pickle,
+        )
     else:
         with torch.device("meta"):  # the map needs shapes only: no memory for the weights
-            model = build_model(
-                args.arch,
+            model = build_from_spec(
+                source,
                 args.num_classes,
                 in_channels=args.in_channels,
                 image_size=args.image_size,
+                model_kwargs=args.model_kwargs,
             )
     frame = layer_map(model)
     if args.csv:
@@ -152,7 +231,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
     resolve_device(args.device)
     rank, _, device = _distributed_setup(args.device)
-    model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
+    model = _open(args, args.checkpoint, args.data)
     frame, _, record = profile_to(
         args.out,
         model,
@@ -201,6 +280,10 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         max_train_samples=args.max_train_samples,
     )
     check_output_file(args.out)
+    if config.target is not None:
+        stem = Path(args.out).with_suffix("")
+        target = _as_checkpoint(args, config.target, args.data, Path(f"{stem}.target.pt"))
+        config = dataclasses.replace(config, target=target)
     prior = train_gan(config, args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
     print(
         f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
@@ -228,8 +311,11 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         fisher_every=args.fisher_every,
         fisher_samples=args.fisher_samples,
     )
-    target = load_model(args.target, trust_pickle=args.trust_pickle)  # loaded (and run) once
-    private = args.private_data or (default_private_data(target) if args.eval_model else None)
+    private = args.private_data
+    if private is None and Path(args.target).is_file():
+        private = default_private_data(args.target, trust_pickle=args.trust_pickle)
+    target = _open(args, args.target, private)  # loaded (and run) once
+    private = private if args.eval_model else args.private_data
     outcome = attack(
         target,
         args.generator,
@@ -248,9 +334,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     source = Path(args.reconstructions)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent)
     check_output_folder(out)
+    private = args.private_data
+    if private is None and Path(args.target).is_file():
+        private = default_private_data(args.target, trust_pickle=args.trust_pickle)
     outcome = evaluate_saved(
         args.reconstructions,
-        args.target,
+        _open(args, args.target, private),
         args.eval_model,
         args.private_data,
         trust_pickle=args.trust_pickle,
@@ -281,7 +370,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
                 "computing the profiles needs --data (private data) and --generator (GAN prior)"
             )
         computed = profiles_for(
-            load_model(args.checkpoint, trust_pickle=args.trust_pickle),
+            _open(args, args.checkpoint, args.data),
             args.data,
             args.generator,
             attack_name=args.attack,
@@ -314,6 +403,79 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}/recommendation.csv, recommendation.json, recommendation.png")
 
 
+def _classes(text: str | None) -> list[str] | None:
+    """``--classes``: a count (``10``) or comma-separated names (``cat,dog``)."""
+    if text is None:
+        return None
+    if text.strip().isdigit():
+        return [str(i) for i in range(int(text))]
+    names = [n.strip() for n in text.split(",")]
+    if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
+        raise FisherlabError(
+            f"--classes {text!r}: give a count (e.g. 10) or 2 or more distinct names (cat,dog)"
+        )
+    return names
+
+
+def _cmd_import(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
+    names = _classes(args.classes)
+    splits = load_dataset(args.data) if args.data is not None else None
+    if names is None and splits is not None:
+        names = list(splits.class_names)
+    spec = _overrides(args).apply(splits.input_spec if splits is not None else None)
+    if spec is None:
+        raise FisherlabError(
+            "give the model's input: --input-size S and --channels C (and --mean/--std), or "
+            "--data DATA to take its preprocessing"
+        )
+    source = args.model
+    pickled = Path(source).is_file()
+    model = open_model(
+        source,
+        weights=args.weights,
+        model_kwargs=None if pickled else args.model_kwargs,
+        num_classes=len(names) if names else None,
+        input_spec=spec,
+        trust_pickle=args.trust_pickle,
+    )
+    meta = model.fisherlab_meta
+    rebuild = args.spec
+    if pickled and meta.arch is None and rebuild is None:
+        cls = type(model)
+        rebuild = f"{cls.__module__}:{cls.__qualname__}"
+    with torch.no_grad():
+        out = model(spec.normalize(torch.rand(2, spec.channels, spec.size, spec.size)))
+    if out.dim() != 2:
+        raise FisherlabError(
+            f"the model maps a {spec.channels}x{spec.size}x{spec.size} input to outputs of shape "
+            f"{tuple(out.shape[1:])}; fisherlab needs one logit per class, shape (N, K)"
+        )
+    if names is not None and len(names) != out.shape[1]:
+        raise FisherlabError(
+            f"--classes names {len(names)} classes but the model has {out.shape[1]} outputs"
+        )
+    names = names or [str(i) for i in range(out.shape[1])]
+    save_model(
+        model,
+        args.out,
+        class_names=names,
+        input_spec=spec,
+        spec=rebuild,
+        model_kwargs=args.model_kwargs if rebuild else None,
+    )
+    arch = rebuild or meta.arch
+    code = (
+        " (user code: loading it needs --trust-pickle)"
+        if parse_model_spec(arch).runs_user_code
+        else ""
+    )
+    print(
+        f"wrote {args.out}: {arch}, {out.shape[1]} classes, input {spec.channels}x{spec.size}x"
+        f"{spec.size} mean={spec.mean} std={spec.std}{code}"
+    )
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
     tables = reproduce(args.preset, args.out, seeds=args.seeds, progress=not args.quiet)
@@ -331,9 +493,54 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- parser
 TRUST_HELP = (
-    "allow a pickled nn.Module or a TorchScript archive: both run code from the file "
-    "while loading, so only for files you trust"
+    "allow a pickled nn.Module, a TorchScript archive or a checkpoint naming user code: "
+    "all run code while loading, so only for files you trust"
 )
+
+
+MODEL_HELP = f"a checkpoint file or a model spec: {MODEL_FORMS}"
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object like '{\"width\": 8}'")
+    return value
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas: {text!r}"
+        ) from None
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"give 1 or 3 values, got {len(values)}")
+    return values
+
+
+def _model_options(p: argparse.ArgumentParser, role: str, input_spec: bool = True) -> None:
+    """The options that say how to build and feed a model given by spec or foreign file."""
+    g = p.add_argument_group(
+        f"{role} (a fisherlab checkpoint; or a spec such as torchvision:resnet18 or "
+        "package.module:factory with these options)"
+    )
+    g.add_argument("--weights", metavar="FILE", help="state dict of a spec (weights_only load)")
+    g.add_argument(
+        "--model-kwargs", type=_json_object, metavar="JSON", help="arguments of the spec's builder"
+    )
+    if input_spec:
+        g.add_argument(
+            "--input-size", type=int, metavar="S", help="input side of a model recording none"
+        )
+        g.add_argument("--channels", type=int, choices=[1, 3], help="input channels (ditto)")
+        g.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="normalisation mean")
+        g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="normalisation std")
+    g.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,8 +563,15 @@ def build_parser() -> argparse.ArgumentParser:
         "training-time defense, e.g. --defense ls --smoothing -0.05",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--arch", choices=available_architectures(), help="pretrain this architecture")
-    src.add_argument("--init", metavar="CKPT", help="fine-tune this checkpoint (new head)")
+    src.add_argument(
+        "--arch",
+        metavar="SPEC",
+        help=f"pretrain this architecture: {', '.join(available_architectures())}, "
+        "torchvision:NAME, timm:NAME or package.module:factory",
+    )
+    src.add_argument(
+        "--init", metavar="MODEL", help="fine-tune this model (new head): " + MODEL_HELP
+    )
     p.add_argument("--data", required=True, help="dataset, e.g. fashion or mnist5k:0-4")
     p.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint path")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -386,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"{name}: {strength.meaning}, {strength.allowed} "
                 f"(default {strength.default:g})",
             )
-    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP + " (--init)")
+    _model_options(p, "--init model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -394,15 +608,15 @@ def build_parser() -> argparse.ArgumentParser:
         "layers",
         help="print the layer map of a checkpoint or architecture",
         description=_summary(layer_map) + " " + _summary(load_model),
-        epilog="examples: fisherlab layers runs/ft.pt; fisherlab layers --arch resnet18",
+        epilog="examples: fisherlab layers runs/ft.pt; fisherlab layers --arch resnet18_cifar",
     )
-    p.add_argument("checkpoint", nargs="?", help="a checkpoint file")
-    p.add_argument("--arch", choices=available_architectures(), help="a fresh architecture")
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--in-channels", type=int, default=1)
-    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("checkpoint", nargs="?", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--arch", metavar="SPEC", help="a fresh model of this spec")
+    p.add_argument("--num-classes", type=int, default=10, help="of a spec")
+    p.add_argument("--in-channels", type=int, default=1, help="of a spec")
+    p.add_argument("--image-size", type=int, default=28, help="of a spec")
     p.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
+    _model_options(p, "model", input_spec=False)
     p.set_defaults(func=_cmd_layers)
 
     p = sub.add_parser(
@@ -412,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: fisherlab profile runs/ft.pt --data mnist5k:0-4 --out runs/profile; "
         "scale out with torchrun --nproc_per_node=2 -m fisherlab profile ...",
     )
-    p.add_argument("checkpoint", help="a fisherlab checkpoint (or --trust-pickle module)")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--data", required=True, help="dataset, e.g. mnist5k:0-4 or npz:FILE")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--objective", default="classification", choices=list(OBJECTIVES))
@@ -430,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print which engine computed each parameter and why (always in DIR/engines.csv)",
     )
-    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
+    _model_options(p, "model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_profile)
 
@@ -445,14 +659,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="CKPT")
     p.add_argument("--kind", default="gmi", choices=list(GAN_KINDS))
     p.add_argument("--loss", default="dcgan", choices=list(GAN_LOSSES))
-    p.add_argument("--target", metavar="CKPT", help="target (needed by kedmi; fixes image size)")
+    p.add_argument(
+        "--target",
+        metavar="MODEL",
+        help="target (needed by kedmi; fixes image size): " + MODEL_HELP,
+    )
     p.add_argument("--epochs", type=int, default=GANConfig.epochs)
     p.add_argument("--batch-size", type=int, default=GANConfig.batch_size)
     p.add_argument("--lr", type=float, default=GANConfig.lr)
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train-samples", type=int, metavar="N")
-    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP + " (--target)")
+    _model_options(p, "--target model")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train_gan)
 
@@ -464,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-model runs/eval.pt --classes 0-4 --per-class 5 --iterations 600 --restarts 5 "
         "--fisher-every 10 --out runs/gmi",
     )
-    p.add_argument("target", help="the attacked classifier checkpoint")
+    p.add_argument("target", metavar="MODEL", help="the attacked classifier: " + MODEL_HELP)
     p.add_argument("--attack", default="gmi", choices=attack_names())
     p.add_argument("--generator", metavar="CKPT", help="GAN prior from fisherlab train-gan")
     p.add_argument("--eval-model", metavar="CKPT", help="evaluation classifier")
@@ -479,9 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
     p.add_argument("--fisher-samples", type=int, metavar="N", help="latents per class recorded")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument(
-        "--trust-pickle", action="store_true", help=TRUST_HELP + " (target and --eval-model)"
-    )
+    _model_options(p, "target model (--trust-pickle covers --eval-model too)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_attack)
 
@@ -490,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="judge saved reconstructions with an evaluation model (writes evaluation.csv/.json)",
         description=_summary(evaluate_attack),
     )
-    p.add_argument("target", help="the attacked classifier checkpoint")
+    p.add_argument("target", metavar="MODEL", help="the attacked classifier: " + MODEL_HELP)
     p.add_argument("--reconstructions", required=True, metavar="DIR", help="an attack's --out")
     p.add_argument("--eval-model", required=True, metavar="CKPT")
     p.add_argument("--private-data", help="default: the data the target was trained on")
@@ -500,9 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where evaluation.csv and evaluation.json go (default: the reconstructions' "
         "directory; the attack's own files are never changed)",
     )
-    p.add_argument(
-        "--trust-pickle", action="store_true", help=TRUST_HELP + " (target and --eval-model)"
-    )
+    _model_options(p, "target model (--trust-pickle covers --eval-model too)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -515,7 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--inversion runs/gmi --out runs/plan; fisherlab recommend-freeze runs/ft.pt "
         "--data mnist5k:0-4 --generator runs/gmi_gan.pt --out runs/plan",
     )
-    p.add_argument("checkpoint", nargs="?", help="compute both profiles for this model")
+    p.add_argument(
+        "checkpoint", nargs="?", metavar="MODEL", help="compute both profiles for: " + MODEL_HELP
+    )
     p.add_argument("--classification", metavar="PATH", help="profile.csv or its directory")
     p.add_argument("--inversion", metavar="PATH", help="an attack's fisher.csv or its directory")
     p.add_argument("--lam", type=float, default=1.0, help="price of classification Fisher")
@@ -529,9 +745,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=5)
     p.add_argument("--fisher-every", type=int, default=10, metavar="K")
     p.add_argument("--max-samples", type=int, default=1000, metavar="N")
-    p.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
+    _model_options(p, "model")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_recommend_freeze)
+
+    p = sub.add_parser(
+        "import",
+        help="wrap your model (a spec with weights, or a trusted pickle) into a checkpoint",
+        description="Wrap a model into a fisherlab checkpoint that records its architecture "
+        "spec, class names and input spec, so that every command then takes it without flags. "
+        + _summary(open_model),
+        epilog="examples: fisherlab import torchvision:resnet18 --weights resnet18_sd.pt "
+        "--input-size 64 --channels 3 --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --classes 10 --out "
+        "model.pt; fisherlab import mypackage.nets:make_cnn --model-kwargs '{\"width\": 32}' "
+        "--weights sd.pt --data mnist5k:0-4 --out model.pt",
+    )
+    p.add_argument("model", metavar="MODEL", help="a spec, or a pickled nn.Module (--trust-pickle)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="the checkpoint to write")
+    p.add_argument(
+        "--classes", metavar="N|NAMES", help="class count or names (default: from --data)"
+    )
+    p.add_argument("--data", help="take class names and preprocessing from this dataset")
+    p.add_argument(
+        "--spec",
+        metavar="SPEC",
+        help="for a pickle: the package.module:factory that rebuilds it (default: its class)",
+    )
+    _model_options(p, "model")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(
         "reproduce",

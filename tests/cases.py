@@ -26,8 +26,8 @@ from fisherlab.models import build_model
 MODEL_CASES: list[dict[str, Any]] = [
     dict(name="target_cnn", arch="target_cnn", input_shape=(1, 28, 28), classes=5, seed=0),
     dict(name="eval_cnn", arch="eval_cnn", input_shape=(3, 28, 28), classes=4, seed=0),
-    dict(name="vgg16_bn", arch="vgg16_bn", input_shape=(1, 32, 32), classes=5, seed=0),
-    dict(name="resnet18", arch="resnet18", input_shape=(3, 32, 32), classes=6, seed=0),
+    dict(name="vgg16_bn", arch="vgg16_bn_small", input_shape=(1, 32, 32), classes=5, seed=0),
+    dict(name="resnet18", arch="resnet18_cifar", input_shape=(3, 32, 32), classes=6, seed=0),
     dict(name="vit_small", arch="vit_small", input_shape=(1, 28, 28), classes=5, seed=0),
 ]
 CASES: dict[str, dict[str, Any]] = {case["name"]: case for case in MODEL_CASES}

@@ -1,4 +1,4 @@
-"""Shared fixtures: model cases, devices, trained models and GAN priors, the quick reproduction.
+"""Shared fixtures: model cases, devices, trained models and GAN priors, the smoke reproduction.
 
 All fixtures live here, in the one ``conftest.py`` (with ``--doctest-modules``
 a second, rootless ``conftest.py`` in a sub-folder clashes with this one).
@@ -82,8 +82,8 @@ def gans(target: Path, tmp_path_factory) -> dict[str, GANPrior | None]:
 
 
 @pytest.fixture(scope="session")
-def quick(tmp_path_factory) -> Path:
-    """The quick preset's results, run once (about 3 minutes on 2 cores); no figures."""
-    out = tmp_path_factory.mktemp("quick")
-    reproduce("quick", out, progress=False)
+def reproduced(tmp_path_factory) -> Path:
+    """The smoke preset's results (every step and table of ``quick``, tiny data), run once."""
+    out = tmp_path_factory.mktemp("smoke")
+    reproduce("smoke", out, progress=False)
     return out

@@ -1,6 +1,7 @@
 """Helpers the test files share (importable from every sub-folder: tests/ is on the path).
 
-* :func:`run`, :func:`assert_one_line_error`: the CLI in a subprocess, and its errors;
+* :func:`run`, :func:`run_process`, :func:`assert_one_line_error`: the CLI in this
+  process or in a subprocess, and its errors;
 * :func:`rel`: the largest relative difference of two arrays;
 * :func:`layer_keys`: the state-dict keys of some layers of a model;
 * :func:`read`, :func:`full_target`: tables and checkpoints of a reproduction's results.
@@ -8,9 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +27,42 @@ REPO = Path(__file__).resolve().parents[1]
 """The repository root."""
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    """``python -m fisherlab ARGS`` in a subprocess, its output captured."""
+def run_process(*args: str) -> subprocess.CompletedProcess:
+    """``python -m fisherlab ARGS`` in a subprocess, its output captured.
+
+    For what only a real process shows: start-up, signals, pipes, torchrun.
+    """
     return subprocess.run(
         [sys.executable, "-m", "fisherlab", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    """``fisherlab ARGS`` through :func:`fisherlab.cli.main` in this process, output captured.
+
+    The same entry point as ``python -m fisherlab`` without a new interpreter
+    importing torch each time (seconds per call on 2 cores). Warnings, which
+    the command line prints on stderr, are appended to ``stderr`` as Python's
+    default ``showwarning`` would print them (pytest records them otherwise).
+    """
+    from fisherlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        warnings.simplefilter("default")
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help and usage errors
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    text = err.getvalue() + "".join(
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught
+    )
+    return subprocess.CompletedProcess(
+        ["fisherlab", *args], code, stdout=out.getvalue(), stderr=text
     )
 
 

@@ -54,7 +54,7 @@ def test_layers_of_checkpoint_and_bitwise_freeze_through_the_cli(pretrained, tmp
 
 
 def test_layers_of_an_architecture():
-    proc = run("layers", "--arch", "resnet18", "--image-size", "32")
+    proc = run("layers", "--arch", "resnet18_cifar", "--image-size", "32")
     assert proc.returncode == 0
     assert "residual_block" in proc.stdout and "conv1;bn1" in proc.stdout
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import full_target
+from helpers import full_target, run
 
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher import profile
@@ -160,12 +159,7 @@ def test_read_profile_takes_the_fingerprint_from_the_sidecar(tmp_path):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fisherlab", "recommend-freeze", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run("recommend-freeze", *args)
 
 
 def test_cli_writes_table_json_plot_and_explains(tmp_path):

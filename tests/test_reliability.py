@@ -3,9 +3,7 @@ other's files, nonsense is refused before any work, concurrent runs share steps.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import signal
@@ -18,26 +16,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from helpers import run
 
 from fisherlab._io import output_set, write_atomic
 from fisherlab.attacks import AttackConfig
-from fisherlab.cli import main
 from fisherlab.errors import FisherlabError
 from fisherlab.planner import check_rule, recommend_freeze
 from fisherlab.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    """Run the CLI in this process (fast: torch is imported once) and capture its output."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's usage errors
-            code = int(exc.code or 0)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:

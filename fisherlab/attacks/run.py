@@ -33,22 +33,24 @@ from fisherlab.attacks.train_gan import GANPrior, load_gan
 from fisherlab.data.datasets import load_dataset
 from fisherlab.data.specs import InputSpec
 from fisherlab.errors import FisherlabError, preview
-from fisherlab.models.checkpoint import load_model
 from fisherlab.models.meta import check_data_classes, model_meta
+from fisherlab.models.source import open_model
 
 
 def _model(value: nn.Module | str | Path | None, trust_pickle: bool = False) -> nn.Module | None:
     if value is None or isinstance(value, nn.Module):
         return value
-    return load_model(value, trust_pickle=trust_pickle)
+    return open_model(value, trust_pickle=trust_pickle)
 
 
-def _spec(model: nn.Module, role: str) -> InputSpec:
-    """The model's input spec; a model without one (foreign, TorchScript) cannot be fed."""
-    spec = model_meta(model).input_spec
+def _spec(model: nn.Module, role: str, given: InputSpec | None = None) -> InputSpec:
+    """The model's input spec, or ``given`` for a model that records none."""
+    spec = model_meta(model).input_spec or given
     if spec is None:
         raise FisherlabError(
-            f"the {role} has no input spec: use a checkpoint written by fisherlab train"
+            f"the {role} records no input spec (how pixels become its input): give "
+            "--private-data (its preprocessing is assumed) or --input-size and --channels "
+            "(input_spec= in Python), or record it once with `fisherlab import`"
         )
     return spec
 
@@ -111,6 +113,7 @@ def attack(
     private_data: str | None = None,
     progress: bool = False,
     trust_pickle: bool = False,
+    input_spec: InputSpec | None = None,
     **options: Any,
 ) -> AttackOutcome:
     """Invert ``target`` and evaluate the reconstructions.
@@ -128,6 +131,8 @@ def attack(
         trust_pickle: Let ``target`` and ``eval_model`` paths be pickled
             modules or TorchScript archives (both run code from the file; see
             :func:`~fisherlab.models.checkpoint.load_model`).
+        input_spec: How pixels become the target's input, for a target that
+            records none (any ``nn.Module`` of yours); a recorded one wins.
         **options: Fields of :class:`AttackConfig`.
 
     Returns:
@@ -150,7 +155,7 @@ def attack(
         )
     target_model = _model(target, trust_pickle)
     assert target_model is not None
-    spec = _spec(target_model, "target")
+    spec = _spec(target_model, "target", input_spec)
     prior = _prior(generator)
     judge = _model(eval_model, trust_pickle)
     _check(target_model, spec, prior, judge, config, private_data)

@@ -26,6 +26,7 @@ class ReproduceConfig:
         pretrain_epochs: Pretraining epochs per domain, in ``domains`` order.
         pretrain_samples: Cap on pretraining images per domain (``None``: all).
         eval_epochs: Evaluation-model epochs.
+        eval_samples: Cap on the evaluation model's training images (``None``: all).
         eval_lr: Evaluation-model learning rate.
         finetune_epochs: Fine-tuning epochs.
         finetune_lr: Fine-tuning learning rate.
@@ -39,6 +40,7 @@ class ReproduceConfig:
         middle_layers: Layers trained in the "middle" arm of Fig. 4.
         gmi_gan_epochs: GMI prior (DCGAN) epochs.
         kedmi_gan_epochs: KEDMI prior epochs.
+        gan_samples: Cap on the GAN priors' public training images (``None``: all).
         attack_iterations: Iterations per attack.
         attack_restarts: Restarts per attack.
         per_class: Reconstructions per class.
@@ -63,6 +65,7 @@ class ReproduceConfig:
     pretrain_epochs: tuple[int, ...] = (1, 5)
     pretrain_samples: tuple[int | None, ...] = (None, None)
     eval_epochs: int = 40
+    eval_samples: int | None = None
     eval_lr: float = 0.05
     finetune_epochs: int = 5
     finetune_lr: float = 0.01
@@ -74,6 +77,7 @@ class ReproduceConfig:
     middle_layers: tuple[int, ...] = (2, 3)
     gmi_gan_epochs: int = 100
     kedmi_gan_epochs: int = 30
+    gan_samples: int | None = None
     attack_iterations: int = 200
     attack_restarts: int = 1
     per_class: int = 5
@@ -136,7 +140,35 @@ PRESETS: dict[str, ReproduceConfig] = {
         tl_bido_boundaries=(4,),
     ),
     "full": ReproduceConfig(preset="full", compare_defenses=True),
+    "smoke": ReproduceConfig(
+        preset="smoke",
+        seeds=(0,),
+        pretrain_epochs=(1, 1),
+        pretrain_samples=(512, 512),
+        eval_epochs=2,
+        eval_samples=512,
+        finetune_epochs=1,
+        finetune_samples=256,
+        checkpoint_epochs=(1,),
+        domain_boundaries=(2, 4),
+        gmi_gan_epochs=1,
+        kedmi_gan_epochs=1,
+        gan_samples=256,
+        attack_iterations=10,
+        per_class=1,
+        fisher_every=5,
+        profile_samples=64,
+        compare_defenses=True,
+        defense_grid=(
+            ("mid", (("beta", 0.003),)),
+            ("bido", (("hsic_a1", 0.05), ("hsic_a2", 0.5))),
+            ("ls", (("smoothing", -0.05),)),
+        ),
+        tl_bido_boundaries=(4,),
+    ),
 }
-"""The presets: ``quick`` (minutes, for tests and a first look), ``default``
-(the paper's Figs. 1-II to 5) and ``full`` (``default`` plus the defense
-comparison; run it into the same ``--out`` to reuse the default's steps)."""
+"""The presets: ``smoke`` (about a minute: every step and table of ``quick``
+on tiny data, for tests; its numbers mean nothing), ``quick`` (minutes, a
+first look), ``default`` (the paper's Figs. 1-II to 5) and ``full``
+(``default`` plus the defense comparison; run it into the same ``--out`` to
+reuse the default's steps)."""

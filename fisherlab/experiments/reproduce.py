@@ -93,14 +93,24 @@ def _shared_models(runner: Runner, cfg: ReproduceConfig) -> tuple[dict[str, Step
         runner,
         f"evaluation model {cfg.eval_arch} on {cfg.private}",
         TrainConfig(
-            data=cfg.private, arch=cfg.eval_arch, epochs=cfg.eval_epochs, lr=cfg.eval_lr, seed=1
+            data=cfg.private,
+            arch=cfg.eval_arch,
+            epochs=cfg.eval_epochs,
+            lr=cfg.eval_lr,
+            seed=1,
+            max_train_samples=cfg.eval_samples,
         ),
         {},
     )
     gmi_gan = gan_step(
         runner,
         f"GMI prior on {cfg.public}",
-        GANConfig(data=cfg.public, kind="gmi", epochs=cfg.gmi_gan_epochs),
+        GANConfig(
+            data=cfg.public,
+            kind="gmi",
+            epochs=cfg.gmi_gan_epochs,
+            max_train_samples=cfg.gan_samples,
+        ),
         {"epochs": cfg.gmi_gan_epochs},
     )
 
@@ -158,6 +168,7 @@ def _kedmi_prior(runner: Runner, cfg: ReproduceConfig, targets: list[FineTuned])
                 kind="kedmi",
                 target=str(ref.step.dir / "model.pt"),
                 epochs=cfg.kedmi_gan_epochs,
+                max_train_samples=cfg.gan_samples,
             ),
             {"epochs": cfg.kedmi_gan_epochs, "target_step": ref.step.key},
         )

@@ -4,7 +4,9 @@
 * :mod:`~fisherlab.models.architectures`: the registry of :func:`build_model`;
 * :mod:`~fisherlab.models.layers`: the layer map, fisherlab's one unit of "layer";
 * :mod:`~fisherlab.models.heads`: replacing a model's head, MID's VIB head;
-* :mod:`~fisherlab.models.checkpoint`: safe saving and loading.
+* :mod:`~fisherlab.models.checkpoint`: safe saving and loading;
+* :mod:`~fisherlab.models.spec`: model specs (``torchvision:NAME``, user factories);
+* :mod:`~fisherlab.models.source`: :func:`open_model`, a module, file or spec.
 """
 
 from fisherlab.models.architectures import (
@@ -40,6 +42,14 @@ from fisherlab.models.layers import (
     unit_kind,
 )
 from fisherlab.models.meta import ModelMeta, fingerprint, model_meta
+from fisherlab.models.source import InputOverrides, open_model
+from fisherlab.models.spec import (
+    RENAMED,
+    ModelSpec,
+    build_from_spec,
+    parse_model_spec,
+    read_weights,
+)
 
 __all__ = [
     # metadata
@@ -56,6 +66,14 @@ __all__ = [
     "TransformerBlock",
     "available",
     "build_model",
+    "RENAMED",
+    # specs and sources
+    "ModelSpec",
+    "parse_model_spec",
+    "build_from_spec",
+    "read_weights",
+    "InputOverrides",
+    "open_model",
     # layers
     "LEAF_KINDS",
     "UNIT_KINDS",

@@ -4,9 +4,9 @@
 ``target_cnn``        GMI-style MNIST target: 4 conv+BN blocks, 2 linear
 ``eval_cnn``          a differently built evaluator: 3 convs (5x5, 5x5, 3x3)
                       without BatchNorm, global pooling, 2 linear, dropout
-``vgg16_bn``          torchvision VGG16-bn, first conv and pooling adapted to
+``vgg16_bn_small``    torchvision VGG16-bn, first conv and pooling adapted to
                       small inputs, one linear head (as in the TL-DMI code)
-``resnet18``          torchvision ResNet-18, CIFAR-style 3x3 stem, no max-pool
+``resnet18_cifar``    torchvision ResNet-18, CIFAR-style 3x3 stem, no max-pool
 ``vit_small``         a small vision transformer (patch embedding, 4 pre-norm
                       blocks with ``nn.MultiheadAttention``, final LayerNorm)
 ====================  ======================================================
@@ -15,6 +15,11 @@ Every model takes ``in_channels`` (1 or 3) and any ``num_classes`` and
 ``image_size``; its last module in forward order is a ``Linear`` head, which
 :func:`fisherlab.models.heads.replace_head` swaps for fine-tuning on new classes. Each built model
 carries ``model.fisherlab_meta`` (see :mod:`fisherlab.models.meta`).
+
+The small-input variants are named for what they change (a name never hides a
+changed architecture); checkpoints saved under the old names ``vgg16_bn`` and
+``resnet18`` still load (:data:`RENAMED`). torchvision's unchanged models are
+``torchvision:NAME`` specs (:mod:`fisherlab.models.spec`).
 """
 
 from __future__ import annotations
@@ -242,10 +247,13 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "target_cnn": Architecture(TargetCNN, "GMI-style 4-conv+BN, 2-linear target", 28),
     "eval_cnn": Architecture(EvalCNN, "evaluation CNN: 3 convs, no BN, 2 linear", 28),
-    "vgg16_bn": Architecture(_vgg16_bn, "torchvision VGG16-bn for small inputs", 64),
-    "resnet18": Architecture(_resnet18, "torchvision ResNet-18, 3x3 stem", 64),
+    "vgg16_bn_small": Architecture(_vgg16_bn, "torchvision VGG16-bn for small inputs", 64),
+    "resnet18_cifar": Architecture(_resnet18, "torchvision ResNet-18, 3x3 stem, no max-pool", 64),
     "vit_small": Architecture(SmallViT, "small ViT: patch embed, 4 blocks", 28),
 }
+
+RENAMED: dict[str, str] = {"vgg16_bn": "vgg16_bn_small", "resnet18": "resnet18_cifar"}
+"""Old registry name -> new name; checkpoints that record an old name load as the new one."""
 
 
 def available() -> list[str]:
@@ -283,6 +291,11 @@ def build_model(
         >>> model(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 5])
     """
+    if arch in RENAMED:
+        raise FisherlabError(
+            f"fisherlab's {arch!r} is now {RENAMED[arch]!r} (small-input variant); for "
+            f"torchvision's own architecture use torchvision:{arch}"
+        )
     if arch not in ARCHITECTURES:
         raise FisherlabError(
             f"unknown architecture {arch!r}: expected one of {', '.join(available())}"

@@ -28,6 +28,13 @@ byte-reproducible files (:func:`fisherlab._io.write_torch`).
 :func:`checkpoint_digest` hashes a checkpoint's content rather than its bytes;
 the cache keys of fine-tuning runs and GAN priors use it.
 
+``arch`` is a registry name (the old names ``vgg16_bn``/``resnet18`` load as
+``vgg16_bn_small``/``resnet18_cifar``) or a model spec
+(:mod:`fisherlab.models.spec`): ``torchvision:``/``timm:`` specs are rebuilt
+from the library and load with ``weights_only=True`` as registry models do; a
+``package.module:factory`` spec names user code, whose import runs it, so such a
+checkpoint loads only with ``trust_pickle=True``.
+
 ``head`` describes a head that replaced the architecture's ``Linear`` one, so
 that :func:`load_model` can rebuild it before loading the weights:
 ``{"kind": "vib", "bottleneck": k}`` is the VIB head of the MID defense
@@ -52,9 +59,15 @@ from fisherlab._io import write_torch
 from fisherlab._version import __version__
 from fisherlab.data.specs import InputSpec
 from fisherlab.errors import FisherlabError, preview
-from fisherlab.models.architectures import ARCHITECTURES, build_model
+from fisherlab.models.architectures import ARCHITECTURES, RENAMED, build_model
 from fisherlab.models.heads import install_head
 from fisherlab.models.meta import ModelMeta, model_meta
+from fisherlab.models.spec import (
+    build_from_spec,
+    infer_shape_arguments,
+    is_export_archive,
+    parse_model_spec,
+)
 
 FORMAT = "fisherlab-checkpoint"
 FORMAT_VERSION = 1
@@ -89,34 +102,48 @@ def save_model(
     input_spec: InputSpec | None = None,
     train_config: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    spec: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Save ``model`` in fisherlab's format, atomically.
 
     Fields not given are taken from ``model.fisherlab_meta``.
 
     Args:
-        model: A model built by :func:`fisherlab.build_model` (or loaded).
+        model: A model built by :func:`fisherlab.build_model` or
+            :func:`~fisherlab.models.spec.build_from_spec` (or loaded), or any
+            module together with the ``spec`` that rebuilds it.
         path: Output file, conventionally ``*.pt``.
         class_names: Name of each output class.
         input_spec: How inputs were prepared in training.
         train_config: The config that trained it (stored as plain JSON values).
         metrics: Numbers to keep with it, e.g. ``{"natural_accuracy": 0.98}``.
+        spec: The model spec that rebuilds a foreign module (e.g.
+            ``"torchvision:resnet18"`` or ``"mypackage.nets:make_cnn"``); it is
+            built once here to check that its state dict has the model's keys
+            and shapes.
+        model_kwargs: Arguments of the spec's builder (``num_classes`` and
+            ``in_channels`` of torchvision/timm specs are read from the weights
+            when not given).
 
     Returns:
         The written path.
 
     Raises:
-        FisherlabError: If the model's architecture is unknown (foreign models
-            can be saved with ``torch.jit.save`` instead, and loaded with
-            ``trust_pickle=True``), or if a weight or
+        FisherlabError: If the model's architecture is unknown and no ``spec``
+            is given, if the spec does not rebuild the model, or if a weight or
             buffer is NaN or infinite (nothing is written then).
     """
     meta = model_meta(model)
-    if meta.arch is None or meta.arch_kwargs is None:
+    arch, arch_kwargs = meta.arch, meta.arch_kwargs
+    if spec is not None:
+        given_spec = input_spec or meta.input_spec
+        arch, arch_kwargs = _spec_arguments(model, spec, model_kwargs, given_spec)
+    if arch is None or arch_kwargs is None:
         raise FisherlabError(
-            "save_model needs a model built by fisherlab.build_model (its "
-            "architecture is unknown); save foreign models with torch.jit.save (loading "
-            "TorchScript then needs --trust-pickle)"
+            "save_model needs to know how to rebuild this nn.Module: pass "
+            "spec='package.module:factory' (or torchvision:NAME) and model_kwargs, or run "
+            "`fisherlab import SPEC --weights FILE ...` on its state dict"
         )
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     bad = non_finite(state)
@@ -129,8 +156,8 @@ def save_model(
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "arch": meta.arch,
-        "arch_kwargs": _plain(meta.arch_kwargs),
+        "arch": arch,
+        "arch_kwargs": _plain(arch_kwargs),
         "head": _plain(meta.head),
         "state_dict": state,
         "class_names": _plain(class_names or meta.class_names),
@@ -141,6 +168,38 @@ def save_model(
         "torch_version": str(torch.__version__),
     }
     return write_torch(path, payload)
+
+
+def _spec_arguments(
+    model: nn.Module, spec: str, model_kwargs: dict[str, Any] | None, input_spec: InputSpec | None
+) -> tuple[str, dict[str, Any]]:
+    """The ``arch``/``arch_kwargs`` that rebuild ``model`` from ``spec``, checked by building it."""
+    parsed = parse_model_spec(spec)
+    state = model.state_dict()
+    kwargs = dict(model_kwargs or {})
+    shape = {
+        "num_classes": kwargs.pop("num_classes", None),
+        "in_channels": kwargs.pop("in_channels", None),
+        "image_size": kwargs.pop("image_size", None),
+    }
+    for key, value in infer_shape_arguments(parsed, state, kwargs).items():
+        shape[key] = shape[key] if shape[key] is not None else value
+    if shape["in_channels"] is None:
+        shape["in_channels"] = input_spec.channels if input_spec is not None else 3
+    if shape["image_size"] is None:
+        shape["image_size"] = input_spec.size if input_spec is not None else 64
+    rebuilt = build_from_spec(parsed, model_kwargs=kwargs, **shape)
+    own = rebuilt.state_dict()
+    wrong = [k for k in set(own) | set(state) if k not in own or k not in state] + [
+        k for k in own if k in state and own[k].shape != state[k].shape
+    ]
+    if wrong:
+        raise FisherlabError(
+            f"{parsed} with {kwargs} does not rebuild this model (state dicts differ at "
+            f"{preview(sorted(wrong))}): pass the spec and arguments that built it "
+            "(--spec and --model-kwargs)"
+        )
+    return str(parsed), {**shape, **kwargs}
 
 
 def _describe(obj: Any) -> str:
@@ -196,13 +255,20 @@ def load_model(
     if not path.is_file():
         raise FisherlabError(f"checkpoint {path} does not exist; {expected}")
     size = path.stat().st_size
+    if is_export_archive(path):
+        raise FisherlabError(
+            f"{path} is a torch.export program (.pt2): it has no nn.Module to take per-sample "
+            "gradients of or to train; save the model's state_dict and pass its spec with "
+            "--weights (e.g. torchvision:resnet18 --weights FILE), or `fisherlab import` it"
+        )
     if zipfile.is_zipfile(path) and _is_torchscript(path):
         if not trust_pickle:
             raise FisherlabError(
                 f"{path} is a TorchScript archive, which is code: loading it runs methods "
                 "stored in the file (e.g. __setstate__); pass --trust-pickle "
                 "(trust_pickle=True, which covers TorchScript as well as pickles) if you "
-                "trust its source, or re-save the model with fisherlab.save_model"
+                "trust its source; TorchScript serves `layers` and `evaluate` only: profile, "
+                "train and attack need an eager model (its spec with --weights FILE)"
             )
         return _checked(_load_torchscript(path, map_location), path)
     try:
@@ -232,10 +298,11 @@ def load_model(
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise FisherlabError(
             f"{path} is a torch file holding {_describe(obj)}, not a fisherlab "
-            f"checkpoint ('format': {FORMAT!r} missing); re-save it with "
-            "fisherlab.save_model, or export TorchScript"
+            f"checkpoint ('format': {FORMAT!r} missing); a state dict needs its model: pass "
+            "the model spec with --weights FILE (e.g. torchvision:resnet18 --weights FILE), "
+            "or wrap it once with `fisherlab import SPEC --weights FILE --out model.pt`"
         )
-    return _from_payload(obj, path)
+    return _from_payload(obj, path, trust_pickle)
 
 
 def _checked(model: nn.Module, path: Path) -> nn.Module:
@@ -249,14 +316,21 @@ def _checked(model: nn.Module, path: Path) -> nn.Module:
     return model
 
 
-def _build(arch: str, kwargs: dict[str, Any], head: Any, path: Path) -> nn.Module:
-    model = build_model(arch, **kwargs)
+def _build(
+    arch: str, kwargs: dict[str, Any], head: Any, path: Path, trust_code: bool = False
+) -> nn.Module:
+    if arch in ARCHITECTURES:
+        model = build_model(arch, **kwargs)
+    else:
+        shape = {k: kwargs[k] for k in ("num_classes", "in_channels", "image_size") if k in kwargs}
+        rest = {k: v for k, v in kwargs.items() if k not in shape}
+        model = build_from_spec(arch, model_kwargs=rest, trust_code=trust_code, **shape)
     if head is not None:
         install_head(model, head, where=str(path))
     return model
 
 
-def _from_payload(obj: dict, path: Path) -> nn.Module:
+def _from_payload(obj: dict, path: Path, trust_pickle: bool = False) -> nn.Module:
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
         raise FisherlabError(
@@ -264,11 +338,21 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
             f"({__version__}) reads version {FORMAT_VERSION}: upgrade fisherlab"
         )
     arch, kwargs = obj.get("arch"), obj.get("arch_kwargs") or {}
+    arch = RENAMED.get(arch, arch) if isinstance(arch, str) else arch
+    user_code = False
     if arch not in ARCHITECTURES:
-        raise FisherlabError(
-            f"{path} was saved with architecture {arch!r}, which this fisherlab does "
-            f"not know; expected one of {', '.join(ARCHITECTURES)}"
-        )
+        try:
+            user_code = parse_model_spec(str(arch)).runs_user_code
+        except FisherlabError:
+            raise FisherlabError(
+                f"{path} was saved with architecture {arch!r}, which this fisherlab does "
+                f"not know; expected one of {', '.join(ARCHITECTURES)} or a model spec"
+            ) from None
+        if user_code and not trust_pickle:
+            raise FisherlabError(
+                f"{path} names user code {arch!r} as its model: loading it imports and runs "
+                "that code; pass --trust-pickle (trust_pickle=True) if you trust it"
+            )
     state, head = obj.get("state_dict") or {}, obj.get("head")
     if not isinstance(kwargs, dict) or not isinstance(state, dict):
         raise FisherlabError(
@@ -283,8 +367,11 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
         )
     # the declared architecture, on the meta device (no memory), must fit the state dict
     # before the real model is allocated: a small file cannot ask for a huge model
-    with torch.device("meta"):
-        skeleton = _build(arch, kwargs, head, path)
+    if user_code:  # user code may not build on the meta device: build it for real
+        skeleton = _build(arch, kwargs, head, path, trust_code=True)
+    else:
+        with torch.device("meta"):
+            skeleton = _build(arch, kwargs, head, path)
     own = skeleton.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -307,7 +394,7 @@ def _from_payload(obj: dict, path: Path) -> nn.Module:
             + "; ".join(parts)
             + "; the file is damaged or was edited by hand"
         )
-    model = _build(arch, kwargs, head, path)
+    model = skeleton if user_code else _build(arch, kwargs, head, path)
     model.load_state_dict(state)
     spec = obj.get("input_spec")
     model.fisherlab_meta = ModelMeta(
@@ -349,7 +436,7 @@ def _load_pickle(path: Path, map_location: str) -> nn.Module:
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise FisherlabError(f"{path}: cannot unpickle ({type(exc).__name__}: {exc})") from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        return _from_payload(obj, path)
+        return _from_payload(obj, path, trust_pickle=True)
     if not isinstance(obj, nn.Module):
         raise FisherlabError(f"{path} unpickles to {_describe(obj)}; expected an nn.Module")
     meta = getattr(obj, "fisherlab_meta", None)

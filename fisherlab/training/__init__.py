@@ -24,13 +24,14 @@ from fisherlab.training.defenses import (
     resolve_strengths,
     smoothed_cross_entropy,
 )
-from fisherlab.training.train import TrainConfig, TrainResult, freeze, train
+from fisherlab.training.train import TrainConfig, TrainResult, freeze, train, training_mode
 
 __all__ = [
     # training
     "TrainConfig",
     "TrainResult",
     "freeze",
+    "training_mode",
     "train",
     "natural_accuracy",
     # defenses

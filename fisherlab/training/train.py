@@ -24,11 +24,12 @@ always trained.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -42,7 +43,6 @@ from fisherlab._version import versions
 from fisherlab.data.datasets import DatasetSplits, iterate_batches, load_dataset
 from fisherlab.data.limits import MAX_IMAGE_SIZE
 from fisherlab.errors import FisherlabError
-from fisherlab.models.architectures import build_model
 from fisherlab.models.checkpoint import checkpoint_digest, load_model, save_model
 from fisherlab.models.heads import replace_head
 from fisherlab.models.layers import (
@@ -52,6 +52,7 @@ from fisherlab.models.layers import (
     resolve_layer_indices,
 )
 from fisherlab.models.meta import model_meta
+from fisherlab.models.spec import build_from_spec, parse_model_spec
 from fisherlab.training.accuracy import natural_accuracy
 from fisherlab.training.defenses import (
     STRENGTH_FIELDS,
@@ -138,6 +139,8 @@ class TrainConfig:
             raise FisherlabError(
                 "--freeze-boundary and --train-layers fine-tune a pretrained model: add --init CKPT"
             )
+        if self.arch is not None:
+            parse_model_spec(str(self.arch))
         if self.freeze_boundary is not None and self.train_layers is not None:
             raise FisherlabError("give --freeze-boundary or --train-layers, not both")
         if self.init is not None and self.image_size is not None:
@@ -237,8 +240,10 @@ def _prepare(config: TrainConfig, trust_pickle: bool = False) -> tuple[nn.Module
         meta = model_meta(base)
         if meta.input_spec is None or meta.arch is None:
             raise FisherlabError(
-                f"{config.init} has no input spec or architecture; fine-tuning needs a "
-                "checkpoint written by fisherlab train"
+                f"{config.init} records no architecture spec or input spec, so the fine-tuned "
+                "model could not be saved: wrap it once with `fisherlab import SPEC --weights "
+                "FILE --input-size S --channels C --out model.pt` (or pass the spec to --init "
+                "with --weights)"
             )
         splits = load_dataset(config.data, input_spec=meta.input_spec, split_seed=config.split_seed)
         _two_classes(splits)
@@ -255,7 +260,7 @@ def _prepare(config: TrainConfig, trust_pickle: bool = False) -> tuple[nn.Module
         spec = replace(spec, size=config.image_size)
         splits = load_dataset(config.data, input_spec=spec, split_seed=config.split_seed)
     torch.manual_seed(config.seed)
-    model = build_model(
+    model = build_from_spec(
         str(config.arch),
         num_classes=splits.num_classes,
         in_channels=splits.input_spec.channels,
@@ -275,11 +280,20 @@ def _frozen_indices(config: TrainConfig, all_layers: list[Layer]) -> list[int]:
 
 
 def freeze(model: nn.Module, frozen: list[int]) -> list[nn.Module]:
-    """Freeze the given layers of ``model`` in place.
+    """Freeze the given layers of ``model`` in place (``requires_grad=False``).
+
+    Freezing parameters alone does not freeze a layer: a BatchNorm in train
+    mode still updates its running statistics from every batch, so the frozen
+    layers would drift. Train inside :func:`training_mode` with the returned
+    modules, which keeps them in eval mode (as :func:`train` does)::
+
+        frozen = fl.freeze(model, [0, 1, 2])
+        with fl.training_mode(model, frozen):
+            ...  # your own loop: frozen layers stay bit-identical
 
     Args:
         model: The model.
-        frozen: Layer indices to freeze.
+        frozen: Layer indices to freeze (see :func:`fisherlab.layer_map`).
 
     Returns:
         The modules of the frozen layers, to be kept in eval mode in training.
@@ -294,6 +308,39 @@ def freeze(model: nn.Module, frozen: list[int]) -> list[nn.Module]:
         for name, m in model.named_modules()
         if any(name == p or name.startswith(p + ".") for p in prefixes)
     ]
+
+
+@contextlib.contextmanager
+def training_mode(
+    model: nn.Module, frozen_modules: Iterable[nn.Module] = ()
+) -> Iterator[nn.Module]:
+    """``model.train()`` with ``frozen_modules`` in eval mode; every mode restored on exit.
+
+    Args:
+        model: The model.
+        frozen_modules: What :func:`freeze` returned.
+
+    Yields:
+        The model.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+        >>> with training_mode(net, [net[1]]):
+        ...     net.training, net[1].training
+        (True, False)
+        >>> net.training
+        False
+    """
+    modes = {m: m.training for m in model.modules()}
+    model.train()
+    for module in frozen_modules:
+        module.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
 
 
 def _epoch(

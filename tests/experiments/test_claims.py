@@ -2,7 +2,7 @@
 
 Each claim is recomputed here from the raw tables with plain loops, following
 the definitions in the docstring of ``fisherlab/experiments/claims.py``, not
-its code: on the quick reproduction's tables, and (C6) on a hand-made runs
+its code: on the smoke reproduction's tables, and (C6) on a hand-made runs
 table whose numbers are worked out by hand.
 """
 
@@ -18,7 +18,7 @@ from helpers import read
 from fisherlab.experiments import PRESETS, assess_claims, verdict
 from fisherlab.planner import recommend_freeze
 
-MAIN_DOMAIN = PRESETS["quick"].domains[0]
+MAIN_DOMAIN = PRESETS["smoke"].domains[0]
 
 
 def test_verdicts():
@@ -55,11 +55,11 @@ def test_pareto_sweep_helper_by_hand():
     assert _pareto_boundaries(points) == [1, 3, 4]
 
 
-def test_planner_pick_and_front_recomputed_independently(quick):
+def test_planner_pick_and_front_recomputed_independently(reproduced):
     """Recommendations from the raw profile and attack Fisher, and the Pareto front by hand."""
-    profiles, fisher = read(quick, "profiles"), read(quick, "attack_fisher")
-    recs, validation = read(quick, "recommendations"), read(quick, "planner_validation")
-    runs = read(quick, "runs").to_dict("records")
+    profiles, fisher = read(reproduced, "profiles"), read(reproduced, "attack_fisher")
+    recs, validation = read(reproduced, "recommendations"), read(reproduced, "planner_validation")
+    runs = read(reproduced, "runs").to_dict("records")
     for seed, rec in recs.groupby("seed"):
         full = f"boundary == 0 and domain == '{MAIN_DOMAIN}' and defense == 'none'"
         cls = profiles.query(full)
@@ -86,10 +86,10 @@ def test_planner_pick_and_front_recomputed_independently(quick):
         assert row["accuracy_drop"] == pytest.approx(points[0][0] - points[pick][0])
 
 
-def test_claims_trace_back_to_the_runs(quick):
-    claims = read(quick, "claims").set_index("claim")
+def test_claims_trace_back_to_the_runs(reproduced):
+    claims = read(reproduced, "claims").set_index("claim")
     assert list(claims.index) == ["C1", "C2", "C3", "C4", "C5", "C6a", "C6b"]
-    runs = read(quick, "runs")
+    runs = read(reproduced, "runs")
     # C4: top-1 with the first layers trained minus with the middle ones
     fvm = runs[runs["experiments"].str.contains("first_vs_middle")].set_index("setting")
     c4 = json.loads(claims.loc["C4", "values"])
@@ -100,7 +100,7 @@ def test_claims_trace_back_to_the_runs(quick):
     assert c4 == [pytest.approx(first - middle, abs=1e-6)]
     # C1: per seed, depth sum_l l * share(l) / (L - 1) of classification minus inversion (GMI)
     shares: dict[tuple[int, str], dict[int, float]] = {}
-    for r in read(quick, "layer_fisher").to_dict("records"):
+    for r in read(reproduced, "layer_fisher").to_dict("records"):
         layer_shares = shares.setdefault((r["seed"], r["objective"]), {})
         assert r["index"] not in layer_shares, r  # one row per layer
         layer_shares[r["index"]] = r["share"]
@@ -150,10 +150,10 @@ def _c6_by_hand(runs: pd.DataFrame, domain: str) -> tuple[list[float], list[floa
     return c6a, c6b
 
 
-def test_c6_recomputed_from_the_runs(quick):
-    claims = read(quick, "claims").set_index("claim")
-    c6a, c6b = _c6_by_hand(read(quick, "runs"), MAIN_DOMAIN)
-    assert len(c6a) == len(c6b) == len(PRESETS["quick"].seeds)
+def test_c6_recomputed_from_the_runs(reproduced):
+    claims = read(reproduced, "claims").set_index("claim")
+    c6a, c6b = _c6_by_hand(read(reproduced, "runs"), MAIN_DOMAIN)
+    assert len(c6a) == len(c6b) == len(PRESETS["smoke"].seeds)
     assert json.loads(claims.loc["C6a", "values"]) == pytest.approx(c6a, abs=1e-6)
     assert json.loads(claims.loc["C6b", "values"]) == pytest.approx(c6b, abs=1e-6)
 

@@ -1,7 +1,9 @@
-"""The quick reproduction end to end (fisherlab.experiments.reproduce): tables, resume, notebooks.
+"""A reproduction end to end (fisherlab.experiments.reproduce): tables, resume, notebooks.
 
-The claims recomputed from its tables are in ``test_claims.py``; the run itself
-is the session fixture ``quick`` of ``tests/conftest.py``.
+The ``smoke`` preset runs every step and table of ``quick`` on tiny data; the
+claims recomputed from its tables are in ``test_claims.py``; the run itself is
+the session fixture ``reproduced`` of ``tests/conftest.py``. The ``quick``
+preset itself (the README's main job, about 3 minutes) runs in a test marked slow.
 """
 
 from __future__ import annotations
@@ -45,18 +47,30 @@ FIGURES = [
 ]
 
 
-def test_tables_and_config_are_written_and_no_figures(quick):
+@pytest.mark.slow
+def test_quick_preset_writes_every_table_and_claim(tmp_path):
+    """The README's main job, ``quick``: the same tables as ``smoke``, every claim judged."""
+    out = tmp_path / "quick"
+    reproduce("quick", out, progress=False)
     for name in TABLES:
-        assert not read(quick, name).empty, name
-    config = json.loads((quick / "config.json").read_text())
-    assert config["config"] == json.loads(json.dumps(PRESETS["quick"].to_dict()))
+        assert not read(out, name).empty, name
+    claims = read(out, "claims")
+    assert len(claims) >= 5
+    assert set(claims["verdict"]) == {"inconclusive (one seed)"}  # quick runs one seed
+
+
+def test_tables_and_config_are_written_and_no_figures(reproduced):
+    for name in TABLES:
+        assert not read(reproduced, name).empty, name
+    config = json.loads((reproduced / "config.json").read_text())
+    assert config["config"] == json.loads(json.dumps(PRESETS["smoke"].to_dict()))
     assert config["n_cached"] == 0
     # reproduce() computes; drawing is the CLI's job (fisherlab.plots.draw_all)
-    assert not (quick / "figures").exists()
+    assert not (reproduced / "figures").exists()
 
 
-def test_runs_cover_every_experiment(quick):
-    runs = read(quick, "runs")
+def test_runs_cover_every_experiment(reproduced):
+    runs = read(reproduced, "runs")
     sweep = runs[runs["experiments"].str.contains("boundary_sweep")]
     assert sorted(sweep["boundary"].unique()) == [0, 1, 2, 3, 4, 5]
     # Fig. 2: two checkpoints (epochs 1 and 2) per boundary
@@ -75,10 +89,10 @@ def test_runs_cover_every_experiment(quick):
     assert (runs["attack_accuracy_top5"] >= runs["attack_accuracy_top1"]).all()
 
 
-def test_trainable_parameters_match_the_checkpoints(quick):
+def test_trainable_parameters_match_the_checkpoints(reproduced):
     """|theta_C| in runs.csv equals the parameters of the trained layers, recounted."""
-    runs = read(quick, "runs")
-    for step in sorted((quick / "steps").glob("train-*")):
+    runs = read(reproduced, "runs")
+    for step in sorted((reproduced / "steps").glob("train-*")):
         meta = json.loads((step / "step.json").read_text())["result"]
         if "trainable_layers" not in meta or not (step / "model.pt").exists():
             continue
@@ -86,11 +100,11 @@ def test_trainable_parameters_match_the_checkpoints(quick):
         recount = sum(layers(model)[i].n_params for i in meta["trainable_layers"])
         assert recount == meta["n_trainable_params"]
     full = runs.query("boundary == 0 and defense == 'none'")["n_trainable_params"].iloc[0]
-    assert full == sum(p.numel() for p in load_model(full_target(quick)).parameters())
+    assert full == sum(p.numel() for p in load_model(full_target(reproduced)).parameters())
 
 
-def test_defense_comparison_rows_and_fisher_shares(quick):
-    runs = read(quick, "runs")
+def test_defense_comparison_rows_and_fisher_shares(reproduced):
+    runs = read(reproduced, "runs")
     defended = runs[runs["experiments"].str.contains("defenses")]
     assert sorted(defended["setting"]) == [
         "b=4 + bido",
@@ -98,19 +112,19 @@ def test_defense_comparison_rows_and_fisher_shares(quick):
         "ls smoothing=-0.05",
         "mid beta=0.003",
     ]
-    fisher = read(quick, "defense_fisher")
+    fisher = read(reproduced, "defense_fisher")
     assert set(fisher["objective"]) == {"classification", "inversion (gmi)"}
     sums = fisher.groupby(["setting", "objective", "seed"])["share"].sum()
     assert sums.to_numpy() == pytest.approx(1.0)
     assert "b=0" in set(fisher["setting"])  # the undefended reference
 
 
-def test_cli_reuses_every_step_and_draws_the_figures(quick, tmp_path):
+def test_cli_reuses_every_step_and_draws_the_figures(reproduced, tmp_path):
     """``fisherlab reproduce`` on finished results: nothing recomputed, every figure drawn."""
     out = tmp_path / "copy"
-    shutil.copytree(quick, out)
+    shutil.copytree(reproduced, out)
     before = read(out, "runs")
-    proc = run("reproduce", "--preset", "quick", "--out", str(out), "--quiet")
+    proc = run("reproduce", "--preset", "smoke", "--out", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
     steps = read(out, "steps")
     assert steps["cached"].all()
@@ -123,11 +137,11 @@ def test_cli_reuses_every_step_and_draws_the_figures(quick, tmp_path):
         assert (out / "figures" / f"{png}.png").stat().st_size > 10_000, png
 
 
-def test_rerun_reuses_every_step_and_resumes_a_lost_one(quick, tmp_path):
+def test_rerun_reuses_every_step_and_resumes_a_lost_one(reproduced, tmp_path):
     out = tmp_path / "copy"
-    shutil.copytree(quick, out)
+    shutil.copytree(reproduced, out)
     before = read(out, "runs")
-    reproduce("quick", out, progress=False)
+    reproduce("smoke", out, progress=False)
     steps = read(out, "steps")
     assert steps["cached"].all()
     pd.testing.assert_frame_equal(read(out, "runs"), before)
@@ -135,7 +149,7 @@ def test_rerun_reuses_every_step_and_resumes_a_lost_one(quick, tmp_path):
     lost = out / "steps" / before["attack_step"].iloc[-1]
     (lost / "step.json").unlink()
     (lost / "attack.csv").unlink()
-    reproduce("quick", out, progress=False)
+    reproduce("smoke", out, progress=False)
     steps = read(out, "steps")
     assert (~steps["cached"]).sum() == 1
     assert steps.loc[~steps["cached"], "key"].iloc[0] == lost.name.split("-", 1)[1]
@@ -149,8 +163,8 @@ def test_rerun_reuses_every_step_and_resumes_a_lost_one(quick, tmp_path):
     [pytest.param(nb, marks=[pytest.mark.slow] if i else []) for i, nb in enumerate(NOTEBOOKS)],
     ids=lambda p: p.stem,
 )
-def test_notebook_runs_on_the_quick_results(quick, notebook, tmp_path, monkeypatch):
-    monkeypatch.setenv("FISHERLAB_RESULTS", str(quick))
+def test_notebook_runs_on_the_results(reproduced, notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("FISHERLAB_RESULTS", str(reproduced))
     monkeypatch.setenv("FISHERLAB_FIGURES", str(tmp_path))
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(

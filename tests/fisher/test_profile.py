@@ -65,8 +65,10 @@ def test_engine_column_names_the_engines():
 @pytest.mark.parametrize("model_case", ["target_cnn", "resnet18"], indirect=True)
 @pytest.mark.parametrize("fisher", ["empirical", "true"])
 def test_independent_of_batch_size(model_case, fisher):
+    """Single samples, ragged batches and one batch; fewer samples of the larger model."""
+    n = 70 if model_case["name"] == "target_cnn" else 16
     model = make_model(model_case)
-    data = make_data(model_case, n=70)
+    data = make_data(model_case, n=n)
     frames = [profile(model, data, fisher=fisher, batch_size=b, seed=5) for b in (1, 7, 64)]
     for f in frames[1:]:
         assert rel(f["trace"], frames[0]["trace"]) <= 1e-10

@@ -12,7 +12,7 @@ from fisherlab.models import build_model, replace_head
 
 def test_replace_head_keeps_body_and_changes_classes():
     torch.manual_seed(0)
-    model = build_model("resnet18", 10, image_size=32)
+    model = build_model("resnet18_cifar", 10, image_size=32)
     before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc")}
     replace_head(model, 3, seed=1)
     assert model.fc.out_features == 3

@@ -16,7 +16,7 @@ from fisherlab.models import (
     resolve_layer_indices,
 )
 
-SIZES = {"target_cnn": 28, "eval_cnn": 28, "vgg16_bn": 32, "resnet18": 32, "vit_small": 28}
+SIZES = {"target_cnn": 28, "eval_cnn": 28, "vgg16_bn_small": 32, "resnet18_cifar": 32, "vit_small": 28}
 
 
 @pytest.mark.parametrize("arch", available())
@@ -47,13 +47,13 @@ def test_expected_groupings():
     kinds = lambda arch: layer_map(build_model(arch, 5, image_size=SIZES[arch]))["kind"].tolist()  # noqa: E731
     assert kinds("target_cnn") == ["conv_bn"] * 4 + ["linear"] * 2
     assert kinds("eval_cnn") == ["conv"] * 3 + ["linear"] * 2
-    assert kinds("vgg16_bn") == ["conv_bn"] * 13 + ["linear"]
-    assert kinds("resnet18") == ["conv_bn"] + ["residual_block"] * 8 + ["linear"]
+    assert kinds("vgg16_bn_small") == ["conv_bn"] * 13 + ["linear"]
+    assert kinds("resnet18_cifar") == ["conv_bn"] + ["residual_block"] * 8 + ["linear"]
     assert kinds("vit_small") == ["patch_embedding"] + ["transformer_block"] * 4 + [
         "layernorm",
         "linear",
     ]
-    res = layer_map(build_model("resnet18", 5, image_size=32))
+    res = layer_map(build_model("resnet18_cifar", 5, image_size=32))
     assert res.loc[0, "modules"] == "conv1;bn1"
     assert res.loc[3, "modules"] == "layer2.0"  # includes its downsample shortcut
 
