@@ -211,7 +211,8 @@ def import_factory(name: str) -> Any:
     """
     module_name, _, attr = name.partition(":")
     here = os.getcwd()
-    if here not in sys.path:
+    added = here not in sys.path
+    if added:
         sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
@@ -220,6 +221,9 @@ def import_factory(name: str) -> Any:
             f"cannot import {module_name} for model {name!r} ({exc}): run fisherlab from the "
             "folder that holds it, or add that folder to PYTHONPATH"
         ) from None
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -435,10 +439,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -
 
 def is_export_archive(path: Path) -> bool:
     """Whether ``path`` is a ``torch.export`` program (``.pt2``)."""
-    if path.suffix == ".pt2":
-        return True
     try:
         with zipfile.ZipFile(path) as zf:
-            return any(n.endswith("archive_format") or "/models/" in n for n in zf.namelist())
+            return any(n.split("/", 1)[-1] == "archive_format" for n in zf.namelist())
     except (zipfile.BadZipFile, OSError, ValueError):
         return False

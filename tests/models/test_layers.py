@@ -16,7 +16,13 @@ from fisherlab.models import (
     resolve_layer_indices,
 )
 
-SIZES = {"target_cnn": 28, "eval_cnn": 28, "vgg16_bn_small": 32, "resnet18_cifar": 32, "vit_small": 28}
+SIZES = {
+    "target_cnn": 28,
+    "eval_cnn": 28,
+    "vgg16_bn_small": 32,
+    "resnet18_cifar": 32,
+    "vit_small": 28,
+}
 
 
 @pytest.mark.parametrize("arch", available())
