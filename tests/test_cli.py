@@ -10,10 +10,11 @@ from io import StringIO
 import pandas as pd
 import pytest
 import torch
-from helpers import assert_one_line_error, run
+import torchvision
+from helpers import assert_one_line_error, layer_keys, run
 
 from fisherlab.fisher import profile
-from fisherlab.models import layer_state_keys, load_model
+from fisherlab.models import layer_state_keys, load_model, model_meta
 from fisherlab.training import TrainConfig, train
 
 
@@ -333,3 +334,67 @@ def test_attack_with_a_classifier_as_generator_is_one_line(finetuned, tmp_path):
     )
     assert_one_line_error(proc, 1, "not a fisherlab GAN checkpoint")
     assert not (tmp_path / "a").exists()
+
+
+def test_bring_your_own_model_from_state_dict_to_fine_tune(tmp_path):
+    """A torchvision state dict through profile, attack, recommend-freeze, train and import."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet18(num_classes=5)
+    theirs.conv1 = torch.nn.Conv2d(1, 64, 7, 2, 3, bias=False)  # as build_from_spec adapts it
+    torch.save(theirs.state_dict(), tmp_path / "sd.pt")
+    model = ["torchvision:resnet18", "--weights", str(tmp_path / "sd.pt")]
+    data = ["--data", "mnist5k:0-4"]
+    proc = run("profile", *model, *data, "--max-samples", "16", "--out", str(tmp_path / "p"))
+    assert proc.returncode == 0, proc.stderr
+    assert "assuming 1x28x28, mean (0.1307,), std (0.3081,) (the data's default" in proc.stderr
+    proc = run(
+        "attack", *model, "--private-data", "mnist5k:0-4", "--attack", "whitebox",
+        "--iterations", "4", "--per-class", "1", "--fisher-every", "2", "--quiet",
+        "--out", str(tmp_path / "a"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = run(
+        "recommend-freeze", "--classification", str(tmp_path / "p"),
+        "--inversion", str(tmp_path / "a"), "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    boundary = json.loads(proc.stdout)["boundary"]
+    proc = run(
+        "train", "--init", *model, *data, "--freeze-boundary", str(boundary), "--epochs", "1",
+        "--max-train-samples", "32", "--out", str(tmp_path / "ft.pt"), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tuned = load_model(tmp_path / "ft.pt")
+    assert model_meta(tuned).arch == "torchvision:resnet18"
+    frozen = layer_keys(tuned, range(boundary))
+    original = theirs.state_dict()
+    assert all(torch.equal(tuned.state_dict()[k], original[k]) for k in frozen)
+    proc = run(
+        "import", *model, *data, "--out", str(tmp_path / "m.pt"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    imported = load_model(tmp_path / "m.pt")  # no flags: weights_only
+    assert model_meta(imported).class_names == ["0", "1", "2", "3", "4"]
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(imported(x), theirs.eval()(x))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["profile", "torchvision:resnet18", "--data", "mnist5k", "--out", "o", "--weights",
+          "missing.pt"], "weights file missing.pt does not exist"),
+        (["layers", "resnet18"], "now 'resnet18_cifar'"),
+        (["layers", "x/none.pt"], "model file x/none.pt does not exist"),
+        (["import", "torchvision:resnet18", "--classes", "3", "--out", "m.pt"],
+         "give the model's input: --input-size S and --channels C"),
+        (["profile", "torchvision:resnet18", "--data", "mnist5k", "--out", "o",
+          "--model-kwargs", "[1]"], "expected a JSON object"),
+    ],
+)  # fmt: skip
+def test_model_spec_errors_are_one_line(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    proc = run(*args)
+    assert_one_line_error(proc, 2 if "JSON" in message else 1, message)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m.pt").exists()
