@@ -163,6 +163,8 @@ def open_model(
         (1, 3, 'torchvision:resnet18')
     """
     if isinstance(source, nn.Module):
+        if weights is not None:
+            load_weights(source, read_weights(weights), str(weights))
         model = source
     else:
         text = str(source)

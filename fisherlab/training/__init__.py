@@ -2,6 +2,8 @@
 
 * :mod:`~fisherlab.training.train`: :class:`TrainConfig` and :func:`train`
   (pretrain, or fine-tune with a freeze boundary that freezes for real);
+* :mod:`~fisherlab.training.fit`: :func:`fit`, training a module you hold on a
+  ``Dataset``/``DataLoader`` (``train(model, data, ...)``);
 * :mod:`~fisherlab.training.defenses`: training-time defenses (MID, BiDO, LS);
 * :mod:`~fisherlab.training.accuracy`: :func:`natural_accuracy`.
 """
@@ -24,6 +26,7 @@ from fisherlab.training.defenses import (
     resolve_strengths,
     smoothed_cross_entropy,
 )
+from fisherlab.training.fit import fit
 from fisherlab.training.train import TrainConfig, TrainResult, freeze, train, training_mode
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "freeze",
     "training_mode",
     "train",
+    "fit",
     "natural_accuracy",
     # defenses
     "DEFENSES",

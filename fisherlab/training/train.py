@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -393,13 +394,21 @@ def _finite(params: list[Tensor]) -> bool:
 
 
 def train(
-    config: TrainConfig,
-    out: str | Path | None = None,
+    config: TrainConfig | nn.Module | str,
+    out: Any = None,
     progress: bool = True,
     *,
     trust_pickle: bool = False,
+    **options: Any,
 ) -> TrainResult:
     """Pretrain, or TL-DMI fine-tune with a freeze boundary, and save checkpoints.
+
+    Two forms: ``train(TrainConfig(...), out="ft.pt")``, fisherlab's recipe on
+    a named dataset (reproducible, keyed, what the CLI and the reproduction
+    run); and ``train(model_or_spec, data, freeze_boundary=b, ...)`` for a
+    model and data you hold (a ``Dataset``, a ``DataLoader`` or a dataset
+    string), which is :func:`fisherlab.training.fit.fit` (see it for the
+    options).
 
     Writes, when ``out`` is given: the final checkpoint ``out``, intermediate
     ones ``<stem>.epochNNN.pt`` (``save_every``), ``<stem>.history.csv`` (one
@@ -407,13 +416,15 @@ def train(
     Each checkpoint's metrics hold its ``natural_accuracy`` on the test split.
 
     Args:
-        config: The run.
-        out: Final checkpoint path (``None``: save nothing).
+        config: The run (or a model, model spec or file: the second form).
+        out: Final checkpoint path (``None``: save nothing); in the second
+            form, the data.
         progress: Show progress bars.
         trust_pickle: Let ``config.init`` be a pickled module or a TorchScript
             archive (both run code from the file; see
             :func:`~fisherlab.models.checkpoint.load_model`). Not part of the
             config or its key: it permits a file, it does not change the run.
+        **options: The second form's options (:func:`~fisherlab.training.fit.fit`).
 
     Returns:
         The trained model and its history.
@@ -422,6 +433,17 @@ def train(
         FisherlabError: For bad configs, data (fewer than 2 classes) or
             checkpoints, or a diverging loss or parameters.
     """
+    if not isinstance(config, TrainConfig):
+        from fisherlab.training.fit import fit  # fit builds on this module
+
+        data = options.pop("data", out)
+        if data is None:
+            raise FisherlabError("train(model, data): give the data to train on")
+        return fit(config, data, progress=progress, trust_pickle=trust_pickle, **options)
+    if options:
+        raise FisherlabError(
+            f"train(TrainConfig, ...) takes no options {sorted(options)}: set them in the config"
+        )
     model, splits = _prepare(config, trust_pickle)
     defense = build_defense(config.defense, **config.strengths())
     defense.prepare(model, seed=config.seed)
