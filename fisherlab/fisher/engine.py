@@ -320,7 +320,8 @@ class FisherEngine:
         if isinstance(model, torch.jit.ScriptModule):
             raise FisherlabError(
                 "TorchScript models cannot be profiled per sample (no module hooks or "
-                "torch.func): load an eager model (a fisherlab checkpoint)"
+                "torch.func; TorchScript serves `layers` and `evaluate`): profile the eager "
+                "model, its spec with a state dict (SPEC --weights FILE, or `fisherlab import`)"
             )
         if engine not in ENGINES:
             raise FisherlabError(f"unknown engine {engine!r}: expected one of {ENGINES}")
