@@ -54,7 +54,7 @@ from fisherlab.models.source import (
     open_model,
 )
 from fisherlab.models.spec import FORMS as MODEL_FORMS
-from fisherlab.models.spec import build_from_spec, parse_model_spec
+from fisherlab.models.spec import build_from_spec, guess_spec, parse_model_spec
 from fisherlab.planner import check_rule, profiles_for, recommend_freeze, write_recommendation
 from fisherlab.plots import draw_all, plot_profile, plot_recommendation
 from fisherlab.training import DEFENSES, TrainConfig, flag, train
@@ -119,12 +119,32 @@ def _open(args: argparse.Namespace, source: str, data: str | None) -> torch.nn.M
     return model
 
 
+def _rebuild_spec(model: torch.nn.Module, source: str) -> tuple[str, dict]:
+    """The spec that rebuilds a pickled module, or a one-line error saying how to give one."""
+    found = guess_spec(model)
+    if found is None:
+        cls = type(model)
+        raise FisherlabError(
+            f"{source} holds a {cls.__module__}.{cls.__qualname__} that fisherlab cannot rebuild "
+            "by itself: `fisherlab import` it with --spec package.module:factory (and "
+            "--model-kwargs) naming the code that builds it"
+        )
+    return found
+
+
 def _as_checkpoint(args: argparse.Namespace, source: str, data: str | None, out: Path) -> str:
-    """``source`` itself if it is a file; else the spec imported into ``out`` (a checkpoint)."""
-    if Path(source).is_file() and getattr(args, "weights", None) is None:
-        return source
+    """``source`` if it is a fisherlab checkpoint; else the model imported into ``out``.
+
+    A spec (with ``--weights``) and a trusted pickle or foreign file are
+    imported with the input spec assumed from ``data`` (and said so).
+    """
     model = _open(args, source, data)
-    save_model(model, out)
+    meta = model.fisherlab_meta
+    if Path(source).is_file() and meta.arch is not None and meta.input_spec is not None:
+        if meta.source == "fisherlab":
+            return source
+    spec, kwargs = (meta.arch, None) if meta.arch is not None else _rebuild_spec(model, source)
+    save_model(model, out, spec=spec if meta.arch is None else None, model_kwargs=kwargs)
     _note(f"imported {source} as {out}")
     return str(out)
 
@@ -440,10 +460,9 @@ def _cmd_import(args: argparse.Namespace) -> None:
         trust_pickle=args.trust_pickle,
     )
     meta = model.fisherlab_meta
-    rebuild = args.spec
+    rebuild, rebuild_kwargs = args.spec, args.model_kwargs
     if pickled and meta.arch is None and rebuild is None:
-        cls = type(model)
-        rebuild = f"{cls.__module__}:{cls.__qualname__}"
+        rebuild, rebuild_kwargs = _rebuild_spec(model, source)
     with torch.no_grad():
         out = model(spec.normalize(torch.rand(2, spec.channels, spec.size, spec.size)))
     if out.dim() != 2:
@@ -462,7 +481,7 @@ def _cmd_import(args: argparse.Namespace) -> None:
         class_names=names,
         input_spec=spec,
         spec=rebuild,
-        model_kwargs=args.model_kwargs if rebuild else None,
+        model_kwargs=rebuild_kwargs if rebuild else None,
     )
     arch = rebuild or meta.arch
     code = (

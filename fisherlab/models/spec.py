@@ -50,6 +50,7 @@ __all__ = [
     "SPEC_KINDS",
     "ModelSpec",
     "build_from_spec",
+    "guess_spec",
     "import_factory",
     "infer_shape_arguments",
     "is_export_archive",
@@ -444,3 +445,48 @@ def is_export_archive(path: Path) -> bool:
             return any(n.split("/", 1)[-1] == "archive_format" for n in zf.namelist())
     except (zipfile.BadZipFile, OSError, ValueError):
         return False
+
+
+def guess_spec(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """A spec (and its arguments) that rebuilds a module of unknown origin, e.g. a pickle.
+
+    Tried in order: the torchvision builders whose names match the module's
+    class (``ResNet`` -> ``resnet18``, ``resnet34``, ...), with the class
+    count and channels read from its weights; then the module's own class
+    called without arguments (``package.module:Class``). A candidate counts
+    only if its state dict has exactly the module's keys and shapes.
+
+    Returns:
+        ``(spec, model_kwargs)``, or ``None`` when nothing rebuilds it.
+    """
+    state = model.state_dict()
+    cls = type(model)
+
+    def fits(candidate: nn.Module) -> bool:
+        own = candidate.state_dict()
+        return own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own)
+
+    candidates: list[tuple[str, dict[str, Any]]] = []
+    if cls.__module__.startswith("torchvision.models"):
+        stem = cls.__name__.lower().replace("_", "")
+        for name in _torchvision_names():
+            if name.replace("_", "").startswith(stem[: max(3, len(stem) - 2)]):
+                candidates.append((f"torchvision:{name}", {}))
+    if cls.__module__ not in ("__main__", "builtins") and "<locals>" not in cls.__qualname__:
+        candidates.append((f"{cls.__module__}:{cls.__qualname__}", {}))
+    for text, kwargs in candidates:
+        try:
+            shape = infer_shape_arguments(text, state)
+            with torch.device("meta"):
+                candidate = build_from_spec(
+                    text,
+                    shape.get("num_classes"),
+                    shape.get("in_channels", 3),
+                    224,
+                    model_kwargs=kwargs,
+                )
+        except (FisherlabError, TypeError, ValueError, RuntimeError):
+            continue
+        if fits(candidate):
+            return text, {**shape, **kwargs}
+    return None

@@ -22,6 +22,7 @@ from fisherlab.models import (
     save_model,
 )
 from fisherlab.models.meta import model_meta
+from fisherlab.models.spec import guess_spec
 
 USER_CODE = """
 from pathlib import Path
@@ -205,3 +206,20 @@ def test_frozen_batchnorm_stays_put_in_training_mode():
     frozen_prefixes = ("features.0.", "features.1.", "features.3.", "features.4.")  # layers 0, 1
     assert changed and not [k for k in changed if k.startswith(frozen_prefixes)]
     assert "features.8.running_mean" in changed  # layer 2's BatchNorm trains
+
+
+def test_a_pickled_torchvision_model_is_recognised_and_saved_safely(tmp_path):
+    torch.manual_seed(0)
+    theirs = torchvision.models.mobilenet_v3_small(num_classes=4).eval()
+    theirs.features[0][0] = nn.Conv2d(1, 16, 3, 2, 1, bias=False)  # grey input
+    assert guess_spec(theirs) == (
+        "torchvision:mobilenet_v3_small",
+        {"in_channels": 1, "num_classes": 4},
+    )
+    assert guess_spec(nn.Sequential(nn.Linear(2, 2))) is None  # no code rebuilds it
+    spec, kwargs = guess_spec(theirs)
+    save_model(theirs, tmp_path / "m.pt", spec=spec, model_kwargs=kwargs)
+    back = load_model(tmp_path / "m.pt")  # weights_only: no trust needed any more
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(back(x), theirs(x))
