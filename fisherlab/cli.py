@@ -41,6 +41,7 @@ from fisherlab.attacks.train_gan import KINDS as GAN_KINDS
 from fisherlab.attacks.train_gan import LOSSES as GAN_LOSSES
 from fisherlab.attacks.train_gan import GANConfig, train_gan
 from fisherlab.data import FORMS, DataSpec, load_dataset
+from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments import PRESETS, reproduce
 from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
@@ -428,7 +429,10 @@ def _classes(text: str | None) -> list[str] | None:
     if text is None:
         return None
     if text.strip().isdigit():
-        return [str(i) for i in range(int(text))]
+        count = int(text)
+        if not 1 <= count <= MAX_CLASSES:
+            raise FisherlabError(f"--classes {text}: give a count in 1..{MAX_CLASSES}")
+        return [str(i) for i in range(count)]
     names = [n.strip() for n in text.split(",")]
     if len(names) < 2 or any(not n for n in names) or len(set(names)) != len(names):
         raise FisherlabError(

@@ -8,6 +8,7 @@ trained.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,16 @@ class InputSpec:
                 f"{sorted(lengths)} values: expected 1 or 3 channels, a side of "
                 f"1..{MAX_IMAGE_SIZE} and a mean and std per channel (or one for all)"
             )
+        if (mean is None) != (std is None):
+            raise FisherlabError(
+                "input spec with a mean but no std (or a std but no mean): give both or neither"
+            )
+        if mean is not None and std is not None:
+            if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+                raise FisherlabError(
+                    f"input spec with mean {mean} and std {std}: expected finite values and "
+                    "a positive std"
+                )
         return cls(channels=channels, size=size, mean=mean, std=std)
 
     def with_channels(self, channels: int) -> InputSpec:
