@@ -203,7 +203,7 @@ def _cmd_layers(args: argparse.Namespace) -> None:
             source,
             weights=args.weights,
             model_kwargs=args.model_kwargs,
-            num_classes=args.num_classes,
+            num_classes=None if args.weights else args.num_classes,
             input_spec=InputOverrides(args.image_size, args.in_channels).apply(None),
             trust_pickle=args.trust_pickle,
         )

@@ -202,6 +202,12 @@ def _from_spec(
     state = read_weights(weights) if weights is not None else None
     inferred = infer_shape_arguments(spec, state, model_kwargs) if state is not None else {}
     classes = num_classes if num_classes is not None else inferred.get("num_classes")
+    if num_classes is not None and inferred.get("num_classes", num_classes) != num_classes:
+        raise FisherlabError(
+            f"{weights} holds a head of {inferred['num_classes']} classes but the model "
+            f"should have {num_classes} (the data's or --classes): use weights of a model for "
+            "these classes"
+        )
     channels = inferred.get("in_channels", 3)
     if input_spec is not None:
         if "in_channels" in inferred and inferred["in_channels"] != input_spec.channels:
