@@ -124,7 +124,7 @@ def test_usage_errors_are_one_line():
     proc = run("train", "--data", "fashion")
     assert_one_line_error(proc, 2, "required")
     proc = run("train", "--arch", "alexnet", "--data", "fashion", "--out", "x.pt")
-    assert_one_line_error(proc, 2, "invalid choice")
+    assert_one_line_error(proc, 1, "unknown model 'alexnet' (torchvision's is torchvision:alexnet)")
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,8 @@ def parse_model_spec(text: str) -> ModelSpec:
         return ModelSpec("code", text)
     close = difflib.get_close_matches(text, list(ARCHITECTURES), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if text in _torchvision_names():
+        hint = f" (torchvision's is torchvision:{text})"
     raise FisherlabError(f"unknown model {text!r}{hint}: expected {FORMS}, or a checkpoint file")
 
 
