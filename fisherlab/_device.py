@@ -1,6 +1,15 @@
-"""Where to compute: :func:`resolve_device` turns ``--device`` into a torch device, or refuses."""
+"""Where and in which precision to compute: ``--device``, ``--amp`` and ``--workers``.
+
+:func:`resolve_device` turns ``--device`` into a torch device, or refuses;
+:func:`device_key` is what a device adds to a cache key (nothing for the
+CPU); :func:`check_amp`, :func:`autocast` and :func:`grad_scaler` give mixed
+precision on CUDA (refused elsewhere); :func:`no_autocast` keeps a block, such
+as the Fisher engine, in full precision.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -51,3 +60,118 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
             f"device {device!r} is not supported: expected cpu, cuda, cuda:N, mps or auto"
         )
     return chosen
+
+
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+"""The ``--amp`` modes and the dtype autocast computes in."""
+
+
+def device_name(device: str | torch.device | None) -> str:
+    """The device a run records: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... (``None``: auto).
+
+    Unlike :func:`resolve_device` a named device is not checked to exist, so a
+    config saved on a GPU machine can be read back on a CPU-only one.
+
+    Raises:
+        FisherlabError: For a malformed name.
+    """
+    if device is None or device == "auto":
+        return str(resolve_device(None))
+    try:
+        return str(torch.device(device))
+    except (RuntimeError, TypeError):
+        raise FisherlabError(
+            f"unknown device {device!r}: expected cpu, cuda, cuda:N, mps or auto"
+        ) from None
+
+
+def device_key(device: str | torch.device | None) -> str | None:
+    """What a device adds to a config's cache key: ``None`` for the CPU, else its type.
+
+    Results computed on a GPU are not bitwise equal to the CPU's, so a GPU run
+    gets its own key (``"cuda"``; the device index does not change results);
+    CPU runs keep the keys they had before devices entered the configs.
+
+    Example:
+        >>> device_key("cpu"), device_key("cuda:1")
+        (None, 'cuda')
+    """
+    kind = torch.device(device_name(device)).type
+    return None if kind == "cpu" else kind
+
+
+def check_workers(workers: int) -> int:
+    """``workers`` if it is a valid number of data-loading processes (>= 0).
+
+    Raises:
+        FisherlabError: For a negative or non-integer value.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise FisherlabError(f"--workers must be an integer >= 0, got {workers!r}")
+    return workers
+
+
+def check_amp(amp: str | None, device: str | torch.device) -> str | None:
+    """``amp`` if mixed precision ``amp`` can run on ``device``.
+
+    Args:
+        amp: ``None`` (float32), ``"bf16"`` or ``"fp16"``.
+        device: The device of the run.
+
+    Returns:
+        ``amp``.
+
+    Raises:
+        FisherlabError: For an unknown mode, or any mode off CUDA.
+    """
+    if amp is None:
+        return None
+    if amp not in AMP_DTYPES:
+        raise FisherlabError(f"unknown --amp {amp!r}: expected bf16 or fp16 (or leave it out)")
+    kind = torch.device(device).type
+    if kind != "cuda":
+        raise FisherlabError(
+            f"--amp {amp} needs a CUDA device, but this run is on {kind}: drop --amp "
+            "(or use --device cuda on a machine with a GPU)"
+        )
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise FisherlabError("--amp bf16: this GPU has no bfloat16 support; use --amp fp16")
+    return amp
+
+
+def autocast(amp: str | None, device: str | torch.device) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` in the dtype of ``amp`` on ``device``, or nothing for ``amp=None``."""
+    if amp is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[amp])
+
+
+def no_autocast(device: str | torch.device) -> contextlib.AbstractContextManager:
+    """A block in which autocast is off (the Fisher engine computes in its model's dtype)."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
+def grad_scaler(amp: str | None, device: str | torch.device) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled for ``fp16`` only (bf16 and float32 need none).
+
+    A disabled scaler passes losses through and calls ``optimizer.step()``
+    itself, so one code path serves every precision.
+    """
+    kind = torch.device(device).type
+    return torch.amp.GradScaler(kind, enabled=amp == "fp16")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (the CPU for an empty model)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def describe_device(device: str | torch.device) -> str:
+    """The device for a run's record, with a GPU's name, e.g. ``cuda:0 (NVIDIA H200)``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
