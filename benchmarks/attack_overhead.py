@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (CUDA)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     where = {"device": args.device, "amp": args.amp}
@@ -86,8 +88,8 @@ def main() -> None:
             times[every].append(
                 one_run(args.target, args.gan, args.iterations, every, args.per_class, **where)
             )
-    mem = {}
-    for every in (0, 1):
+    mem = {0: float("nan"), 1: float("nan")}
+    for every in [] if args.no_memory else (0, 1):
         out = subprocess.run(
             [
                 sys.executable,
@@ -120,6 +122,21 @@ def main() -> None:
     print(f"without Fisher      {plain:7.2f} s   {memory} {mem[0]:6.0f} MiB")
     print(f"Fisher every step   {recorded:7.2f} s   {memory} {mem[1]:6.0f} MiB")
     print(f"ratio               {recorded / plain:7.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "latents": n,
+                    "iterations": args.iterations,
+                    "device": args.device,
+                    "amp": args.amp,
+                    "seconds": {"plain": plain, "recorded": recorded},
+                    "ratio": recorded / plain,
+                    "peak_mib": {"plain": mem[0], "recorded": mem[1]},
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

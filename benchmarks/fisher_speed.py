@@ -20,6 +20,7 @@ On a GPU (``--device cuda``) every call is synchronised before its time is
 taken, and memory is the peak growth of CUDA's allocator.
 
 Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn] [--device cuda]
+       [--no-memory] [--json FILE]
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def main() -> None:
     parser.add_argument("--only", choices=list(CASES))
     parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = args.device
@@ -166,6 +169,7 @@ def main() -> None:
         else f"{torch.get_num_threads()} threads"
     )
     print(f"torch {torch.__version__}, {device}: {where}, {time.strftime('%Y-%m-%d')}")
+    record: dict = {"torch": torch.__version__, "device": device, "where": where, "cases": {}}
     for arch in [args.only] if args.only else CASES:
         model, x, y = make_case(arch, device)
         runs = {m: make_method(m, model, x, y) for m in methods}
@@ -180,8 +184,8 @@ def main() -> None:
                 sync(device)
                 times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
-        mem = {}
-        for m in methods:
+        mem = {m: float("nan") for m in methods}
+        for m in [] if args.no_memory else methods:
             out = subprocess.run(
                 [sys.executable, __file__, "--memory-child", arch, m, "--device", device],
                 capture_output=True,
@@ -197,6 +201,16 @@ def main() -> None:
                 f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / med['plain']:>6.2f} "
                 f"{mem[m]:>9.0f} {mem[m] / max(mem['plain'], 1):>9.2f}"
             )
+        record["cases"][arch] = {
+            "image_size": spec["image_size"],
+            "batch": spec["batch"],
+            "seconds": med,
+            "ratio": {m: med[m] / med["plain"] for m in methods},
+            "peak_mib": mem,
+        }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
 
 
 if __name__ == "__main__":

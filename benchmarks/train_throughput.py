@@ -10,11 +10,13 @@ On a GPU (``--device cuda``) each step is synchronised before its time is
 taken, and memory is the peak of CUDA's allocator.
 
 Usage: python benchmarks/train_throughput.py [--arch target_cnn] [--batch 64] [--device cuda]
+       [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import time
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -75,9 +78,15 @@ def main() -> None:
     )
     print(f"{args.arch}, batch {args.batch}, {device}: {where}")
     print(f"{'boundary':>8} {'ms/batch':>9} {'ratio':>6}")
+    seconds = []
     for b in range(n):
         t = base if b == 0 else step_time(model, list(range(b)), x, y, args.repeats)
+        seconds.append(t)
         print(f"{b:>8} {t * 1e3:>9.1f} {t / base:>6.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            record = {"arch": args.arch, "batch": args.batch, "device": str(device)}
+            json.dump({**record, "where": where, "seconds": seconds}, f, indent=2)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         print(f"peak CUDA memory during the run: {peak:.0f} MiB")

@@ -3,13 +3,14 @@
 :func:`resolve_device` turns ``--device`` into a torch device, or refuses;
 :func:`device_key` is what a device adds to a cache key (nothing for the
 CPU); :func:`check_amp`, :func:`autocast` and :func:`grad_scaler` give mixed
-precision on CUDA (refused elsewhere); :func:`no_autocast` keeps a block, such
-as the Fisher engine, in full precision.
+precision on CUDA (refused elsewhere); :func:`full_precision` keeps a block,
+such as the Fisher engine, in the model's own precision (no autocast, no TF32).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -147,8 +148,44 @@ def autocast(amp: str | None, device: str | torch.device) -> contextlib.Abstract
 
 
 def no_autocast(device: str | torch.device) -> contextlib.AbstractContextManager:
-    """A block in which autocast is off (the Fisher engine computes in its model's dtype)."""
+    """A block in which autocast is off (e.g. WGAN-GP's gradient penalty under ``--amp``)."""
     return torch.autocast(torch.device(device).type, enabled=False)
+
+
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """A block in which CUDA's float32 matmuls and convolutions are IEEE float32, not TF32.
+
+    PyTorch lets cuDNN convolutions use TF32 (a 10-bit mantissa) by default on
+    recent GPUs; the flags are set with PyTorch's ``fp32_precision`` settings
+    and restored afterwards.
+    """
+    flags = [torch.backends.cuda.matmul, torch.backends.cudnn.conv]
+    saved = [flag.fp32_precision for flag in flags]
+    try:
+        for flag in flags:
+            flag.fp32_precision = "ieee"
+        yield
+    finally:
+        for flag, value in zip(flags, saved, strict=True):
+            flag.fp32_precision = value
+
+
+@contextlib.contextmanager
+def full_precision(device: str | torch.device) -> Iterator[None]:
+    """A block computed in the model's own precision: no autocast, and no TF32 on CUDA.
+
+    The Fisher engine and the network an attack records the Fisher on run in
+    it, so the Fisher is float32 (or float64) whatever ``--amp`` or PyTorch's
+    TF32 defaults say.
+    """
+    kind = torch.device(device).type
+    with torch.autocast(kind, enabled=False):
+        if kind != "cuda":
+            yield
+            return
+        with ieee_float32():
+            yield
 
 
 def grad_scaler(amp: str | None, device: str | torch.device) -> torch.amp.GradScaler:

@@ -16,7 +16,14 @@ import torch
 from helpers import assert_one_line_error, run
 from PIL import Image
 
-from fisherlab._device import autocast, check_amp, device_key, device_name, resolve_device
+from fisherlab._device import (
+    autocast,
+    check_amp,
+    device_key,
+    device_name,
+    ieee_float32,
+    resolve_device,
+)
 from fisherlab.attacks import (
     AttackConfig,
     GANConfig,
@@ -174,6 +181,14 @@ def test_autocast_never_reaches_the_fisher_engine():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # as if a caller ran it under amp
         inside = profile(model, data, device="cpu")
     assert inside["trace"].tolist() == plain["trace"].tolist()
+
+
+def test_full_precision_turns_tf32_off_and_restores_it():
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+    before = [flag.fp32_precision for flag in flags]
+    with ieee_float32():
+        assert [flag.fp32_precision for flag in flags] == ["ieee", "ieee"]
+    assert [flag.fp32_precision for flag in flags] == before
 
 
 def test_the_recorders_network_runs_in_full_precision_under_autocast():

@@ -16,7 +16,7 @@ import torch
 from backpack import backpack
 from torch import Tensor, nn
 
-from fisherlab._device import model_device, no_autocast
+from fisherlab._device import full_precision, model_device
 from fisherlab.data.specs import InputSpec
 from fisherlab.fisher.backpack_engine import PerSampleFisher
 from fisherlab.fisher.engine import FisherEngine, layer_row
@@ -36,7 +36,8 @@ class FisherRecorder:
     extra forward or backward pass. Parameters without a fast path are added by
     the torch.func fallback on the same images. The engine works on the
     target's device, and :meth:`network` always runs in the target's own
-    precision, even inside an autocast block (``--amp``): the recorded
+    precision, even inside an autocast block (``--amp``), and without TF32 on
+    CUDA, as does the backward pass inside :meth:`observe`: the recorded
     Fisher is never computed in low precision.
 
     Args:
@@ -65,14 +66,14 @@ class FisherRecorder:
     def network(self, example: Tensor) -> Callable[[Tensor], Tensor]:
         """The target as the attack must run it (same outputs as the target).
 
-        Autocast is switched off around it and its input is cast to the
-        target's dtype, so the recorded Fisher keeps full precision.
+        Autocast (and TF32) is switched off around it and its input is cast
+        to the target's dtype, so the recorded Fisher keeps full precision.
         """
         net: nn.Module = self.engine.fast_model(self.spec.normalize(example))
         device, dtype = self.engine.device, self.engine.dtype
 
         def run(x: Tensor) -> Tensor:
-            with no_autocast(device):
+            with full_precision(device):
                 return net(x.to(dtype) if x.is_floating_point() else x)
 
         return run
@@ -100,12 +101,13 @@ class FisherRecorder:
             scale: Weight of each per-sample identity loss in the attack's loss.
         """
         if not self.due(iteration):
-            yield
+            with full_precision(self.engine.device):  # as when recording: same trajectory
+                yield
             return
-        with backpack(PerSampleFisher(diagonal=False)):
+        with full_precision(self.engine.device), backpack(PerSampleFisher(diagonal=False)):
             yield
         results = self.engine.take_fast_results()
-        with no_autocast(self.engine.device):
+        with full_precision(self.engine.device):
             pixels = pixels.detach().to(self.engine.dtype)
             fallback = self.engine.fallback_results(self.spec.normalize(pixels), labels)
         keep = torch.ones(len(labels), dtype=torch.bool)

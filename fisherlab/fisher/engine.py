@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fisherlab._device import no_autocast, resolve_device
+from fisherlab._device import full_precision, resolve_device
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.backpack_engine import (
     FAST_PATH_PARAMETERS,
@@ -392,7 +392,7 @@ class FisherEngine:
         Returns:
             The per-sample losses of the last label draw.
         """
-        with no_autocast(self.device):  # the Fisher keeps the model's precision, never amp's
+        with full_precision(self.device):  # the model's precision: never amp's, nor TF32
             return self._add_batch(x, y, start, batch_no)
 
     def _add_batch(self, x: Tensor, y: Tensor, start: int, batch_no: int) -> Tensor:
@@ -533,7 +533,7 @@ class FisherEngine:
         """
         if self.bp_model is None and self._fast_modules() and self._example is None:
             self._example = self._prepare(example)[:2]
-            with no_autocast(self.device):  # the probe checks run in full precision
+            with full_precision(self.device):  # the probe checks run in full precision
                 self._build_fast_model(self._example)
         return self.bp_model if self.bp_model is not None else self.plain
 
