@@ -35,12 +35,12 @@ AMP=(--amp bf16)
 if [ "$DEVICE" = cpu ]; then AMP=(); fi  # --amp is CUDA only
 
 if [ "$DRY" = 1 ]; then  # toy sizes: checks the script, measures nothing
-    REPEATS=1; ONLY=(--only target_cnn --skip-loop --no-memory); MEM=(--no-memory)
+    REPEATS=1; ONLY=(--only target_cnn --skip-loop --no-memory); MEM=(--no-memory); TT=()
     PRE=(--epochs 1 --max-train-samples 256); FT=(--epochs 1 --max-train-samples 128)
     GAN=(--epochs 1 --max-train-samples 256); EVAL=(--epochs 1 --max-train-samples 256)
     ATT=(--iterations 3 --restarts 1 --per-class 2 --fisher-every 1); OVER=(--iterations 2 --per-class 1)
 else
-    REPEATS=3; ONLY=(); MEM=()
+    REPEATS=3; ONLY=(); MEM=(); TT=(--arch vgg16_bn --image-size 64 --batch 64)
     PRE=(--epochs 1); FT=(--epochs 5)
     GAN=(--epochs 30); EVAL=(--epochs 10 --lr 0.05)
     ATT=(--iterations 600 --restarts 5 --per-class 5 --fisher-every 10); OVER=(--iterations 50)
@@ -71,7 +71,7 @@ cat "$OUT/environment.txt"
 step fisher_speed "$PYTHON" benchmarks/fisher_speed.py --device "$DEVICE" --repeats "$REPEATS" \
     "${ONLY[@]}" --json "$OUT/fisher_speed.json"
 step train_throughput "$PYTHON" benchmarks/train_throughput.py --device "$DEVICE" \
-    --repeats "$REPEATS" --json "$OUT/train_throughput.json"
+    --repeats "$REPEATS" "${TT[@]}" --json "$OUT/train_throughput.json"
 
 # 2. one fine-tune (TL-DMI, boundary 4), float32 and bf16, from one pretraining (on
 #    Fashion-MNIST when Debian's dataset-fashion-mnist is installed, else the public digits)
