@@ -161,7 +161,8 @@ def _distributed_setup(device: str) -> tuple[int, int, str]:
 
 def _cmd_profile(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
-    rank, _, device = _distributed_setup(str(resolve_device(args.device)))
+    args.device = str(resolve_device(args.device))  # run.json records the device used
+    rank, _, device = _distributed_setup(args.device)
     model = load_model(args.checkpoint, trust_pickle=args.trust_pickle)
     frame, _, record = profile_to(
         args.out,
