@@ -252,7 +252,7 @@ def _attack_and_profile(
                     "attack_step": a.dir.name,
                 }
             )
-            if epoch == last and (a.dir / "fisher.csv").is_file():  # none without fisher_every
+            if epoch == last:  # fisher_every >= 1 (ReproduceConfig): the attack wrote it
                 fisher = pd.read_csv(a.dir / "fisher.csv")
                 fisher_frames.append(
                     fisher.assign(**describe(t, n_layers), attack=kind, attack_step=a.dir.name)
