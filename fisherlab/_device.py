@@ -10,6 +10,7 @@ such as the Fisher engine, in the model's own precision (no autocast, no TF32).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -22,8 +23,10 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
 
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a
-            ``torch.device``, or ``"auto"``/``None`` (the first GPU if there is
-            one, else the CPU).
+            ``torch.device``, or ``"auto"``/``None``: the device named by the
+            environment variable ``FISHERLAB_DEVICE`` if it is set (e.g. ``cpu``
+            on a GPU machine; the test suite sets it), else the first GPU if
+            there is one, else the CPU.
 
     Returns:
         The device.
@@ -36,6 +39,12 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
         device(type='cpu')
     """
     if device is None or device == "auto":
+        default = os.environ.get("FISHERLAB_DEVICE", "").strip()
+        if default and default != "auto":
+            try:
+                return resolve_device(default)
+            except FisherlabError as exc:
+                raise FisherlabError(f"FISHERLAB_DEVICE={default!r}: {exc}") from None
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(device)

@@ -92,6 +92,18 @@ def test_device_names_and_amp_are_checked_in_one_line():
     assert isinstance(autocast(None, "cpu"), type(autocast(None, "cuda")))
 
 
+def test_fisherlab_device_says_what_auto_means(monkeypatch):
+    monkeypatch.setenv("FISHERLAB_DEVICE", "cpu")
+    assert resolve_device(None) == resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")  # a named device is taken as named
+    monkeypatch.setenv("FISHERLAB_DEVICE", "xyz")
+    with pytest.raises(FisherlabError, match="FISHERLAB_DEVICE='xyz': unknown device 'xyz'"):
+        resolve_device(None)
+    monkeypatch.delenv("FISHERLAB_DEVICE")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(None).type == expected
+
+
 def test_amp_on_the_cpu_is_refused_before_any_work(tmp_path):
     out = tmp_path / "runs" / "m.pt"
     config = TrainConfig(data="mnist5k:0-4", arch="target_cnn", device="cpu", amp="fp16")
