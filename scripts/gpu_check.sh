@@ -75,8 +75,8 @@ step train_throughput "$PYTHON" benchmarks/train_throughput.py --device "$DEVICE
 
 # 2. one fine-tune (TL-DMI, boundary 4), float32 and bf16, from one pretraining (on
 #    Fashion-MNIST when Debian's dataset-fashion-mnist is installed, else the public digits)
-PRE_DATA=fashion
-"${FL[@]}" data fashion > /dev/null 2>&1 || PRE_DATA=mnist5k:5-9
+PRE_DATA=mnist5k:5-9
+if [ "$DRY" = 0 ] && "${FL[@]}" data fashion > /dev/null 2>&1; then PRE_DATA=fashion; fi
 step pretrain "${FL[@]}" train --arch target_cnn --data "$PRE_DATA" "${PRE[@]}" \
     --device "$DEVICE" --quiet --out "$RUNS/pre.pt"
 step finetune "${FL[@]}" train --init "$RUNS/pre.pt" --data mnist5k:0-4 --freeze-boundary 4 \
