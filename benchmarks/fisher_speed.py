@@ -16,7 +16,11 @@ Methods:
   vmap(grad)        torch.func per-sample gradients of all parameters
   loop              one autograd.grad call per sample
 
-Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn]
+On a GPU (``--device cuda``) every call is synchronised before its time is
+taken, and memory is the peak growth of CUDA's allocator.
+
+Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn] [--device cuda]
+       [--no-memory] [--json FILE]
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ METHODS = [
 ]
 
 
-def make_case(arch: str):
+def make_case(arch: str, device: str = "cpu"):
     from fisherlab.models import build_model
 
     spec = CASES[arch]
@@ -57,7 +61,12 @@ def make_case(arch: str):
     model = build_model(arch, 10, image_size=spec["image_size"]).eval()
     x = torch.randn(spec["batch"], 1, spec["image_size"], spec["image_size"])
     y = torch.randint(0, 10, (spec["batch"],))
-    return model, x, y
+    return model.to(device), x.to(device), y.to(device)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def make_method(name: str, model: nn.Module, x, y):
@@ -74,7 +83,7 @@ def make_method(name: str, model: nn.Module, x, y):
     if name.startswith("fisherlab"):
         from fisherlab.fisher import FisherEngine
 
-        engine = FisherEngine(model, diagonal=name.endswith("diag"))
+        engine = FisherEngine(model, diagonal=name.endswith("diag"), device=x.device)
 
         def run():
             engine.add_batch(x, y)
@@ -124,18 +133,19 @@ def make_method(name: str, model: nn.Module, x, y):
     raise ValueError(name)
 
 
-def peak_memory(arch: str, method: str) -> float:
-    """Peak resident-memory growth (MiB) during two calls of a method.
+def peak_memory(arch: str, method: str, device: str = "cpu") -> float:
+    """Peak memory growth (MiB) during two calls of a method.
 
-    The baseline is the resident set just before the calls (model, data and
-    engine already built, one warm-up call done).
+    The baseline is the memory just before the calls (model, data and
+    engine already built, one warm-up call done): the resident set on the
+    CPU, CUDA's allocator on a GPU.
     """
     from _memory import peak_growth_mib
 
-    model, x, y = make_case(arch)
+    model, x, y = make_case(arch, device)
     run = make_method(method, model, x, y)
     run()  # lazy preparation (e.g. the BackPACK copy) is not part of a batch's work
-    return peak_growth_mib(lambda: (run(), run()))
+    return peak_growth_mib(lambda: (run(), run()), device)
 
 
 def main() -> None:
@@ -143,31 +153,41 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=list(CASES))
     parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    device = args.device
     if args.memory_child:
-        print(json.dumps(peak_memory(*args.memory_child)))
+        print(json.dumps(peak_memory(*args.memory_child, device)))
         return
     methods = [m for m in METHODS if not (args.skip_loop and m == "loop")]
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+    where = (
+        torch.cuda.get_device_name(torch.device(device))
+        if device.startswith("cuda")
+        else f"{torch.get_num_threads()} threads"
     )
+    print(f"torch {torch.__version__}, {device}: {where}, {time.strftime('%Y-%m-%d')}")
+    record: dict = {"torch": torch.__version__, "device": device, "where": where, "cases": {}}
     for arch in [args.only] if args.only else CASES:
-        model, x, y = make_case(arch)
+        model, x, y = make_case(arch, device)
         runs = {m: make_method(m, model, x, y) for m in methods}
         for run in runs.values():  # warm-up (and lazy preparation)
             run()
         times: dict[str, list[float]] = {m: [] for m in methods}
         for _ in range(args.repeats):
             for m, run in runs.items():
+                sync(device)
                 t = time.perf_counter()
                 run()
+                sync(device)
                 times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
-        mem = {}
-        for m in methods:
+        mem = {m: float("nan") for m in methods}
+        for m in [] if args.no_memory else methods:
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", arch, m],
+                [sys.executable, __file__, "--memory-child", arch, m, "--device", device],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -181,6 +201,16 @@ def main() -> None:
                 f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / med['plain']:>6.2f} "
                 f"{mem[m]:>9.0f} {mem[m] / max(mem['plain'], 1):>9.2f}"
             )
+        record["cases"][arch] = {
+            "image_size": spec["image_size"],
+            "batch": spec["batch"],
+            "seconds": med,
+            "ratio": {m: med[m] / med["plain"] for m in methods},
+            "peak_mib": mem,
+        }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
 
 
 if __name__ == "__main__":

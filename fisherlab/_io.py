@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,27 @@ import torch
 from fisherlab.errors import FisherlabError
 
 _TMP = ".tmp"
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # no /proc: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open()``: ``0o666`` less the umask."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode a new folder gets from ``mkdir``: ``0o777`` less the umask."""
+    return 0o777 & ~_umask()
 
 
 def _alive(pid: int) -> bool:
@@ -92,7 +113,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file lives in the target's directory so that the final
     ``os.replace`` is atomic. On any exception the temporary file is removed and
-    ``path`` is left as it was (absent, or its previous content).
+    ``path`` is left as it was (absent, or its previous content). The file gets
+    the mode of any new file (``0o666`` less the umask), not the ``0o600`` of
+    :func:`tempfile.mkstemp`.
 
     Args:
         path: The file to write.
@@ -115,6 +138,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, file_mode())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -192,18 +216,24 @@ def check_output_folder(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def output_set(path: str | os.PathLike, manifest: str) -> Iterator[Path]:
+def output_set(path: str | os.PathLike, manifest: str, owns: Sequence[str] = ()) -> Iterator[Path]:
     """Write a command's output files as one set into the folder ``path``.
 
     Yields a hidden temporary folder beside ``path``; when the block succeeds,
     its files move into ``path`` (see the module docs), ``manifest`` last. On
     any exception nothing of the new set is left, and an existing ``path``
     keeps its files. Files already in ``path`` that the block does not write
-    (another command's outputs) are never touched.
+    (another command's outputs) are never touched, except the optional files
+    of this set listed in ``owns``: one the new set does not write is removed,
+    so that a stale one of an earlier run cannot pass for this run's. A new
+    folder gets the mode of any new folder (``0o777`` less the umask), not the
+    ``0o700`` of :func:`tempfile.mkdtemp`.
 
     Args:
         path: The output folder.
         manifest: The file whose presence marks a complete set.
+        owns: Names of files that belong to this kind of set but may be absent
+            from it (e.g. an attack's ``fisher.csv``).
 
     Yields:
         The temporary folder to write into.
@@ -221,6 +251,7 @@ def output_set(path: str | os.PathLike, manifest: str) -> Iterator[Path]:
         yield tmp
         if not (tmp / manifest).is_file():
             raise RuntimeError(f"the output set of {target} has no {manifest}")
+        os.chmod(tmp, folder_mode())
         moved = False
         if not target.exists():
             with contextlib.suppress(OSError):  # another writer created it meanwhile
@@ -228,6 +259,9 @@ def output_set(path: str | os.PathLike, manifest: str) -> Iterator[Path]:
                 moved = True
         if not moved:
             (target / manifest).unlink(missing_ok=True)
+            for name in owns:
+                if not (tmp / name).exists():
+                    (target / name).unlink(missing_ok=True)
             entries = sorted(tmp.iterdir(), key=lambda p: p.name == manifest)
             for entry in entries:
                 destination = target / entry.name

@@ -10,10 +10,12 @@ status 1 (2 for usage errors), without a traceback or partial output. Set
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,13 +25,14 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from fisherlab._device import resolve_device
+from fisherlab._device import AMP_DTYPES, check_amp, resolve_device
 from fisherlab._io import check_output_file, check_output_folder
 from fisherlab._version import __version__
 from fisherlab.attacks import (
     SUMMARY_METRICS,
     AttackConfig,
     attack,
+    attack_files,
     attack_names,
     default_private_data,
     evaluate_attack,
@@ -179,9 +182,17 @@ def _cmd_train(args: argparse.Namespace) -> None:
         hsic_a1=args.hsic_a1,
         hsic_a2=args.hsic_a2,
         smoothing=args.smoothing,
+        device=args.device,
+        amp=args.amp,
     )
     check_output_file(args.out)
-    result = train(config, out=args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
+    result = train(
+        config,
+        out=args.out,
+        progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
+        workers=args.workers,
+    )
     last = result.history.iloc[-1]
     frozen = result.frozen_layers
     strengths = ", ".join(f"{k} {v:g}" for k, v in config.strengths().items())
@@ -250,7 +261,7 @@ def _distributed_setup(device: str) -> tuple[int, int, str]:
 
 def _cmd_profile(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
-    resolve_device(args.device)
+    args.device = str(resolve_device(args.device))  # run.json records the device used
     rank, _, device = _distributed_setup(args.device)
     model = _open(args, args.checkpoint, args.data)
     frame, _, record = profile_to(
@@ -270,6 +281,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
         engine=args.engine,
         split=args.split,
         progress=not args.quiet,
+        workers=args.workers,
     )
     if rank != 0:
         return
@@ -299,13 +311,21 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         n_critic=args.n_critic,
         seed=args.seed,
         max_train_samples=args.max_train_samples,
+        device=args.device,
+        amp=args.amp,
     )
     check_output_file(args.out)
     if config.target is not None:
         stem = Path(args.out).with_suffix("")
         target = _as_checkpoint(args, config.target, args.data, Path(f"{stem}.target.pt"))
         config = dataclasses.replace(config, target=target)
-    prior = train_gan(config, args.out, progress=not args.quiet, trust_pickle=args.trust_pickle)
+    prior = train_gan(
+        config,
+        args.out,
+        progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
+        workers=args.workers,
+    )
     print(
         f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
         f"after {prior.epoch} epochs on "
@@ -331,7 +351,9 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         lam=args.lam,
         fisher_every=args.fisher_every,
         fisher_samples=args.fisher_samples,
+        amp=args.amp,
     )
+    check_amp(config.amp, resolve_device(args.device))  # before the models load
     private = args.private_data
     if private is None and Path(args.target).is_file():
         private = default_private_data(args.target, trust_pickle=args.trust_pickle)
@@ -345,10 +367,12 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         private_data=private,
         progress=not args.quiet,
         trust_pickle=args.trust_pickle,
+        device=args.device,
+        workers=args.workers,
     )
     write_outputs(outcome, args.out)
     _print_summary(outcome.summary)
-    print(f"wrote {args.out}/attack.csv, summary.json, fisher.csv, reconstructions.png")
+    print(f"wrote {args.out}/" + ", ".join(attack_files(outcome)))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -364,6 +388,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         args.eval_model,
         args.private_data,
         trust_pickle=args.trust_pickle,
+        device=args.device,
+        workers=args.workers,
     )
     write_evaluation(outcome, out)
     _print_summary(outcome.summary)
@@ -400,6 +426,8 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
             fisher_every=args.fisher_every,
             max_samples=args.max_samples,
             progress=not args.quiet,
+            device=args.device,
+            workers=args.workers,
         )
         cls, inv = computed
     rec = recommend_freeze(cls, inv, lam=args.lam, budget=args.budget)
@@ -501,7 +529,14 @@ def _cmd_import(args: argparse.Namespace) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
-    tables = reproduce(args.preset, args.out, seeds=args.seeds, progress=not args.quiet)
+    tables = reproduce(
+        args.preset,
+        args.out,
+        seeds=args.seeds,
+        progress=not args.quiet,
+        device=args.device,
+        workers=args.workers,
+    )
     draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
     for row in claims.itertuples():
@@ -566,6 +601,28 @@ def _model_options(p: argparse.ArgumentParser, role: str, input_spec: bool = Tru
     g.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
 
 
+def _add_device_args(p: argparse.ArgumentParser, amp: str | None = None) -> None:
+    """``--device`` and ``--workers``, and ``--amp`` when ``amp`` says what it covers."""
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:N or auto (default: cuda when available, else cpu)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="processes that read image files (default 0: this one; in-memory data ignores it)",
+    )
+    if amp is not None:
+        p.add_argument(
+            "--amp",
+            choices=list(AMP_DTYPES),
+            help=f"mixed precision on CUDA for {amp} (default: float32)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fisherlab`` command."""
     parser = _Parser(
@@ -625,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
     _model_options(p, "--init model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_args(p, amp="the forward pass (fp16 with a gradient scaler)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -659,7 +717,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-samples", type=int, metavar="N")
     p.add_argument("--split", choices=["train", "test", "all"], help="default: train (npz: all)")
-    p.add_argument("--device", default="cpu")
     p.add_argument("--engine", default="auto", choices=list(ENGINES))
     p.add_argument("--diagonal", action="store_true", help="also save DIR/diagonal.pt")
     p.add_argument(
@@ -669,6 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_options(p, "model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_args(p)
     p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser(
@@ -695,6 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-samples", type=int, metavar="N")
     _model_options(p, "--target model")
     p.add_argument("--quiet", action="store_true")
+    _add_device_args(p, amp="both networks (fp16 with a gradient scaler)")
     p.set_defaults(func=_cmd_train_gan)
 
     p = sub.add_parser(
@@ -722,6 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     _model_options(p, "target model (--trust-pickle covers --eval-model too)")
     p.add_argument("--quiet", action="store_true")
+    _add_device_args(p, amp="the GAN prior (the target, and its Fisher, stay float32)")
     p.set_defaults(func=_cmd_attack)
 
     p = sub.add_parser(
@@ -740,6 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
         "directory; the attack's own files are never changed)",
     )
     _model_options(p, "target model (--trust-pickle covers --eval-model too)")
+    _add_device_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -770,6 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=1000, metavar="N")
     _model_options(p, "model")
     p.add_argument("--quiet", action="store_true")
+    _add_device_args(p)
     p.set_defaults(func=_cmd_recommend_freeze)
 
     p = sub.add_parser(
@@ -807,6 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1")
     p.add_argument("--out", default="results", metavar="DIR")
     p.add_argument("--quiet", action="store_true")
+    _add_device_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser(
@@ -837,6 +900,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("fisherlab: interrupted\n")
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as exc:
         if debug:
             raise
@@ -846,4 +911,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(rerun with FISHERLAB_DEBUG=1 for the traceback and report it)\n"
         )
         return 1
+    try:
+        sys.stdout.flush()  # what is still buffered may meet a closed pipe too
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (``fisherlab layers ckpt | head -1``): end quietly.
+
+    Python would report the failed flush of stdout at exit, so stdout is
+    pointed at ``/dev/null`` first; the status is the shell's for SIGPIPE.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + signal.SIGPIPE

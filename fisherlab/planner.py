@@ -47,8 +47,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
+from fisherlab._device import resolve_device
 from fisherlab._io import is_complete, output_set, write_atomic, write_json
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.run import attack
@@ -140,6 +142,11 @@ def read_profile(path: str | Path) -> pd.DataFrame:
             for n, manifest in (("profile.csv", "run.json"), ("fisher.csv", "summary.json"))
             if (path / n).is_file()
         ]
+        if not found and (path / "summary.json").is_file():
+            raise FisherlabError(
+                f"{path} is an attack that recorded no Fisher (no fisher.csv): rerun "
+                "fisherlab attack with --fisher-every K"
+            )
         if not found:
             raise FisherlabError(
                 f"{path} holds neither profile.csv nor fisher.csv: give the --out directory "
@@ -150,6 +157,11 @@ def read_profile(path: str | Path) -> pd.DataFrame:
     else:
         unfinished, manifest = False, ""
     if not path.is_file():
+        if path.name == "fisher.csv" and (path.parent / "summary.json").is_file():
+            raise FisherlabError(
+                f"{path} does not exist: the attack in {path.parent} recorded no Fisher; "
+                "rerun fisherlab attack with --fisher-every K"
+            )
         raise FisherlabError(f"{path} does not exist")
     try:
         frame = pd.read_csv(path)
@@ -392,6 +404,8 @@ def profiles_for(
     fisher_every: int = 10,
     max_samples: int | None = 1000,
     progress: bool = False,
+    device: str | torch.device | None = None,
+    workers: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both profiles the planner needs, computed for one model.
 
@@ -409,11 +423,17 @@ def profiles_for(
         fisher_every: Record the Fisher every this many iterations.
         max_samples: Samples of the classification profile.
         progress: Show progress bars.
+        device: Where both run (``None``/``"auto"``: CUDA when available, else
+            the CPU); the Fisher is computed in full precision either way.
+        workers: Data-loading processes for image folders (0: this one).
 
     Returns:
         ``(classification profile, inversion profile)``.
     """
-    cls = profile(model, data, max_samples=max_samples, progress=progress)
+    chosen = resolve_device(device)
+    cls = profile(
+        model, data, max_samples=max_samples, progress=progress, device=chosen, workers=workers
+    )
     names = model_meta(model).class_names
     classes = tuple(range(len(names))) if names else AttackConfig.classes
     config = AttackConfig(
@@ -424,7 +444,9 @@ def profiles_for(
         restarts=1,
         fisher_every=fisher_every,
     )
-    outcome = attack(model, generator, None, config, progress=progress)
+    outcome = attack(
+        model, generator, None, config, progress=progress, device=chosen, workers=workers
+    )
     return cls, outcome.result.fisher
 
 

@@ -6,6 +6,7 @@ a second, rootless ``conftest.py`` in a sub-folder clashes with this one).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ from cases import CASES, MODEL_CASES
 from fisherlab.attacks import GANConfig, GANPrior, train_gan
 from fisherlab.experiments import reproduce
 from fisherlab.training import TrainConfig, train
+
+# Tests run on the CPU, also on a GPU machine: "auto" (every default device, in this
+# process and in the CLI subprocesses) means the CPU here. Tests that run on CUDA ask for
+# it (the `device` fixture, tests/test_gpu.py). FISHERLAB_DEVICE=cuda runs the rest there.
+os.environ.setdefault("FISHERLAB_DEVICE", "cpu")
 
 
 @pytest.fixture(params=[case["name"] for case in MODEL_CASES])

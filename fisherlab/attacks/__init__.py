@@ -23,7 +23,12 @@ from fisherlab.attacks.evaluation import (
     topk_correct,
 )
 from fisherlab.attacks.method import AttackMethod, AttackResult
-from fisherlab.attacks.outputs import read_reconstructions, write_evaluation, write_outputs
+from fisherlab.attacks.outputs import (
+    attack_files,
+    read_reconstructions,
+    write_evaluation,
+    write_outputs,
+)
 from fisherlab.attacks.recorder import FisherRecorder
 from fisherlab.attacks.registry import ATTACKS, attack_method, attack_names
 from fisherlab.attacks.run import attack, default_private_data, evaluate_saved
@@ -51,6 +56,7 @@ __all__ = [
     "penultimate_features",
     "topk_correct",
     # outputs
+    "attack_files",
     "read_reconstructions",
     "write_evaluation",
     "write_outputs",

@@ -14,12 +14,14 @@ import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from fisherlab._device import AMP_DTYPES
 from fisherlab.attacks.method import (
     TRAJECTORY_COLUMNS,
     AttackMethod,
     AttackResult,
     AttackSettings,
     class_labels,
+    descend,
     finish,
     keep_best,
     target_confidence,
@@ -36,6 +38,7 @@ __all__ = [
     "AttackSettings",
     "FisherRecorder",
     "class_labels",
+    "descend",
     "finish",
     "keep_best",
     "target_confidence",
@@ -81,6 +84,11 @@ class AttackConfig:
         tv_weight: Total-variation prior weight of the white-box baseline.
         fisher_every: Record the Fisher every this many iterations (0: never).
         fisher_samples: Latents per class used for recording (default all).
+        amp: Mixed precision of the GAN prior on CUDA, ``"bf16"`` or ``"fp16"``
+            (``None``: float32). The target always runs in full precision: it
+            is the network the Fisher is recorded on. So ``amp`` needs an
+            attack with a prior; it enters :meth:`to_dict` (and cache keys)
+            only when set.
     """
 
     attack: str = "gmi"
@@ -96,6 +104,7 @@ class AttackConfig:
     tv_weight: float = 0.05
     fisher_every: int = 0
     fisher_samples: int | None = None
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         attack_method(self.attack)
@@ -116,6 +125,14 @@ class AttackConfig:
         _check_number("tv_weight", self.tv_weight, ">= 0", lambda v: v >= 0)
         if self.lr is not None:
             _check_number("lr", self.lr, "> 0", lambda v: v > 0)
+        if self.amp is not None:
+            if self.amp not in AMP_DTYPES:
+                raise FisherlabError(f"unknown --amp {self.amp!r}: expected bf16 or fp16")
+            if attack_method(self.attack).prior is None:
+                raise FisherlabError(
+                    f"--amp changes nothing in the {self.attack} attack (no GAN prior; the "
+                    "target always runs in full precision): drop --amp"
+                )
 
     @property
     def step_size(self) -> float:
@@ -125,7 +142,9 @@ class AttackConfig:
         return attack_method(self.attack).default_lr
 
     def to_dict(self) -> dict:
-        """Plain-JSON form."""
+        """Plain-JSON form (``amp`` only when set, so keys of float32 runs are unchanged)."""
         d = asdict(self)
         d["classes"] = list(self.classes)
+        if d["amp"] is None:
+            del d["amp"]
         return d

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fisherlab._device import model_device
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.method import AttackResult
 from fisherlab.data.datasets import load_dataset
@@ -122,8 +123,25 @@ def evaluate_attack(
     eval_model: nn.Module | None,
     private_data: str | None,
     config: AttackConfig,
+    *,
+    workers: int = 0,
 ) -> AttackOutcome:
-    """Judge an attack's reconstructions (see the module docs for the metrics)."""
+    """Judge an attack's reconstructions (see the module docs for the metrics).
+
+    Each model computes on its own device (in full precision); the metrics
+    are taken on the CPU in float64.
+
+    Args:
+        result: The attack's result (tensors on the CPU).
+        target: The attacked classifier.
+        eval_model: The evaluation classifier, or ``None`` to skip evaluation.
+        private_data: Private dataset string, or ``None``.
+        config: The attack's config.
+        workers: Data-loading processes for image folders.
+
+    Returns:
+        The outcome.
+    """
     spec = model_meta(target).input_spec
     assert spec is not None
     rows = pd.DataFrame(
@@ -143,23 +161,27 @@ def evaluate_attack(
     if private_data is not None:
         private = load_dataset(private_data, input_spec=spec)
         check_data_classes(private.class_names, target, private_data, same_count=True)
-        summary["natural_accuracy"] = natural_accuracy(target, private.test)
+        summary["natural_accuracy"] = natural_accuracy(target, private.test, workers=workers)
     if eval_model is not None and private_data is not None:
         espec = model_meta(eval_model).input_spec
         assert espec is not None
         eval_model.eval()
+        device = model_device(eval_model)
         pixel = InputSpec(espec.channels, espec.size, None, None)
         private_pixels = load_dataset(private_data, input_spec=pixel).train
-        x_priv, y_priv = private_pixels.tensors()
+        x_priv, y_priv = private_pixels.tensors(workers=workers)
+        images = espec.normalize(result.images.to(device))
         with torch.no_grad():
-            logits = eval_model(espec.normalize(result.images))
+            logits = eval_model(images).cpu()
         rows["eval_prediction"] = logits.argmax(1).numpy()
         rows["correct_top1"] = topk_correct(logits, result.labels, 1).numpy()
         rows["correct_top5"] = topk_correct(logits, result.labels, 5).numpy()
-        feats = penultimate_features(eval_model, espec.normalize(result.images))
+        feats = penultimate_features(eval_model, images).cpu()
         priv_feats = torch.cat(
             [
-                penultimate_features(eval_model, espec.normalize(x_priv[i : i + 512]))
+                penultimate_features(
+                    eval_model, espec.normalize(x_priv[i : i + 512].to(device))
+                ).cpu()
                 for i in range(0, len(x_priv), 512)
             ]
         )

@@ -17,12 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fisherlab._device import autocast, grad_scaler, model_device
 from fisherlab.attacks.gan import Z_DIM
 from fisherlab.attacks.method import (
     AttackMethod,
     AttackResult,
     AttackSettings,
     class_labels,
+    descend,
     finish,
     target_confidence,
 )
@@ -39,30 +41,32 @@ def run_gmi(
     progress=None,
 ) -> AttackResult:
     """Run GMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`."""
-    labels = class_labels(config.classes, config.per_class)
-    gen = torch.Generator().manual_seed(config.seed)
+    device = model_device(target)
+    labels = class_labels(config.classes, config.per_class, device)
+    gen = torch.Generator().manual_seed(config.seed)  # drawn on the CPU, then moved
+    scaler = grad_scaler(config.amp, device)
     candidates, scores, rows = [], [], []
     scale = config.lam / len(labels)  # weight of each identity loss in the mean
-    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM)))
+    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM, device=device)))
     for restart in range(config.restarts):
-        z = torch.randn(len(labels), Z_DIM, generator=gen).clamp_(-1, 1).requires_grad_(True)
+        z = torch.randn(len(labels), Z_DIM, generator=gen).clamp_(-1, 1).to(device)
+        z.requires_grad_(True)
         opt = torch.optim.SGD([z], lr=config.step_size, momentum=config.momentum)
         for it in range(1, config.iterations + 1):
-            images = prior.generator(z)
-            prior_loss = -prior.prior_score(images)
+            with autocast(config.amp, device):  # the prior only: the target stays float32
+                images = prior.generator(z)
+                prior_loss = -prior.prior_score(images)
+            images, prior_loss = images.float(), prior_loss.float()
             identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
             loss = (prior_loss + config.lam * identity).mean()
-            with recorder.observe(it, restart, images, labels, scale):
-                (grad,) = torch.autograd.grad(loss, z)
-            z.grad = grad
-            opt.step()
+            descend(loss, [z], opt, scaler, recorder, (it, restart, images, labels, scale))
             with torch.no_grad():
                 z.clamp_(-1, 1)
-            rows.append((restart, it, identity.mean().item(), prior_loss.mean().item()))
+            rows.append((restart, it, identity.mean().detach(), prior_loss.mean().detach()))
             if progress is not None:
                 progress(1)
-        with torch.no_grad():
-            final = prior.generator(z)
+        with torch.no_grad(), autocast(config.amp, device):
+            final = prior.generator(z).float()
         candidates.append((final, z.detach().clone()))
         scores.append(target_confidence(target, spec, final, labels))
     return finish(candidates, scores, rows, labels, recorder)

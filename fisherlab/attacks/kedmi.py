@@ -19,12 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fisherlab._device import autocast, grad_scaler, model_device
 from fisherlab.attacks.gan import Z_DIM
 from fisherlab.attacks.method import (
     AttackMethod,
     AttackResult,
     AttackSettings,
     class_labels,
+    descend,
     finish,
     target_confidence,
 )
@@ -41,36 +43,39 @@ def run_kedmi(
     progress=None,
 ) -> AttackResult:
     """Run KEDMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`."""
+    device = model_device(target)
     k = len(config.classes)
     draws = config.kedmi_samples
-    step_labels = class_labels(config.classes, draws)
-    labels = class_labels(config.classes, config.per_class)
-    gen = torch.Generator().manual_seed(config.seed)
+    step_labels = class_labels(config.classes, draws, device)
+    labels = class_labels(config.classes, config.per_class, device)
+    gen = torch.Generator().manual_seed(config.seed)  # drawn on the CPU, then moved
+    scaler = grad_scaler(config.amp, device)
     candidates, scores, rows = [], [], []
     scale = config.lam / len(step_labels)  # weight of each identity loss in the mean
-    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM)))
+    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM, device=device)))
     for restart in range(config.restarts):
-        mu = torch.zeros(k, Z_DIM, requires_grad=True)
-        logvar = torch.zeros(k, Z_DIM, requires_grad=True)
+        mu = torch.zeros(k, Z_DIM, device=device, requires_grad=True)
+        logvar = torch.zeros(k, Z_DIM, device=device, requires_grad=True)
         opt = torch.optim.Adam([mu, logvar], lr=config.step_size)
         for it in range(1, config.iterations + 1):
-            eps = torch.randn(k, draws, Z_DIM, generator=gen)
+            eps = torch.randn(k, draws, Z_DIM, generator=gen).to(device)
             z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).reshape(-1, Z_DIM)
-            images = prior.generator(z)
-            prior_loss = F.softplus(-prior.prior_score(images))
+            with autocast(config.amp, device):  # the prior only: the target stays float32
+                images = prior.generator(z)
+                prior_loss = F.softplus(-prior.prior_score(images))
+            images, prior_loss = images.float(), prior_loss.float()
             identity = F.cross_entropy(net(spec.normalize(images)), step_labels, reduction="none")
             loss = (prior_loss + config.lam * identity).mean()
-            with recorder.observe(it, restart, images, step_labels, scale):
-                grads = torch.autograd.grad(loss, [mu, logvar])
-            mu.grad, logvar.grad = grads
-            opt.step()
-            rows.append((restart, it, identity.mean().item(), prior_loss.mean().item()))
+            observed = (it, restart, images, step_labels, scale)
+            descend(loss, [mu, logvar], opt, scaler, recorder, observed)
+            rows.append((restart, it, identity.mean().detach(), prior_loss.mean().detach()))
             if progress is not None:
                 progress(1)
         with torch.no_grad():
-            eps = torch.randn(k, config.per_class, Z_DIM, generator=gen)
+            eps = torch.randn(k, config.per_class, Z_DIM, generator=gen).to(device)
             z = (mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps).reshape(-1, Z_DIM)
-            final = prior.generator(z)
+            with autocast(config.amp, device):
+                final = prior.generator(z).float()
         candidates.append((final, z))
         scores.append(target_confidence(target, spec, final, labels))
     return finish(candidates, scores, rows, labels, recorder)

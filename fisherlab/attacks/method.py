@@ -14,7 +14,7 @@ and returns an :class:`AttackResult`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -38,6 +38,7 @@ class AttackSettings(Protocol):
     momentum: float
     kedmi_samples: int
     tv_weight: float
+    amp: str | None
 
     @property
     def step_size(self) -> float:
@@ -97,6 +98,12 @@ class AttackMethod:
     ) -> AttackResult:
         """Invert ``target``.
 
+        The attack computes on the target's device (random numbers are drawn
+        on the CPU with the seeded generator and moved, so every device sees
+        the same latents); with ``config.amp`` the GAN prior runs under
+        autocast while the target, the Fisher recorder's network, stays in
+        full precision. The result's tensors are on the CPU.
+
         Args:
             target: The attacked classifier (eval mode, not modified).
             spec: Its input spec.
@@ -112,9 +119,48 @@ class AttackMethod:
         raise NotImplementedError
 
 
-def class_labels(classes: tuple[int, ...], per_class: int) -> Tensor:
-    """``[c0]*per_class + [c1]*per_class + ...``."""
-    return torch.tensor(classes, dtype=torch.int64).repeat_interleave(per_class)
+def class_labels(
+    classes: tuple[int, ...], per_class: int, device: torch.device | str = "cpu"
+) -> Tensor:
+    """``[c0]*per_class + [c1]*per_class + ...``, on ``device``."""
+    return torch.tensor(classes, dtype=torch.int64).repeat_interleave(per_class).to(device)
+
+
+def descend(
+    loss: Tensor,
+    variables: Sequence[Tensor],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    recorder: FisherRecorder,
+    observed: tuple[int, int, Tensor, Tensor, float],
+) -> None:
+    """The attack's backward pass (recorded when due) and one optimiser step.
+
+    With an enabled (fp16) ``scaler`` the loss is multiplied by its scale
+    ``S`` before the backward pass, so the recorder is told that each identity
+    loss weighs ``scale * S``, and its Fisher stays that of the unscaled loss;
+    the step is skipped when the scaled gradients overflow.
+
+    Args:
+        loss: The attack's scalar loss.
+        variables: What the attack optimises (latents, a distribution's
+            parameters, pixels), the parameters of ``optimizer``.
+        optimizer: Their optimiser.
+        scaler: :func:`fisherlab._device.grad_scaler`'s scaler (disabled
+            unless ``--amp fp16``).
+        recorder: The attack's Fisher recorder.
+        observed: ``(iteration, restart, images, labels, scale)`` as
+            :meth:`~fisherlab.attacks.recorder.FisherRecorder.observe` takes
+            them.
+    """
+    iteration, restart, images, labels, scale = observed
+    factor = scaler.get_scale() if scaler.is_enabled() and recorder.due(iteration) else 1.0
+    with recorder.observe(iteration, restart, images, labels, scale * factor):
+        grads = torch.autograd.grad(scaler.scale(loss), list(variables))
+    for variable, grad in zip(variables, grads, strict=True):
+        variable.grad = grad
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def target_confidence(target: nn.Module, spec: InputSpec, pixels: Tensor, labels: Tensor) -> Tensor:
@@ -139,13 +185,29 @@ def finish(
     Args:
         candidates: Per restart, ``(images, latents or None)``.
         scores: Per restart, the target's confidence per slot.
-        rows: Trajectory rows ``(restart, iteration, identity_loss, prior_loss)``.
+        rows: Trajectory rows ``(restart, iteration, identity_loss, prior_loss)``;
+            the losses may be 0-dim tensors on any device (read back at once
+            here, rather than one synchronisation per iteration).
         labels: Target class per slot.
         recorder: The attack's Fisher recorder.
+
+    Returns:
+        The result, its tensors on the CPU.
     """
     images, latents, best, confidence = keep_best(candidates, scores)
+    if rows and isinstance(rows[0][2], Tensor):
+        values = torch.stack([torch.stack([r[2].float(), r[3].float()]) for r in rows]).cpu()
+        rows = [(r[0], r[1], a, b) for r, (a, b) in zip(rows, values.tolist(), strict=True)]
     trajectory = pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS)
-    return AttackResult(images, labels, best, confidence, latents, recorder.frame(), trajectory)
+    return AttackResult(
+        images.cpu(),
+        labels.cpu(),
+        best.cpu(),
+        confidence.cpu(),
+        latents.cpu() if latents is not None else None,
+        recorder.frame(),
+        trajectory,
+    )
 
 
 def keep_best(candidates: list[tuple[Tensor, Tensor | None]], scores: list[Tensor]):

@@ -1,7 +1,8 @@
 """What ``fisherlab attack`` and ``fisherlab evaluate`` write, and reading reconstructions back.
 
 An attack's folder holds ``attack.csv`` (one row per reconstruction),
-``fisher.csv`` (the Fisher recorded along the attack), ``trajectory.csv``,
+``fisher.csv`` (the Fisher recorded along the attack; only when it was
+recorded, i.e. with ``--fisher-every``), ``trajectory.csv``,
 ``reconstructions.pt`` (read back by :func:`read_reconstructions` for
 ``fisherlab evaluate``), ``reconstructions.png`` and, last, ``summary.json``,
 its manifest: a folder without it is an unfinished attack. ``fisherlab
@@ -26,24 +27,44 @@ from fisherlab.errors import FisherlabError
 
 ATTACK_MANIFEST = "summary.json"
 EVALUATION_MANIFEST = "evaluation.json"
+FISHER_FILE = "fisher.csv"
+"""The attack's recorded Fisher: written only when something was recorded."""
+
+
+def attack_files(outcome: AttackOutcome) -> list[str]:
+    """The files :func:`write_outputs` writes for ``outcome``, the manifest last."""
+    recorded = [FISHER_FILE] if not outcome.result.fisher.empty else []
+    return [
+        "attack.csv",
+        *recorded,
+        "trajectory.csv",
+        "reconstructions.pt",
+        "reconstructions.png",
+        ATTACK_MANIFEST,
+    ]
 
 
 def write_outputs(outcome: AttackOutcome, out: str | Path) -> None:
     """Write an attack's outputs to the folder ``out``, as one set (see the module docs).
 
-    Files: ``attack.csv``, ``fisher.csv``, ``trajectory.csv``,
+    Files: ``attack.csv``, ``fisher.csv`` (only when the Fisher was recorded:
+    an attack without ``fisher_every`` writes none, and a stale one of an
+    earlier attack in ``out`` is removed), ``trajectory.csv``,
     ``reconstructions.pt`` (for ``fisherlab evaluate``), ``reconstructions.png``
-    (per class: reconstructions, then real private samples) and ``summary.json``.
+    (per class: reconstructions, then real private samples) and ``summary.json``
+    (which lists the files under ``files``).
     """
-    with output_set(out, ATTACK_MANIFEST) as tmp:
+    with output_set(out, ATTACK_MANIFEST, owns=[FISHER_FILE]) as tmp:
         _write_attack_files(outcome, tmp)
 
 
 def _write_attack_files(outcome: AttackOutcome, out: Path) -> None:
     write_atomic(out / "attack.csv", lambda p: outcome.rows.to_csv(p, index=False))
-    write_atomic(out / "fisher.csv", lambda p: outcome.result.fisher.to_csv(p, index=False))
+    if not outcome.result.fisher.empty:
+        write_atomic(out / FISHER_FILE, lambda p: outcome.result.fisher.to_csv(p, index=False))
     write_atomic(out / "trajectory.csv", lambda p: outcome.result.trajectory.to_csv(p, index=False))
-    write_json(out / "summary.json", json.loads(json.dumps(outcome.summary, default=str)))
+    summary = {**outcome.summary, "files": attack_files(outcome)}
+    write_json(out / "summary.json", json.loads(json.dumps(summary, default=str)))
     result = outcome.result
     saved = {
         "images": result.images,

@@ -9,13 +9,14 @@ backward pass, gives one row per (restart, iteration, layer).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 import torch
 from backpack import backpack
 from torch import Tensor, nn
 
+from fisherlab._device import full_precision, model_device
 from fisherlab.data.specs import InputSpec
 from fisherlab.fisher.backpack_engine import PerSampleFisher
 from fisherlab.fisher.engine import FisherEngine, layer_row
@@ -33,7 +34,11 @@ class FisherRecorder:
     attack's loss (``lam / n`` for a mean), so the per-sample squared gradient
     norms of ``L_j`` are the extension's values divided by ``scale^2``, with no
     extra forward or backward pass. Parameters without a fast path are added by
-    the torch.func fallback on the same images.
+    the torch.func fallback on the same images. The engine works on the
+    target's device, and :meth:`network` always runs in the target's own
+    precision, even inside an autocast block (``--amp``), and without TF32 on
+    CUDA, as does the backward pass inside :meth:`observe`: the recorded
+    Fisher is never computed in low precision.
 
     Args:
         target: The target model (left untouched; a copy is used).
@@ -53,12 +58,25 @@ class FisherRecorder:
     ) -> None:
         self.every, self.spec = every, spec
         self.samples, self.per_class = samples, per_class
-        self.engine = FisherEngine(target, "classification", "empirical")
+        self.engine = FisherEngine(
+            target, "classification", "empirical", device=model_device(target)
+        )
         self.rows: list[dict] = []
 
-    def network(self, example: Tensor) -> nn.Module:
-        """The target as the attack must run it (same outputs as the target)."""
-        return self.engine.fast_model(self.spec.normalize(example))
+    def network(self, example: Tensor) -> Callable[[Tensor], Tensor]:
+        """The target as the attack must run it (same outputs as the target).
+
+        Autocast (and TF32) is switched off around it and its input is cast
+        to the target's dtype, so the recorded Fisher keeps full precision.
+        """
+        net: nn.Module = self.engine.fast_model(self.spec.normalize(example))
+        device, dtype = self.engine.device, self.engine.dtype
+
+        def run(x: Tensor) -> Tensor:
+            with full_precision(device):
+                return net(x.to(dtype) if x.is_floating_point() else x)
+
+        return run
 
     def due(self, iteration: int) -> bool:
         """Whether iteration ``iteration`` (1-based) is recorded."""
@@ -83,16 +101,20 @@ class FisherRecorder:
             scale: Weight of each per-sample identity loss in the attack's loss.
         """
         if not self.due(iteration):
-            yield
+            with full_precision(self.engine.device):  # as when recording: same trajectory
+                yield
             return
-        with backpack(PerSampleFisher(diagonal=False)):
+        with full_precision(self.engine.device), backpack(PerSampleFisher(diagonal=False)):
             yield
         results = self.engine.take_fast_results()
-        fallback = self.engine.fallback_results(self.spec.normalize(pixels.detach()), labels)
+        with full_precision(self.engine.device):
+            pixels = pixels.detach().to(self.engine.dtype)
+            fallback = self.engine.fallback_results(self.spec.normalize(pixels), labels)
         keep = torch.ones(len(labels), dtype=torch.bool)
         if self.samples is not None and self.samples < self.per_class:
             keep = (torch.arange(len(labels)) % self.per_class) < self.samples
         n = int(keep.sum())
+        keep = keep.to(self.engine.device)
         per_param = {
             name: float(sq[keep].double().sum()) / scale**2 for name, (sq, _) in results.items()
         }

@@ -17,6 +17,8 @@ the reconstructions.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fisherlab._device import (
+    check_amp,
+    check_workers,
+    describe_device,
+    model_device,
+    resolve_device,
+)
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome, evaluate_attack
 from fisherlab.attacks.outputs import read_reconstructions
@@ -61,12 +70,27 @@ def _prior(value: Any) -> GANPrior | None:
     return load_gan(value)
 
 
+def _on(model: nn.Module | None, device: torch.device, owned: bool) -> nn.Module | None:
+    """``model`` on ``device``; a caller's model is copied rather than moved."""
+    if model is None or model_device(model) == device:
+        return model
+    return (model if owned else copy.deepcopy(model)).to(device)
+
+
+def _prior_on(prior: GANPrior | None, device: torch.device, owned: bool) -> GANPrior | None:
+    """``prior`` with its networks on ``device``; a caller's prior is copied rather than moved."""
+    if prior is None:
+        return None
+    generator = _on(prior.generator, device, owned)
+    discriminator = _on(prior.discriminator, device, owned)
+    return replace(prior, generator=generator, discriminator=discriminator)
+
+
 def _check(target, spec, prior, eval_model, config, private_data) -> int:
     meta = model_meta(target)
+    probe = torch.rand(1, spec.channels, spec.size, spec.size).to(model_device(target))
     with torch.no_grad():
-        n_classes = int(
-            target(spec.normalize(torch.rand(1, spec.channels, spec.size, spec.size))).shape[1]
-        )
+        n_classes = int(target(spec.normalize(probe)).shape[1])
     bad = [c for c in config.classes if not 0 <= c < n_classes]
     if bad:
         raise FisherlabError(
@@ -114,9 +138,17 @@ def attack(
     progress: bool = False,
     trust_pickle: bool = False,
     input_spec: InputSpec | None = None,
+    device: str | torch.device | None = None,
+    workers: int = 0,
     **options: Any,
 ) -> AttackOutcome:
     """Invert ``target`` and evaluate the reconstructions.
+
+    Everything runs on ``device``: the target, the GAN prior and the
+    evaluation model are moved there (models passed in are copied, not
+    moved), and the latents are drawn on the CPU with the seeded generator and
+    then moved, so a CPU and a CUDA run start from the same latents (their
+    results still differ in the last bits). The summary records the device.
 
     Args:
         target: The attacked classifier (model or checkpoint path); not modified.
@@ -133,15 +165,18 @@ def attack(
             :func:`~fisherlab.models.checkpoint.load_model`).
         input_spec: How pixels become the target's input, for a target that
             records none (any ``nn.Module`` of yours); a recorded one wins.
+        device: Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
+            ``None``/``"auto"`` (CUDA when available, else the CPU).
+        workers: Data-loading processes for image folders (0: this one).
         **options: Fields of :class:`AttackConfig`.
 
     Returns:
-        The outcome (reconstructions, rows, summary).
+        The outcome (reconstructions, rows, summary); its tensors are on the CPU.
 
     Raises:
         FisherlabError: For a generator that does not fit the target, classes
-            out of range, or an evaluation model of other classes; checked
-            before any work starts.
+            out of range, an evaluation model of other classes, a device this
+            machine lacks or ``amp`` off CUDA; checked before any work starts.
     """
     if config is None:
         config = AttackConfig(**options)
@@ -153,11 +188,14 @@ def attack(
                 "classes": tuple(options.get("classes", config.classes)),
             }
         )
-    target_model = _model(target, trust_pickle)
+    chosen = resolve_device(device)
+    check_amp(config.amp, chosen)
+    check_workers(workers)
+    target_model = _on(_model(target, trust_pickle), chosen, not isinstance(target, nn.Module))
     assert target_model is not None
     spec = _spec(target_model, "target", input_spec)
-    prior = _prior(generator)
-    judge = _model(eval_model, trust_pickle)
+    prior = _prior_on(_prior(generator), chosen, not isinstance(generator, GANPrior))
+    judge = _on(_model(eval_model, trust_pickle), chosen, not isinstance(eval_model, nn.Module))
     _check(target_model, spec, prior, judge, config, private_data)
     target_model.eval()
     if prior is not None:
@@ -171,7 +209,9 @@ def attack(
     method = attack_method(config.attack)
     result = method.run(target_model, spec, prior, config, recorder, bar.update)
     bar.close()
-    return evaluate_attack(result, target_model, judge, private_data, config)
+    outcome = evaluate_attack(result, target_model, judge, private_data, config, workers=workers)
+    outcome.summary["device"] = describe_device(chosen)
+    return outcome
 
 
 def default_private_data(
@@ -198,6 +238,8 @@ def evaluate_saved(
     private_data: str | None = None,
     *,
     trust_pickle: bool = False,
+    device: str | torch.device | None = None,
+    workers: int = 0,
 ) -> AttackOutcome:
     """Judge the reconstructions an attack saved (``fisherlab evaluate``).
 
@@ -208,19 +250,27 @@ def evaluate_saved(
         private_data: Private dataset string (default: the target's training data).
         trust_pickle: Let ``target`` and ``eval_model`` paths be pickled
             modules or TorchScript archives (both run code from the file).
+        device: Where the models compute (``None``/``"auto"``: CUDA when
+            available, else the CPU); models passed in are copied, not moved.
+        workers: Data-loading processes for image folders (0: this one).
 
     Returns:
         The outcome, as :func:`attack` would give it.
 
     Raises:
-        FisherlabError: For unreadable files, or models without an input spec.
+        FisherlabError: For unreadable files, models without an input spec,
+            or a device this machine lacks.
     """
+    chosen = resolve_device(device)
+    check_workers(workers)
     result, config = read_reconstructions(reconstructions)
-    target_model = _model(target, trust_pickle)
-    judge = _model(eval_model, trust_pickle)
+    target_model = _on(_model(target, trust_pickle), chosen, not isinstance(target, nn.Module))
+    judge = _on(_model(eval_model, trust_pickle), chosen, not isinstance(eval_model, nn.Module))
     assert target_model is not None
     _spec(target_model, "target")
     if judge is not None:
         _spec(judge, "evaluation model")
     data = private_data or default_private_data(target_model)
-    return evaluate_attack(result, target_model, judge, data, config)
+    outcome = evaluate_attack(result, target_model, judge, data, config, workers=workers)
+    outcome.summary["device"] = describe_device(chosen)
+    return outcome

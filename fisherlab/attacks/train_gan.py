@@ -21,11 +21,13 @@ arguments, the optimiser states and the epoch, and loads with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,17 @@ from torch import Tensor, nn
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from fisherlab._device import (
+    AMP_DTYPES,
+    autocast,
+    check_amp,
+    check_workers,
+    device_key,
+    device_name,
+    grad_scaler,
+    no_autocast,
+    resolve_device,
+)
 from fisherlab._io import write_atomic, write_torch
 from fisherlab._version import __version__
 from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
@@ -67,6 +80,12 @@ class GANConfig:
         entropy_weight: Weight of the target-entropy term (KEDMI).
         seed: Seed of initialisation, shuffling and latents.
         max_train_samples: Use only this many public images.
+        device: Where to train (``None``/``"auto"``: CUDA when available);
+            :func:`train_gan` records the device it used.
+        amp: Mixed precision on CUDA, ``"bf16"`` or ``"fp16"`` (``None``: float32).
+
+    ``device`` enters :meth:`key` only when it is not the CPU, and ``amp``
+    only when set, so CPU keys are those of earlier fisherlab versions.
     """
 
     data: str
@@ -81,6 +100,8 @@ class GANConfig:
     entropy_weight: float = 1e-2
     seed: int = 0
     max_train_samples: int | None = None
+    device: str | None = None
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -93,6 +114,10 @@ class GANConfig:
             raise FisherlabError("epochs must be >= 1 and batch_size >= 2")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise FisherlabError(f"lr must be finite and > 0, got {self.lr}")
+        if self.device is not None:
+            device_name(self.device)  # a malformed name; whether it exists is train_gan's check
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise FisherlabError(f"unknown --amp {self.amp!r}: expected bf16 or fp16")
 
     @property
     def critic_steps(self) -> int:
@@ -105,10 +130,26 @@ class GANConfig:
         The ``target`` file enters by the digest of its content
         (:func:`~fisherlab.models.checkpoint.checkpoint_digest`), not of its bytes.
         """
-        d = {k: v for k, v in asdict(self).items() if k != "epochs"}
+        d = keyed(self)
+        del d["epochs"]
         if self.target is not None and Path(self.target).is_file():
             d["target"] = checkpoint_digest(self.target)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def keyed(config: GANConfig) -> dict[str, Any]:
+    """The config's fields as they enter keys.
+
+    ``device`` enters (as its type) only off the CPU and ``amp`` only when
+    set, so CPU keys are those of earlier fisherlab versions.
+    """
+    d = asdict(config)
+    del d["device"]
+    if (kind := device_key(config.device)) is not None:
+        d["device"] = kind
+    if d["amp"] is None:
+        del d["amp"]
+    return d
 
 
 @dataclass
@@ -150,10 +191,23 @@ def _build(config: GANConfig, channels: int, size: int, num_classes: int | None)
 def _gradient_penalty(
     critic: nn.Module, real: Tensor, fake: Tensor, gen: torch.Generator
 ) -> Tensor:
-    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grads,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return (grads.flatten(1).norm(dim=1) - 1).square().mean()
+    """WGAN-GP's penalty, in float32 even under ``--amp`` (its double backward needs the range)."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=gen).to(real.device)
+    with no_autocast(real.device):
+        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        (grads,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+        return (grads.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def _cpu(obj: Any) -> Any:
+    """``obj`` with every tensor on the CPU (saved files never depend on the device)."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
 
 
 def _payload(config, generator, discriminator, opt_g, opt_d, epoch, spec, num_classes) -> dict:
@@ -165,10 +219,10 @@ def _payload(config, generator, discriminator, opt_g, opt_d, epoch, spec, num_cl
         "image_spec": spec.to_dict(),
         "num_classes": num_classes,
         "epoch": epoch,
-        "generator": generator.state_dict(),
-        "discriminator": discriminator.state_dict(),
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict(),
+        "generator": _cpu(generator.state_dict()),
+        "discriminator": _cpu(discriminator.state_dict()),
+        "opt_g": _cpu(opt_g.state_dict()),
+        "opt_d": _cpu(opt_d.state_dict()),
         "fisherlab_version": __version__,
     }
 
@@ -257,14 +311,35 @@ def save_samples(prior_or_generator: GANPrior | Generator, path: str | Path, n: 
     return write_atomic(path, lambda p: save_image(images, p, nrow=nrow, format="png"))
 
 
+def _other_run(out: Path, saved: dict, config: GANConfig) -> str:
+    """Why the GAN checkpoint ``out`` cannot be resumed with ``config``."""
+    fields = {k: v for k, v in saved.get("config", {}).items() if k != "key"}
+    with contextlib.suppress(TypeError, FisherlabError):
+        if GANConfig(**{**fields, "device": config.device}).key() == config.key():
+            was = fields.get("device") or "cpu"
+            return (
+                f"{out} was trained on {was}, and a GPU result is not bitwise a CPU one: "
+                f"resume it with --device {was}, or choose another --out"
+            )
+    return f"{out} holds a different GAN run; choose another --out or delete it"
+
+
 def train_gan(
-    config: GANConfig, out: str | Path, progress: bool = True, *, trust_pickle: bool = False
+    config: GANConfig,
+    out: str | Path,
+    progress: bool = True,
+    *,
+    trust_pickle: bool = False,
+    workers: int = 0,
 ) -> GANPrior:
     """Train (or resume) a GAN prior and save it after every epoch.
 
     If ``out`` holds a checkpoint of the same config (same :meth:`GANConfig.key`),
     training continues from its epoch; a finished run returns at once. A grid of
-    samples is written to ``<out stem>.samples.png``.
+    samples is written to ``<out stem>.samples.png``. The networks train on
+    ``config.device``; latents and shuffles are drawn on the CPU with the
+    seeded generator and then moved, so every device sees the same numbers,
+    and the checkpoint holds CPU tensors.
 
     Args:
         config: The run.
@@ -273,13 +348,20 @@ def train_gan(
         trust_pickle: Let ``config.target`` be a pickled module or a TorchScript
             archive (both run code from the file; see
             :func:`~fisherlab.models.checkpoint.load_model`).
+        workers: Processes that read image folders (0: this one).
 
     Returns:
-        The trained prior.
+        The trained prior (on the CPU).
 
     Raises:
-        FisherlabError: For bad data, a bad target, or a checkpoint of another config.
+        FisherlabError: For bad data, a bad target, a device this machine
+            lacks, ``amp`` off CUDA, or a checkpoint of another config.
     """
+    device = resolve_device(config.device)
+    check_amp(config.amp, device)
+    check_workers(workers)
+    config = replace(config, device=str(device))
+    amp = config.amp
     out = Path(out)
     target = None
     spec: InputSpec | None = None
@@ -288,27 +370,29 @@ def train_gan(
         spec = model_meta(target).input_spec
         for p in target.parameters():  # (requires_grad_ on a ScriptModule fails)
             p.requires_grad_(False)
+        target.to(device)
     splits = load_dataset(config.data, input_spec=spec)
     spec = splits.input_spec
     pixel_spec = InputSpec(spec.channels, spec.size, None, None)
-    pixels = load_dataset(config.data, input_spec=pixel_spec).train.tensors()[0]
+    pixels = load_dataset(config.data, input_spec=pixel_spec).train.tensors(workers=workers)[0]
     if config.max_train_samples is not None:
         pixels = pixels[: config.max_train_samples]
     num_classes = None
     if target is not None:
         with torch.no_grad():
-            num_classes = int(target(spec.normalize(pixels[:2])).shape[1])
+            num_classes = int(target(spec.normalize(pixels[:2].to(device))).shape[1])
     generator, discriminator = _build(config, spec.channels, spec.size, num_classes)
+    generator.to(device)
+    discriminator.to(device)
     betas = (0.5, 0.999) if config.loss == "dcgan" or config.kind == "kedmi" else (0.5, 0.9)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
+    scaler = grad_scaler(amp, device)
     start_epoch = 0
     if out.is_file():
         saved = torch.load(out, map_location="cpu", weights_only=True)
         if saved.get("format") != GAN_FORMAT or saved["config"].get("key") != config.key():
-            raise FisherlabError(
-                f"{out} holds a different GAN run; choose another --out or delete it"
-            )
+            raise FisherlabError(_other_run(out, saved, config))
         generator.load_state_dict(saved["generator"])
         discriminator.load_state_dict(saved["discriminator"])
         opt_g.load_state_dict(saved["opt_g"])
@@ -329,23 +413,30 @@ def train_gan(
         order = torch.randperm(n, generator=gen)
         for step in range(steps):
             real = pixels[order[step * config.batch_size : (step + 1) * config.batch_size]]
-            z = torch.randn(real.shape[0], Z_DIM, generator=gen)
-            fake = generator(z)
-            d_loss = _discriminator_loss(config, discriminator, target, spec, real, fake, gen)
+            real = real.to(device, non_blocking=True)
+            z = torch.randn(real.shape[0], Z_DIM, generator=gen).to(device)
+            with autocast(amp, device):
+                fake = generator(z)
+                d_loss = _discriminator_loss(config, discriminator, target, spec, real, fake, gen)
             opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+            scaler.scale(d_loss).backward()
+            scaler.step(opt_d)
             if step % config.critic_steps == 0:
-                g_loss = _generator_loss(config, discriminator, target, spec, real, generator, gen)
+                with autocast(amp, device):
+                    g_loss = _generator_loss(
+                        config, discriminator, target, spec, real, generator, gen
+                    )
                 opt_g.zero_grad(set_to_none=True)
-                g_loss.backward()
-                opt_g.step()
-            if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
+                scaler.scale(g_loss).backward()
+                scaler.step(opt_g)
+            scaler.update()
+            losses = torch.stack([d_loss.detach().float(), g_loss.detach().float()]).cpu()
+            if not bool(torch.isfinite(losses).all()):  # one synchronisation per step
                 raise FisherlabError(
                     f"GAN training diverged at epoch {epoch}, step {step}: lower --lr"
                 )
             bar.update(1)
-            bar.set_postfix(epoch=epoch, d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}")
+            bar.set_postfix(epoch=epoch, d=f"{losses[0]:.3f}", g=f"{losses[1]:.3f}")
         payload = _payload(config, generator, discriminator, opt_g, opt_d, epoch, spec, num_classes)
         bad = non_finite(payload["generator"]) + non_finite(payload["discriminator"])
         if bad:
@@ -379,7 +470,7 @@ def _discriminator_loss(config, disc, target, spec, real, fake, gen) -> Tensor:
 
 
 def _generator_loss(config, disc, target, spec, real, generator, gen) -> Tensor:
-    z = torch.randn(real.shape[0], Z_DIM, generator=gen)
+    z = torch.randn(real.shape[0], Z_DIM, generator=gen).to(real.device)
     fake = generator(z)
     if config.kind == "kedmi":
         _, feat_fake = disc(fake)

@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fisherlab._device import grad_scaler, model_device
 from fisherlab.attacks.method import (
     AttackMethod,
     AttackResult,
     AttackSettings,
     class_labels,
+    descend,
     finish,
     target_confidence,
 )
@@ -44,24 +46,24 @@ def run_whitebox(
     progress=None,
 ) -> AttackResult:
     """Run the pixel-space baseline (see module docs); ``prior`` is unused."""
-    labels = class_labels(config.classes, config.per_class)
-    gen = torch.Generator().manual_seed(config.seed)
+    device = model_device(target)
+    labels = class_labels(config.classes, config.per_class, device)
+    gen = torch.Generator().manual_seed(config.seed)  # drawn on the CPU, then moved
+    scaler = grad_scaler(None, device)  # no prior to run in low precision (see AttackConfig.amp)
     shape = (len(labels), spec.channels, spec.size, spec.size)
     candidates, scores, rows = [], [], []
-    net = recorder.network(torch.zeros(2, *shape[1:]))
+    net = recorder.network(torch.zeros(2, *shape[1:], device=device))
     for restart in range(config.restarts):
-        w = (0.1 * torch.randn(shape, generator=gen)).requires_grad_(True)
+        w = (0.1 * torch.randn(shape, generator=gen)).to(device).requires_grad_(True)
         opt = torch.optim.Adam([w], lr=config.step_size)
         for it in range(1, config.iterations + 1):
             images = torch.sigmoid(w)
             identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
             tv = total_variation(images)
             loss = (identity + config.tv_weight * tv).mean()
-            with recorder.observe(it, restart, images, labels, 1.0 / len(labels)):
-                (grad,) = torch.autograd.grad(loss, w)
-            w.grad = grad
-            opt.step()
-            rows.append((restart, it, identity.mean().item(), tv.mean().item()))
+            observed = (it, restart, images, labels, 1.0 / len(labels))
+            descend(loss, [w], opt, scaler, recorder, observed)
+            rows.append((restart, it, identity.mean().detach(), tv.mean().detach()))
             if progress is not None:
                 progress(1)
         final = torch.sigmoid(w.detach())

@@ -107,6 +107,11 @@ class ReproduceConfig:
         ):
             raise FisherlabError("pretrain_epochs and pretrain_samples need one entry per domain")
         check_rule(self.planner_lam, self.planner_budget)
+        if self.fisher_every < 1:
+            raise FisherlabError(
+                f"fisher_every must be >= 1, got {self.fisher_every}: the reproduction needs the "
+                "Fisher recorded along its attacks (Figs. 1-II and 5, the planner)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""

@@ -53,6 +53,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from fisherlab._device import check_workers, describe_device, resolve_device
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.attacks.train_gan import GANConfig
@@ -80,15 +81,24 @@ from fisherlab.training.train import TrainConfig
 
 __all__ = ["PRESETS", "ReproduceConfig", "reproduce"]
 
+_Where = tuple[str, int]
+"""Where the steps compute: the device's name and the data-loading workers."""
 
-def _shared_models(runner: Runner, cfg: ReproduceConfig) -> tuple[dict[str, Step], Step, Step]:
+
+def _shared_models(
+    runner: Runner, cfg: ReproduceConfig, where: _Where
+) -> tuple[dict[str, Step], Step, Step]:
     """Pretraining per domain, the evaluator and the GMI prior (shared by all seeds)."""
+    device, workers = where
     pretrained: dict[str, Step] = {}
     for domain, epochs, cap in zip(
         cfg.domains, cfg.pretrain_epochs, cfg.pretrain_samples, strict=True
     ):
-        tc = TrainConfig(data=domain, arch=cfg.arch, epochs=epochs, max_train_samples=cap)
-        pretrained[domain] = train_step(runner, f"pretrain {cfg.arch} on {domain}", tc, {})
+        tc = TrainConfig(
+            data=domain, arch=cfg.arch, epochs=epochs, max_train_samples=cap, device=device
+        )
+        label = f"pretrain {cfg.arch} on {domain}"
+        pretrained[domain] = train_step(runner, label, tc, {}, workers)
     evaluator = train_step(
         runner,
         f"evaluation model {cfg.eval_arch} on {cfg.private}",
@@ -99,8 +109,10 @@ def _shared_models(runner: Runner, cfg: ReproduceConfig) -> tuple[dict[str, Step
             lr=cfg.eval_lr,
             seed=1,
             max_train_samples=cfg.eval_samples,
+            device=device,
         ),
         {},
+        workers,
     )
     gmi_gan = gan_step(
         runner,
@@ -110,17 +122,24 @@ def _shared_models(runner: Runner, cfg: ReproduceConfig) -> tuple[dict[str, Step
             kind="gmi",
             epochs=cfg.gmi_gan_epochs,
             max_train_samples=cfg.gan_samples,
+            device=device,
         ),
         {"epochs": cfg.gmi_gan_epochs},
+        workers,
     )
 
     return pretrained, evaluator, gmi_gan
 
 
 def _finetune_all(
-    runner: Runner, cfg: ReproduceConfig, plan: list[PlannedFineTune], pretrained: dict[str, Step]
+    runner: Runner,
+    cfg: ReproduceConfig,
+    plan: list[PlannedFineTune],
+    pretrained: dict[str, Step],
+    where: _Where,
 ) -> list[FineTuned]:
     """Every planned fine-tuning, for every seed."""
+    device, workers = where
     targets: list[FineTuned] = []
     for seed in cfg.seeds:
         for p in plan:
@@ -135,6 +154,7 @@ def _finetune_all(
                 seed=seed,
                 max_train_samples=cfg.finetune_samples,
                 defense=p.defense,
+                device=device,
                 **dict(p.strengths),
             )
             step = train_step(
@@ -142,6 +162,7 @@ def _finetune_all(
                 f"fine-tune {p.setting} from {p.domain}, seed {seed}",
                 tc,
                 {"init_step": pretrained[p.domain].key},
+                workers,
             )
             trained = tuple(step.result["trainable_layers"])
             targets.append(
@@ -153,8 +174,11 @@ def _finetune_all(
     return targets
 
 
-def _kedmi_prior(runner: Runner, cfg: ReproduceConfig, targets: list[FineTuned]) -> Step | None:
+def _kedmi_prior(
+    runner: Runner, cfg: ReproduceConfig, targets: list[FineTuned], where: _Where
+) -> Step | None:
     """The KEDMI prior, which learns from seed 0's fully fine-tuned target."""
+    device, workers = where
     main_domain = cfg.domains[0]
     full = [t for t in targets if is_full_finetune(t, main_domain)]
     kedmi_gan = None
@@ -169,8 +193,10 @@ def _kedmi_prior(runner: Runner, cfg: ReproduceConfig, targets: list[FineTuned])
                 target=str(ref.step.dir / "model.pt"),
                 epochs=cfg.kedmi_gan_epochs,
                 max_train_samples=cfg.gan_samples,
+                device=device,
             ),
             {"epochs": cfg.kedmi_gan_epochs, "target_step": ref.step.key},
+            workers,
         )
 
     return kedmi_gan
@@ -183,8 +209,10 @@ def _attack_and_profile(
     priors: tuple[Step, Step | None],
     evaluator: Step,
     n_layers: int,
+    where: _Where,
 ) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame]]:
     """GMI on the attacked checkpoints (KEDMI too on full fine-tuning), and profiles."""
+    device, workers = where
     main_domain = cfg.domains[0]
     gmi_gan, kedmi_gan = priors
     last = cfg.finetune_epochs
@@ -207,6 +235,8 @@ def _attack_and_profile(
                 evaluator,
                 kind,
                 t.seed,
+                device,
+                workers,
             )
             summary = a.result
             run_rows.append(
@@ -230,12 +260,13 @@ def _attack_and_profile(
                     "attack_step": a.dir.name,
                 }
             )
-            if epoch == last:
+            if epoch == last:  # fisher_every >= 1 (ReproduceConfig): the attack wrote it
                 fisher = pd.read_csv(a.dir / "fisher.csv")
                 fisher_frames.append(
                     fisher.assign(**describe(t, n_layers), attack=kind, attack_step=a.dir.name)
                 )
-        p = profile_step(runner, cfg, f"profile {t.setting} from {t.domain}, seed {t.seed}", t.step)
+        label = f"profile {t.setting} from {t.domain}, seed {t.seed}"
+        p = profile_step(runner, cfg, label, t.step, device, workers)
         profile_frames.append(
             pd.read_csv(p.dir / "profile.csv").assign(
                 **describe(t, n_layers), profile_step=p.dir.name
@@ -251,6 +282,8 @@ def reproduce(
     *,
     seeds: int | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
+    workers: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """Run the paper's experiments at small scale on the default data (see module docs).
 
@@ -259,13 +292,22 @@ def reproduce(
         out: Output directory (its ``steps/`` folder is the cache).
         seeds: Run seeds ``0..seeds-1`` instead of the preset's.
         progress: Print a line per step and show progress bars.
+        device: Where every step computes (``None``/``"auto"``: CUDA when
+            available, else the CPU). Off the CPU the device's type enters
+            every step's key, so GPU and CPU steps are cached apart (see
+            :mod:`fisherlab.experiments.steps`); ``config.json`` records it.
+        workers: Data-loading processes for image folders (0: this one); not
+            part of any key.
 
     Returns:
         The tidy tables by name (also written to ``OUT``).
 
     Raises:
-        FisherlabError: For an unknown preset or bad settings.
+        FisherlabError: For an unknown preset or bad settings, or a device
+            this machine lacks.
     """
+    chosen = resolve_device(device)
+    where = (str(chosen), check_workers(workers))
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise FisherlabError(f"unknown preset {preset!r}: expected one of {sorted(PRESETS)}")
@@ -285,20 +327,25 @@ def reproduce(
     for b in (*boundaries, *cfg.domain_boundaries):
         check_freeze_boundary(b, n_layers)
 
-    pretrained, evaluator, gmi_gan = _shared_models(runner, cfg)
-    targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained)
-    kedmi_gan = _kedmi_prior(runner, cfg, targets)
+    pretrained, evaluator, gmi_gan = _shared_models(runner, cfg, where)
+    targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
+    kedmi_gan = _kedmi_prior(runner, cfg, targets, where)
     rows, fisher, profiles = _attack_and_profile(
-        runner, cfg, targets, (gmi_gan, kedmi_gan), evaluator, n_layers
+        runner, cfg, targets, (gmi_gan, kedmi_gan), evaluator, n_layers, where
     )
     tables = assemble_tables(cfg, rows, fisher, profiles, runner.records)
     with locked(out / ".tables.lock"):
-        _write_tables(out, tables, cfg, runner, started)
+        _write_tables(out, tables, cfg, runner, started, chosen)
     return tables
 
 
 def _write_tables(
-    out: Path, tables: dict[str, pd.DataFrame], cfg: ReproduceConfig, runner: Runner, started: float
+    out: Path,
+    tables: dict[str, pd.DataFrame],
+    cfg: ReproduceConfig,
+    runner: Runner,
+    started: float,
+    device: torch.device,
 ) -> None:
     """The tables, then ``config.json`` (the manifest of the set) last."""
     (out / "config.json").unlink(missing_ok=True)
@@ -314,6 +361,10 @@ def _write_tables(
             "n_steps": len(runner.records),
             "n_cached": sum(bool(r["cached"]) for r in runner.records),
             "versions": versions(),
-            "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
+            "machine": {
+                "cpus": torch.get_num_threads(),
+                "platform": platform.platform(),
+                "device": describe_device(device),
+            },
         },
     )

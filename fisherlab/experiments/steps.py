@@ -3,20 +3,26 @@
 Each function describes one step to the :class:`~fisherlab.experiments.cache.Runner`
 (its key comes from the config of the work and the keys of its inputs) and
 gives it the work to do when it is not cached.
+
+The device is part of a step's config, and so of its key, when it is not
+the CPU (its type, e.g. ``"cuda"``): a GPU result is not bitwise a CPU one,
+so a reproduction on a GPU never reuses CPU steps, nor the other way round,
+while the keys of CPU steps are those they had before devices existed.
+``workers`` only changes how data is read, never the result, and stays out.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fisherlab._device import device_key
 from fisherlab._io import write_atomic
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.outputs import write_outputs
 from fisherlab.attacks.run import attack
-from fisherlab.attacks.train_gan import GANConfig, save_samples, train_gan
+from fisherlab.attacks.train_gan import GANConfig, keyed, save_samples, train_gan
 from fisherlab.data.sources import DataSpec
 from fisherlab.experiments.cache import Runner, Step
 from fisherlab.experiments.config import ReproduceConfig
@@ -27,15 +33,25 @@ from fisherlab.models.layers import layers
 from fisherlab.training.train import TrainConfig, train
 
 
+def _on_device(config: dict[str, Any], device: str) -> dict[str, Any]:
+    """``config`` with the device's key part added (nothing for the CPU)."""
+    kind = device_key(device)
+    return config if kind is None else {**config, "device": kind}
+
+
 def train_step(
-    runner: Runner, label: str, train_config: TrainConfig, extra: dict[str, Any]
+    runner: Runner,
+    label: str,
+    train_config: TrainConfig,
+    extra: dict[str, Any],
+    workers: int = 0,
 ) -> Step:
     """Train (or reuse) ``train_config``; the step keeps its history and trained layers."""
-    # TrainConfig.key() hashes the init checkpoint's bytes, not its path.
+    # TrainConfig.key() hashes the init checkpoint's content (and the device off the CPU).
     step = runner.step("train", label, {"train_key": train_config.key(), **extra})
 
     def work(d: Path) -> dict[str, Any]:
-        result = train(train_config, d / "model.pt", progress=runner.progress)
+        result = train(train_config, d / "model.pt", progress=runner.progress, workers=workers)
         hist = result.history
         return {
             "natural_accuracy": float(hist["natural_accuracy"].iloc[-1]),
@@ -64,6 +80,8 @@ def attack_step(
     evaluator: Step,
     kind: str,
     seed: int,
+    device: str = "cpu",
+    workers: int = 0,
 ) -> Step:
     """Attack (or reuse) ``target`` with GMI or KEDMI and judge it with the evaluator."""
     n_classes = len(private_classes(cfg))
@@ -79,7 +97,10 @@ def attack_step(
     step = runner.step(
         "attack",
         label,
-        {**config.to_dict(), "target": target_key, "gan": gan.key, "eval": evaluator.key},
+        _on_device(
+            {**config.to_dict(), "target": target_key, "gan": gan.key, "eval": evaluator.key},
+            device,
+        ),
     )
 
     def work(d: Path) -> dict[str, Any]:
@@ -90,6 +111,8 @@ def attack_step(
             config,
             private_data=cfg.private,
             progress=runner.progress,
+            device=device,
+            workers=workers,
         )
         write_outputs(outcome, d)
         return {k: v for k, v in outcome.summary.items() if k != "config"}
@@ -98,17 +121,31 @@ def attack_step(
     return step
 
 
-def profile_step(runner: Runner, cfg: ReproduceConfig, label: str, model: Step) -> Step:
+def profile_step(
+    runner: Runner,
+    cfg: ReproduceConfig,
+    label: str,
+    model: Step,
+    device: str = "cpu",
+    workers: int = 0,
+) -> Step:
     """The classification profile of a trained model on the private data."""
     step = runner.step(
         "profile",
         label,
-        {"model": model.key, "data": cfg.private, "max_samples": cfg.profile_samples},
+        _on_device(
+            {"model": model.key, "data": cfg.private, "max_samples": cfg.profile_samples},
+            device,
+        ),
     )
 
     def work(d: Path) -> None:
         frame = profile(
-            load_model(model.dir / "model.pt"), cfg.private, max_samples=cfg.profile_samples
+            load_model(model.dir / "model.pt"),
+            cfg.private,
+            max_samples=cfg.profile_samples,
+            device=device,
+            workers=workers,
         )
         write_atomic(d / "profile.csv", lambda p: frame.to_csv(p, index=False))
 
@@ -116,14 +153,20 @@ def profile_step(runner: Runner, cfg: ReproduceConfig, label: str, model: Step) 
     return step
 
 
-def gan_step(runner: Runner, label: str, gan_config: GANConfig, extra: dict[str, Any]) -> Step:
+def gan_step(
+    runner: Runner,
+    label: str,
+    gan_config: GANConfig,
+    extra: dict[str, Any],
+    workers: int = 0,
+) -> Step:
     """Train (or reuse) a GAN prior; its samples are kept as ``samples.png``."""
-    config = {**asdict(gan_config), **extra}
+    config = {**keyed(gan_config), **extra}
     config.pop("target", None)
     step = runner.step("gan", label, config)
 
     def work(d: Path) -> None:
-        prior = train_gan(gan_config, d / "gan.pt", progress=runner.progress)
+        prior = train_gan(gan_config, d / "gan.pt", progress=runner.progress, workers=workers)
         save_samples(prior, d / "samples.png")
 
     runner.run(step, work)

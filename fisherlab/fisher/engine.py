@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from fisherlab._device import resolve_device
+from fisherlab._device import full_precision, resolve_device
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.backpack_engine import (
     FAST_PATH_PARAMETERS,
@@ -393,6 +393,10 @@ class FisherEngine:
         Returns:
             The per-sample losses of the last label draw.
         """
+        with full_precision(self.device):  # the model's precision: never amp's, nor TF32
+            return self._add_batch(x, y, start, batch_no)
+
+    def _add_batch(self, x: Tensor, y: Tensor, start: int, batch_no: int) -> Tensor:
         x = self._prepare(x)
         y = y.to(self.device)
         n = x.shape[0]
@@ -530,7 +534,8 @@ class FisherEngine:
         """
         if self.bp_model is None and self._fast_modules() and self._example is None:
             self._example = self._prepare(example)[:2]
-            self._build_fast_model(self._example)
+            with full_precision(self.device):  # the probe checks run in full precision
+                self._build_fast_model(self._example)
         return self.bp_model if self.bp_model is not None else self.plain
 
     def _build_fast_model(self, example: Tensor) -> None:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fisherlab._device import check_workers
 from fisherlab.data.datasets import ImageDataset, iterate_batches, load_all, load_dataset
 from fisherlab.data.sources import DataSpec
 from fisherlab.errors import FisherlabError
@@ -62,15 +63,19 @@ def input_dataset(data: Any, model: nn.Module, split: str | None) -> Dataset | D
 
 
 def iterate_data(
-    data: Dataset | DataLoader, batch_size: int, max_samples: int | None
+    data: Dataset | DataLoader, batch_size: int, max_samples: int | None, workers: int = 0
 ) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """Yield ``(global_start_index, x, y)`` batches, stopping at ``max_samples``."""
+    """Yield ``(global_start_index, x, y)`` batches, stopping at ``max_samples``.
+
+    ``workers`` data-loading processes read datasets that are not in memory
+    (a ``DataLoader`` brings its own).
+    """
     if isinstance(data, DataLoader):
         batches: Any = iter(data)
     elif isinstance(data, ImageDataset):
-        batches = iterate_batches(data, torch.arange(len(data)), batch_size)
+        batches = iterate_batches(data, torch.arange(len(data)), batch_size, workers=workers)
     else:
-        batches = iter(DataLoader(data, batch_size=batch_size, shuffle=False))
+        batches = iter(DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers))
     start = 0
     for batch in batches:
         if not isinstance(batch, list | tuple) or len(batch) < 2:
@@ -134,6 +139,7 @@ def profile(
     split: str | None = None,
     progress: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
+    workers: int = 0,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Tensor]]:
     """Per-layer Fisher information (trace, mean per parameter, share) of a per-sample objective.
 
@@ -160,6 +166,8 @@ def profile(
             (default ``"all"`` for ``npz``, else ``"train"``).
         progress: Show a progress bar over batches.
         on_batch: Called with ``(samples_done, total or -1)`` after each batch.
+        workers: Data-loading processes for datasets that are not in memory
+            (image folders; 0: this one).
 
     Returns:
         The frame (columns :data:`~fisherlab.fisher.engine.COLUMNS`; which
@@ -200,7 +208,9 @@ def profile(
         unit="batch",
         desc="profile",
     )
-    for k, (start, x, y) in enumerate(iterate_data(source, batch_size, max_samples)):
+    check_workers(workers)
+    batches = iterate_data(source, batch_size, max_samples, workers)
+    for k, (start, x, y) in enumerate(batches):
         if k == 0:
             _check_input(x, model)
             _check_label_range(source, fe, x)

@@ -275,7 +275,7 @@ class MID(Defense):
         """``CE + beta * KL`` with the statistics of the last forward pass."""
         if self._stats is None:
             raise RuntimeError("MID.loss needs a forward pass inside MID.watching")
-        mu, sigma = vib_statistics(self._stats, self._k)
+        mu, sigma = vib_statistics(self._stats.to(logits.dtype), self._k)  # float32 under amp
         self._stats = None
         ce, kl = F.cross_entropy(logits, y), kl_to_standard_normal(mu, sigma)
         return ce + self.beta * kl, {"ce": ce.detach(), "kl": kl.detach()}
@@ -479,7 +479,8 @@ class BiDO(Defense):
         self, model: nn.Module, x: Tensor, logits: Tensor, y: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``CE + a1 sum_l nHSIC(X, Z_l) - a2 sum_l nHSIC(Z_l, Y)`` of the last forward pass."""
-        hidden = [z.flatten(1) for z in self._outputs if z.requires_grad]
+        # in the logits' dtype: float32 also after an autocast forward (solve needs it)
+        hidden = [z.flatten(1).to(logits.dtype) for z in self._outputs if z.requires_grad]
         self._outputs = []
         ce = F.cross_entropy(logits, y)
         eps = 1e-5

@@ -39,6 +39,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from fisherlab._device import (
+    AMP_DTYPES,
+    autocast,
+    check_amp,
+    check_workers,
+    describe_device,
+    device_key,
+    device_name,
+    grad_scaler,
+    resolve_device,
+)
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.data.datasets import DatasetSplits, iterate_batches, load_dataset
@@ -65,7 +76,11 @@ from fisherlab.training.defenses import (
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 """Largest learning rate the optimiser can apply (it computes in float32)."""
 
-_UNSET_FIELDS: dict[str, str | None] = {"defense": "none", **dict.fromkeys(STRENGTH_FIELDS)}
+_UNSET_FIELDS: dict[str, str | None] = {
+    "defense": "none",
+    **dict.fromkeys(STRENGTH_FIELDS),
+    "amp": None,
+}
 """Fields added after keys were first used, with the value that leaves them out of the key."""
 
 
@@ -99,12 +114,18 @@ class TrainConfig:
         hsic_a1: ``bido``: weight of the input dependence, >= 0 (default 0.05).
         hsic_a2: ``bido``: weight of the label dependence, >= 0 (default 0.5).
         smoothing: ``ls``: label smoothing factor in [-1, 1) (default -0.05).
+        device: Where to train: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
+            ``None``/``"auto"`` (CUDA when available, else the CPU);
+            :func:`train` records the device it used.
+        amp: Mixed precision on CUDA: ``"bf16"`` or ``"fp16"`` (autocast, and
+            a gradient scaler for fp16), ``None`` for float32.
 
     A strength left ``None`` takes its defense's default when the config is
     made, so the config holds the values in effect; setting one that belongs
-    to another defense is an error. The defense fields enter :meth:`key` only
-    when set, so the keys of configs without a defense are those of earlier
-    fisherlab versions.
+    to another defense is an error. The defense fields and ``amp`` enter
+    :meth:`key` only when set, and the device only when it is not the CPU
+    (its type: a GPU result is not bitwise a CPU one), so the keys of CPU
+    configs without a defense are those of earlier fisherlab versions.
     """
 
     data: str
@@ -127,6 +148,8 @@ class TrainConfig:
     hsic_a1: float | None = None
     hsic_a2: float | None = None
     smoothing: float | None = None
+    device: str | None = None
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         if (self.arch is None) == (self.init is None):
@@ -168,6 +191,10 @@ class TrainConfig:
             raise FisherlabError(f"save_every must be >= 1, got {self.save_every}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise FisherlabError(f"max_train_samples must be >= 1, got {self.max_train_samples}")
+        if self.device is not None:
+            device_name(self.device)  # a malformed name; whether it exists is train's check
+        if self.amp is not None and self.amp not in AMP_DTYPES:
+            raise FisherlabError(f"unknown --amp {self.amp!r}: expected bf16 or fp16")
         given = {name: getattr(self, name) for name in STRENGTH_FIELDS}
         for name, value in resolve_strengths(self.defense, given).items():
             object.__setattr__(self, name, value)
@@ -195,6 +222,9 @@ class TrainConfig:
         for name, unset in _UNSET_FIELDS.items():  # hashed only when set (see above)
             if d[name] == unset:
                 del d[name]
+        del d["device"]
+        if (kind := device_key(self.device)) is not None:
+            d["device"] = kind
         if self.init is not None and Path(self.init).is_file():
             d["init"] = checkpoint_digest(self.init)
         text = json.dumps(d, sort_keys=True)
@@ -352,28 +382,46 @@ def _epoch(
     bar: tqdm,
     epoch: int,
     lr: float,
+    *,
+    device: torch.device,
+    amp: str | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
     """One pass of SGD steps; returns sums over samples of the loss, its parts and hits.
+
+    Batches go to ``device``. With ``amp`` the forward pass runs under
+    autocast and the loss (with the defense's terms) is computed in float32
+    from its outputs; ``scaler`` scales the loss for fp16. The loss and the
+    parameters are checked with one device synchronisation per step.
 
     Raises:
         FisherlabError: If the loss, or a trained parameter after a step,
             becomes non-finite (the message names the batch).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    sums: dict[str, float] = {"loss": 0.0, "correct": 0.0}
+    scaler = scaler if scaler is not None else grad_scaler(None, device)
+    sums: dict[str, Tensor] = {}
     for batch, (x, y) in enumerate(batches):
-        logits = model(x)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(amp, device):
+            logits = model(x)
+        if amp is not None:
+            logits = logits.float()
         loss, parts = defense.loss(model, x, logits, y)
-        if not torch.isfinite(loss):
+        finite = torch.isfinite(loss.detach())
+        if bool(finite):  # a non-finite loss is never applied
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        loss_ok, params_ok = (bool(v) for v in torch.stack([finite, _finite(params)]).cpu())
+        if not loss_ok:
             bar.close()
             raise FisherlabError(
                 f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}: "
                 f"lower the learning rate (now {lr})"
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if not _finite(params):
+        if not params_ok:
             bar.close()
             raise FisherlabError(
                 f"the parameters became non-finite (NaN or inf) after the step at epoch "
@@ -381,16 +429,20 @@ def _epoch(
                 f"(now {lr})"
             )
         for name, value in {"loss": loss.detach(), **parts}.items():
-            sums[name] = sums.get(name, 0.0) + float(value) * len(y)
-        sums["correct"] += int((logits.argmax(1) == y).sum())
+            term = torch.as_tensor(value).detach().double() * len(y)
+            sums[name] = sums[name] + term if name in sums else term
+        hits = (logits.argmax(1) == y).sum().double()
+        sums["correct"] = sums["correct"] + hits if "correct" in sums else hits
         bar.update(1)
-    return sums
+    return {"loss": 0.0, "correct": 0.0, **{name: float(value) for name, value in sums.items()}}
 
 
-def _finite(params: list[Tensor]) -> bool:
-    """Whether every parameter is finite: one reduction per tensor, one sync."""
+def _finite(params: list[Tensor]) -> Tensor:
+    """Whether every parameter is finite, as a 0-dim bool tensor (no synchronisation)."""
     with torch.no_grad():
-        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
+        if not params:
+            return torch.ones((), dtype=torch.bool)
+        return torch.stack([torch.isfinite(p).all() for p in params]).all()
 
 
 def train(
@@ -399,6 +451,7 @@ def train(
     progress: bool = True,
     *,
     trust_pickle: bool = False,
+    workers: int = 0,
     **options: Any,
 ) -> TrainResult:
     """Pretrain, or TL-DMI fine-tune with a freeze boundary, and save checkpoints.
@@ -424,6 +477,8 @@ def train(
             archive (both run code from the file; see
             :func:`~fisherlab.models.checkpoint.load_model`). Not part of the
             config or its key: it permits a file, it does not change the run.
+        workers: Data-loading processes for image folders (0: this one). Not
+            part of the config: the batches are the same.
         **options: The second form's options (:func:`~fisherlab.training.fit.fit`).
 
     Returns:
@@ -431,7 +486,8 @@ def train(
 
     Raises:
         FisherlabError: For bad configs, data (fewer than 2 classes) or
-            checkpoints, or a diverging loss or parameters.
+            checkpoints, a device this machine lacks, ``amp`` off CUDA, or a
+            diverging loss or parameters.
     """
     if not isinstance(config, TrainConfig):
         from fisherlab.training.fit import fit  # fit builds on this module
@@ -444,9 +500,14 @@ def train(
         raise FisherlabError(
             f"train(TrainConfig, ...) takes no options {sorted(options)}: set them in the config"
         )
+    device = resolve_device(config.device)
+    check_amp(config.amp, device)
+    check_workers(workers)
+    config = replace(config, device=str(device))  # the device used, in run.json and key
     model, splits = _prepare(config, trust_pickle)
     defense = build_defense(config.defense, **config.strengths())
     defense.prepare(model, seed=config.seed)
+    model.to(device)
     all_layers = layers(model)
     frozen = _frozen_indices(config, all_layers)
     trainable = [i for i in range(len(all_layers)) if i not in frozen]
@@ -456,6 +517,7 @@ def train(
     optimizer = torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
+    scaler = grad_scaler(config.amp, device)
     out_path = Path(out) if out is not None else None
     stem = out_path.with_suffix("") if out_path is not None else None
 
@@ -494,9 +556,26 @@ def train(
             for m in frozen_modules:
                 m.eval()
             order = pool[torch.randperm(len(pool), generator=gen)]
-            batches = iterate_batches(splits.train, order, config.batch_size)
-            sums = _epoch(model, defense, batches, optimizer, bar, epoch, config.lr)
-            acc = natural_accuracy(model, splits.test)
+            batches = iterate_batches(
+                splits.train,
+                order,
+                config.batch_size,
+                workers=workers,
+                pin_memory=device.type == "cuda",
+            )
+            sums = _epoch(
+                model,
+                defense,
+                batches,
+                optimizer,
+                bar,
+                epoch,
+                config.lr,
+                device=device,
+                amp=config.amp,
+                scaler=scaler,
+            )
+            acc = natural_accuracy(model, splits.test, workers=workers)
             means = {k: v / len(pool) for k, v in sums.items()}
             bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.3f}", test_acc=f"{acc:.3f}")
             ckpt = None
@@ -537,6 +616,8 @@ def train(
                 **summary,
                 "final_natural_accuracy": rows[-1]["natural_accuracy"],
                 "seconds": float(history["seconds"].sum()),
+                "device": describe_device(device),
+                "workers": workers,
                 "versions": versions(),
             },
         )
