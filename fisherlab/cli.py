@@ -158,6 +158,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if init is not None:
         stem = Path(args.out).with_suffix("")
         check_output_file(args.out)
+        check_amp(args.amp, resolve_device(args.device))
         init = _as_checkpoint(args, init, args.data, Path(f"{stem}.init.pt"))
     config = TrainConfig(
         data=args.data,
@@ -315,6 +316,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         amp=args.amp,
     )
     check_output_file(args.out)
+    check_amp(config.amp, resolve_device(args.device))  # before a target is imported
     if config.target is not None:
         stem = Path(args.out).with_suffix("")
         target = _as_checkpoint(args, config.target, args.data, Path(f"{stem}.target.pt"))
@@ -379,6 +381,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     source = Path(args.reconstructions)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent)
     check_output_folder(out)
+    resolve_device(args.device)  # a bad device is named before any model loads
     private = args.private_data
     if private is None and Path(args.target).is_file():
         private = default_private_data(args.target, trust_pickle=args.trust_pickle)
@@ -398,6 +401,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
     check_rule(args.lam, args.budget)
+    resolve_device(args.device)
     if args.out:
         check_output_folder(args.out)
     given = args.classification is not None and args.inversion is not None

@@ -39,7 +39,7 @@ GROUND = {"errors", "_io", "_version", "_device"}
 FACADE = {"__init__", "__main__", "_compat"}
 NEVER_EACH_OTHER = {frozenset({"training", "fisher"})}
 
-OPTIONAL_DEPENDENCIES = {"sklearn"}
+OPTIONAL_DEPENDENCIES = {"sklearn", "timm", "opacus"}
 """Packages that are not dependencies of fisherlab: the one documented exception to
 "no imports inside functions" (importing them lazily keeps the base install working)."""
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 
 from fisherlab.data.limits import MAX_CLASSES, MAX_IMAGE_SIZE
@@ -128,8 +129,6 @@ def parse_model_spec(text: str) -> ModelSpec:
 
 
 def _torchvision_names() -> list[str]:
-    import torchvision.models as tvm
-
     return tvm.list_models(module=tvm)
 
 
@@ -160,8 +159,6 @@ def _adapt_first_conv(model: nn.Module, in_channels: int) -> None:
 def _build_torchvision(
     name: str, num_classes: int, in_channels: int, image_size: int, kwargs: dict
 ) -> nn.Module:
-    import torchvision.models as tvm
-
     names = _torchvision_names()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)

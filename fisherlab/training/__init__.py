@@ -2,6 +2,8 @@
 
 * :mod:`~fisherlab.training.train`: :class:`TrainConfig` and :func:`train`
   (pretrain, or fine-tune with a freeze boundary that freezes for real);
+* :mod:`~fisherlab.training.freezing`: :func:`freeze` and :func:`training_mode`
+  (frozen layers, BatchNorm statistics included, stay bit-identical);
 * :mod:`~fisherlab.training.fit`: :func:`fit`, training a module you hold on a
   ``Dataset``/``DataLoader`` (``train(model, data, ...)``);
 * :mod:`~fisherlab.training.defenses`: training-time defenses (MID, BiDO, LS);
@@ -26,8 +28,9 @@ from fisherlab.training.defenses import (
     resolve_strengths,
     smoothed_cross_entropy,
 )
-from fisherlab.training.fit import fit
-from fisherlab.training.train import TrainConfig, TrainResult, freeze, train, training_mode
+from fisherlab.training.fit import TrainResult, fit
+from fisherlab.training.freezing import freeze, training_mode
+from fisherlab.training.train import TrainConfig, train
 
 __all__ = [
     # training

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,31 @@ from fisherlab.models.layers import check_freeze_boundary, layers, resolve_layer
 from fisherlab.models.meta import model_meta
 from fisherlab.models.source import open_model
 from fisherlab.training.accuracy import natural_accuracy
-from fisherlab.training.train import TrainResult, freeze, training_mode
+from fisherlab.training.freezing import freeze, training_mode
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: The trained model (eval mode), with its metadata.
+        history: One row per epoch: ``epoch``, ``train_loss``,
+            ``train_accuracy``, ``natural_accuracy``, ``seconds``, ``checkpoint``,
+            then the epoch means of the defense's loss parts (e.g. ``ce``,
+            ``kl``; none without a defense).
+        frozen_layers: Indices of the layers kept frozen.
+        trainable_layers: Indices of the layers trained.
+        n_trainable_params: |theta_C|, the number of parameters trained.
+        checkpoints: Intermediate and final checkpoint paths written.
+    """
+
+    model: nn.Module
+    history: pd.DataFrame
+    frozen_layers: list[int]
+    trainable_layers: list[int]
+    n_trainable_params: int
+    checkpoints: list[Path] = field(default_factory=list)
 
 
 def _loader(data: Dataset | DataLoader, batch_size: int, seed: int) -> DataLoader:

@@ -24,13 +24,12 @@ always trained.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +71,8 @@ from fisherlab.training.defenses import (
     build_defense,
     resolve_strengths,
 )
+from fisherlab.training.fit import TrainResult, fit
+from fisherlab.training.freezing import freeze
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 """Largest learning rate the optimiser can apply (it computes in float32)."""
@@ -231,30 +232,6 @@ class TrainConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-@dataclass
-class TrainResult:
-    """What :func:`train` returns.
-
-    Attributes:
-        model: The trained model (eval mode), with its metadata.
-        history: One row per epoch: ``epoch``, ``train_loss``,
-            ``train_accuracy``, ``natural_accuracy``, ``seconds``, ``checkpoint``,
-            then the epoch means of the defense's loss parts (e.g. ``ce``,
-            ``kl``; none without a defense).
-        frozen_layers: Indices of the layers kept frozen.
-        trainable_layers: Indices of the layers trained.
-        n_trainable_params: |theta_C|, the number of parameters trained.
-        checkpoints: Intermediate and final checkpoint paths written.
-    """
-
-    model: nn.Module
-    history: pd.DataFrame
-    frozen_layers: list[int]
-    trainable_layers: list[int]
-    n_trainable_params: int
-    checkpoints: list[Path] = field(default_factory=list)
-
-
 def _two_classes(splits: DatasetSplits) -> DatasetSplits:
     if splits.num_classes < 2:
         raise FisherlabError(
@@ -308,70 +285,6 @@ def _frozen_indices(config: TrainConfig, all_layers: list[Layer]) -> list[int]:
         trained = set(resolve_layer_indices(config.train_layers, n)) | {n - 1}
         return [i for i in range(n) if i not in trained]
     return []
-
-
-def freeze(model: nn.Module, frozen: list[int]) -> list[nn.Module]:
-    """Freeze the given layers of ``model`` in place (``requires_grad=False``).
-
-    Freezing parameters alone does not freeze a layer: a BatchNorm in train
-    mode still updates its running statistics from every batch, so the frozen
-    layers would drift. Train inside :func:`training_mode` with the returned
-    modules, which keeps them in eval mode (as :func:`train` does)::
-
-        frozen = fl.freeze(model, [0, 1, 2])
-        with fl.training_mode(model, frozen):
-            ...  # your own loop: frozen layers stay bit-identical
-
-    Args:
-        model: The model.
-        frozen: Layer indices to freeze (see :func:`fisherlab.layer_map`).
-
-    Returns:
-        The modules of the frozen layers, to be kept in eval mode in training.
-    """
-    all_layers = layers(model)
-    prefixes = [m for i in frozen for m in all_layers[i].modules]
-    frozen_params = {p for i in frozen for p in all_layers[i].params}
-    for name, p in model.named_parameters():
-        p.requires_grad_(name not in frozen_params)
-    return [
-        m
-        for name, m in model.named_modules()
-        if any(name == p or name.startswith(p + ".") for p in prefixes)
-    ]
-
-
-@contextlib.contextmanager
-def training_mode(
-    model: nn.Module, frozen_modules: Iterable[nn.Module] = ()
-) -> Iterator[nn.Module]:
-    """``model.train()`` with ``frozen_modules`` in eval mode; every mode restored on exit.
-
-    Args:
-        model: The model.
-        frozen_modules: What :func:`freeze` returned.
-
-    Yields:
-        The model.
-
-    Example:
-        >>> from torch import nn
-        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
-        >>> with training_mode(net, [net[1]]):
-        ...     net.training, net[1].training
-        (True, False)
-        >>> net.training
-        False
-    """
-    modes = {m: m.training for m in model.modules()}
-    model.train()
-    for module in frozen_modules:
-        module.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
 
 
 def _epoch(
@@ -490,8 +403,6 @@ def train(
             diverging loss or parameters.
     """
     if not isinstance(config, TrainConfig):
-        from fisherlab.training.fit import fit  # fit builds on this module
-
         data = options.pop("data", out)
         if data is None:
             raise FisherlabError("train(model, data): give the data to train on")
