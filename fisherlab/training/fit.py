@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fisherlab._device import resolve_device
 from fisherlab.data.datasets import load_dataset
 from fisherlab.errors import FisherlabError
 from fisherlab.models.checkpoint import save_model
@@ -93,7 +94,7 @@ def fit(
     seed: int = 0,
     weights: str | Path | None = None,
     save_to: str | Path | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
     trust_pickle: bool = False,
 ) -> TrainResult:
@@ -117,7 +118,7 @@ def fit(
         weights: A state dict for a spec ``model``.
         save_to: Save the trained model here (it must know how it is
             rebuilt: a fisherlab or spec-built model).
-        device: Where to train.
+        device: Where to train (``None``/``"auto"``: CUDA when available).
         progress: Show a progress bar.
         trust_pickle: Let a model file be a pickle or TorchScript.
 
@@ -165,7 +166,7 @@ def fit(
             "save_to= needs a model that records how it is rebuilt (a fisherlab or spec-built "
             "model); save yours with fisherlab.save_model(model, path, spec=...) instead"
         )
-    device = torch.device(device)
+    device = resolve_device(device)
     model.to(device)
     frozen = _frozen(model, freeze_boundary, train_layers)
     frozen_modules = freeze(model, frozen)
