@@ -34,10 +34,16 @@ import torch
 from torch import nn
 
 CASES = {
-    "target_cnn": dict(image_size=28, batch=128),
-    "vgg16_bn": dict(image_size=64, batch=32),
-    "resnet18": dict(image_size=64, batch=32),
+    "target_cnn": dict(image_size=28, batch=128, channels=1),
+    "vgg16_bn": dict(image_size=64, batch=32, channels=1),
+    "resnet18": dict(image_size=64, batch=32, channels=1),
+    "mobilenet_v3_small": dict(image_size=64, batch=32, channels=3),
+    "efficientnet_b0": dict(image_size=64, batch=32, channels=3),
+    "vit_tv": dict(image_size=64, batch=32, channels=3),
 }
+"""The first three are fisherlab's registry models (1 channel); the others are torchvision's
+(3 channels, 10 classes): mobilenet_v3_small, efficientnet_b0 and a VisionTransformer with
+patch 8, 4 layers, 4 heads, hidden 192, MLP 768."""
 METHODS = [
     "plain",
     "fisherlab trace",
@@ -49,13 +55,34 @@ METHODS = [
 ]
 
 
-def make_case(arch: str):
+def build(arch: str, image_size: int) -> nn.Module:
+    """The benchmark's model (10 classes, eval mode)."""
+    import torchvision
+
+    if arch == "mobilenet_v3_small":
+        return torchvision.models.mobilenet_v3_small(num_classes=10)
+    if arch == "efficientnet_b0":
+        return torchvision.models.efficientnet_b0(num_classes=10)
+    if arch == "vit_tv":
+        return torchvision.models.VisionTransformer(
+            image_size=image_size,
+            patch_size=8,
+            num_layers=4,
+            num_heads=4,
+            hidden_dim=192,
+            mlp_dim=768,
+            num_classes=10,
+        )
     from fisherlab.models import build_model
 
+    return build_model(arch, 10, image_size=image_size)
+
+
+def make_case(arch: str):
     spec = CASES[arch]
     torch.manual_seed(0)
-    model = build_model(arch, 10, image_size=spec["image_size"]).eval()
-    x = torch.randn(spec["batch"], 1, spec["image_size"], spec["image_size"])
+    model = build(arch, spec["image_size"]).eval()
+    x = torch.randn(spec["batch"], spec["channels"], spec["image_size"], spec["image_size"])
     y = torch.randint(0, 10, (spec["batch"],))
     return model, x, y
 
@@ -141,18 +168,22 @@ def peak_memory(arch: str, method: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=list(CASES))
+    parser.add_argument("--only", choices=list(CASES), nargs="+")
+    parser.add_argument("--methods", choices=METHODS, nargs="+", help="default: all")
     parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         print(json.dumps(peak_memory(*args.memory_child)))
         return
-    methods = [m for m in METHODS if not (args.skip_loop and m == "loop")]
+    chosen = args.methods or METHODS
+    methods = [m for m in METHODS if m in chosen and not (args.skip_loop and m == "loop")]
+    if "plain" not in methods:
+        methods.insert(0, "plain")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
     )
-    for arch in [args.only] if args.only else CASES:
+    for arch in args.only or CASES:
         model, x, y = make_case(arch)
         runs = {m: make_method(m, model, x, y) for m in methods}
         for run in runs.values():  # warm-up (and lazy preparation)
