@@ -34,7 +34,7 @@ per-layer rows; :mod:`fisherlab.fisher.profile` feeds it data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils import parametrize
 
 from fisherlab._device import resolve_device
@@ -522,14 +523,17 @@ class FisherEngine:
     def _fast_modules(self) -> list[str]:
         return sorted({self.owners[p] for p, e in self.engines.items() if e == "backpack"})
 
-    def _to_fallback(self, modules: set[str], reason: str, rebuild: bool = True) -> None:
-        """Move the parameters of ``modules`` to the torch.func fallback.
+    def _to_fallback(
+        self, modules: set[str], reason: str, rebuild: bool = True, params: Iterable[str] = ()
+    ) -> None:
+        """Move the parameters of ``modules`` (and the named ``params``) to the torch.func fallback.
 
         The fast model is rebuilt without them now, or (``rebuild=False``, while
         an attack holds the current one) before the engine's next own pass.
         """
+        params = set(params)
         for p, owner in self.owners.items():
-            if owner in modules and self.engines[p] == "backpack":
+            if (owner in modules or p in params) and self.engines[p] == "backpack":
                 self.engines[p] = "functorch"
                 self.engine_reasons[p] = reason
         for p in list(self.bp_params):
@@ -613,17 +617,56 @@ class FisherEngine:
                 self._to_fallback({owner}, reason, rebuild=False)
             self._build_fast_model(example)
             return
+        unfit = self._unfit_copies(
+            broadcast & {p for p, e in self.engines.items() if e == "backpack"}, example
+        )
+        if unfit:
+            for p, reason in unfit.items():
+                self._to_fallback(set(), reason, rebuild=False, params=[p])
+            self._build_fast_model(example)
+            return
         self.bp_model = model
         self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
         self.broadcast = {p: named[p] for p in broadcast if self.engines[p] == "backpack"}
         self._verify(example)
+
+    def _unfit_copies(self, names: set[str], example: Tensor) -> dict[str, str]:
+        """Broadcast parameters whose per-sample copies break the model's forward pass.
+
+        Each is replaced alone by ``N`` copies on the probe ``example``; a
+        failure or an output of another shape sends it to the fallback (the
+        probe then checks the values of the others).
+        """
+        if not names:
+            return {}
+        params = dict(self.plain.named_parameters())
+        unfit = {}
+        with torch.no_grad():
+            expected = self.plain(example)
+            for p in sorted(names):
+                copies = params[p].expand(len(example), *params[p].shape[1:]).clone()
+                try:
+                    out = functional_call(self.plain, {p: copies}, (example,))
+                    if not isinstance(out, Tensor) or out.shape != expected.shape:
+                        raise ValueError(f"the output has another shape ({tuple(out.shape)})")
+                except Exception as exc:  # noqa: BLE001 - the model decides what fits
+                    message = " ".join(str(exc).split())[:120]
+                    unfit[p] = (
+                        f"per-sample copies do not fit the model ({type(exc).__name__}: {message})"
+                    )
+        return unfit
 
     def _verify(self, example: Tensor) -> None:
         """Compare the fast paths with the per-sample loop on ``example`` (:meth:`fast_model`)."""
         with torch.no_grad():
             logits = self.plain(example)
         if logits.dim() != 2:
-            return  # a custom output: the run-time checks still apply, the probe does not
+            # a custom output: the run-time checks still apply, the probe does not, and
+            # per-sample copies are used only where the probe checked them
+            if self.broadcast:
+                reason = "per-sample copies need the probe (the model's output is not 2-D)"
+                self._to_fallback(set(), reason, params=list(self.broadcast))
+            return
         targets = logits.argmax(1)
 
         def loss_fn(out: Tensor) -> Tensor:
@@ -635,11 +678,14 @@ class FisherEngine:
         if not fast:
             return
         slow = per_sample_norms_by_loop(self.plain, list(fast), example, targets, self.objective)
-        wrong = {
-            self.owners[p] for p, (sq, _) in fast.items() if not agree(sq, slow[p], self.dtype)
-        }
+        wrong = {p for p, (sq, _) in fast.items() if not agree(sq, slow[p], self.dtype)}
         if wrong:
-            self._to_fallback(wrong, "its fast path disagreed with a per-sample autograd loop")
+            modules = {self.owners[p] for p in wrong if p not in self.broadcast}
+            self._to_fallback(
+                modules,
+                "its fast path disagreed with a per-sample autograd loop",
+                params=wrong & set(self.broadcast),
+            )
 
     def take_fast_results(self) -> dict[str, tuple[Tensor, Tensor | None]]:
         """Per-sample results the last backward left on the fast-path parameters.
