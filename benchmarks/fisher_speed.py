@@ -15,8 +15,29 @@ Methods:
   backpack sgs      stock BackPACK SumGradSquared
   vmap(grad)        torch.func per-sample gradients of all parameters
   loop              one autograd.grad call per sample
+  opacus plain      plain forward+backward of the model as Opacus takes it
+                    (``ModuleValidator.fix``: BatchNorm -> GroupNorm, attention ->
+                    DPMultiheadAttention), the anchor of the two rows below
+  opacus gsm        Opacus GradSampleModule: per-sample gradients (grad_sample),
+                    then their squared norms per parameter
+  opacus ghost      Opacus GradSampleModuleFastGradientClipping (ghost clipping):
+                    per-sample gradient norms per parameter without per-sample
+                    gradients where it can (one backward, get_norm_sample())
 
-Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn]
+Opacus refuses BatchNorm (it mixes samples in training), so its rows run on the
+fixed model and their ratio is to "opacus plain", measured in the same rounds.
+The Opacus rows need ``pip install opacus`` (``pip install -e .[bench]``); without
+it they are left out and the script says so. A model Opacus cannot run gets a
+"failed" row with its message.
+
+Setup overhead (``--setup``, also run after the cases by default):
+``fisherlab.profile`` end to end on 4 batches of 32 of vgg16_bn at 64x64
+(engine setup included: model copies, run-time checks, the probe) against the
+same 4 plain forward+backward passes, and the setup's share of the profile's
+time.
+
+Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn ...]
+           [--methods plain "fisherlab trace" ...] [--no-setup | --setup]
 """
 
 from __future__ import annotations
@@ -52,6 +73,9 @@ METHODS = [
     "backpack sgs",
     "vmap(grad)",
     "loop",
+    "opacus plain",
+    "opacus gsm",
+    "opacus ghost",
 ]
 
 
@@ -148,7 +172,110 @@ def make_method(name: str, model: nn.Module, x, y):
                 [g.square().sum() for g in gs]
 
         return run
+    if name.startswith("opacus"):
+        return make_opacus(name, model, x, y)
     raise ValueError(name)
+
+
+def make_opacus(name: str, model: nn.Module, x, y):
+    """Opacus' per-sample gradient norms (per parameter) on (x, y); imported lazily."""
+    from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+    from opacus.validators import ModuleValidator
+
+    ce = nn.functional.cross_entropy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        m = ModuleValidator.fix(copy.deepcopy(model))
+    m.train()  # Opacus records activations in training mode only; dropout is switched off
+    for module in m.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    if name == "opacus plain":
+
+        def run_plain():
+            m.zero_grad(set_to_none=True)
+            ce(m(x), y).backward()
+
+        return run_plain
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "opacus gsm":
+            wrapped = GradSampleModule(m, loss_reduction="sum", strict=False)
+        else:
+            wrapped = GradSampleModuleFastGradientClipping(
+                m, loss_reduction="sum", strict=False, use_ghost_clipping=True
+            )
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+
+    def run():
+        wrapped.zero_grad(set_to_none=True)
+        ce(wrapped(x), y, reduction="sum").backward()
+        if name == "opacus gsm":
+            norms = [p.grad_sample.flatten(1).square().sum(1) for p in params]
+            for p in params:
+                p.grad_sample = None
+        else:
+            norms = [p._norm_sample.square() for p in params]
+            wrapped.get_norm_sample()
+        return norms
+
+    return run
+
+
+def have_opacus() -> bool:
+    try:
+        import opacus  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def setup_overhead(repeats: int) -> None:
+    """fisherlab.profile end to end (setup included) vs the same plain passes: vgg16_bn."""
+    from torch.utils.data import TensorDataset
+
+    import fisherlab
+    from fisherlab.fisher import FisherEngine
+
+    torch.manual_seed(0)
+    model = build("vgg16_bn", 64).eval()
+    x = torch.randn(128, 1, 64, 64)
+    y = torch.randint(0, 10, (128,))
+    data = TensorDataset(x, y)
+    plain = copy.deepcopy(model)
+    ce = nn.functional.cross_entropy
+
+    def run_plain():
+        for s in range(0, 128, 32):
+            plain.zero_grad(set_to_none=True)
+            ce(plain(x[s : s + 32]), y[s : s + 32]).backward()
+
+    def run_profile():
+        fisherlab.profile(model, data, batch_size=32)
+
+    def run_setup():  # what profile() does before its first batch's own pass
+        engine = FisherEngine(model)
+        engine.fast_model(x[:32])
+
+    runs = {"plain x4": run_plain, "profile": run_profile, "setup": run_setup}
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, run in runs.items():
+            t = time.perf_counter()
+            run()
+            times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print("\nsetup overhead: vgg16_bn 64x64, 4 batches of 32, fisherlab.profile end to end")
+    print(
+        f"plain x4 {med['plain x4']:.2f}s  profile {med['profile']:.2f}s  "
+        f"ratio {med['profile'] / med['plain x4']:.2f}  setup {med['setup']:.2f}s  "
+        f"setup share {med['setup'] / med['profile']:.1%}"
+    )
 
 
 def peak_memory(arch: str, method: str) -> float:
@@ -171,6 +298,8 @@ def main() -> None:
     parser.add_argument("--only", choices=list(CASES), nargs="+")
     parser.add_argument("--methods", choices=METHODS, nargs="+", help="default: all")
     parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
+    parser.add_argument("--setup", action="store_true", help="only the setup-overhead run")
+    parser.add_argument("--no-setup", action="store_true", help="skip the setup-overhead run")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -183,12 +312,23 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
     )
+    if any(m.startswith("opacus") for m in methods) and not have_opacus():
+        methods = [m for m in methods if not m.startswith("opacus")]
+        print("opacus is not installed: its rows are absent (pip install -e .[bench])")
+    if args.setup:
+        setup_overhead(args.repeats)
+        return
     for arch in args.only or CASES:
         model, x, y = make_case(arch)
-        runs = {m: make_method(m, model, x, y) for m in methods}
-        for run in runs.values():  # warm-up (and lazy preparation)
-            run()
-        times: dict[str, list[float]] = {m: [] for m in methods}
+        runs, failed = {}, {}
+        for m in methods:
+            try:
+                runs[m] = make_method(m, model, x, y)
+                runs[m]()  # warm-up (and lazy preparation)
+            except Exception as exc:  # noqa: BLE001 - a peer that cannot run this model
+                runs.pop(m, None)
+                failed[m] = " ".join(str(exc).split())[:70]
+        times: dict[str, list[float]] = {m: [] for m in runs}
         for _ in range(args.repeats):
             for m, run in runs.items():
                 t = time.perf_counter()
@@ -196,7 +336,7 @@ def main() -> None:
                 times[m].append(time.perf_counter() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
         mem = {}
-        for m in methods:
+        for m in runs:
             out = subprocess.run(
                 [sys.executable, __file__, "--memory-child", arch, m],
                 capture_output=True,
@@ -208,10 +348,16 @@ def main() -> None:
         print(f"\n{arch}, {spec['image_size']}x{spec['image_size']}, batch {spec['batch']}")
         print(f"{'method':<16} {'median':>9} {'ratio':>6} {'peak MiB':>9} {'mem ratio':>9}")
         for m in methods:
+            if m in failed:
+                print(f"{m:<16} failed: {failed[m]}")
+                continue
+            anchor = med.get("opacus plain", 0.0) if m.startswith("opacus") else med["plain"]
             print(
-                f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / med['plain']:>6.2f} "
+                f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / anchor if anchor else 0.0:>6.2f} "
                 f"{mem[m]:>9.0f} {mem[m] / max(mem['plain'], 1):>9.2f}"
             )
+    if not args.no_setup:
+        setup_overhead(args.repeats)
 
 
 if __name__ == "__main__":
