@@ -310,7 +310,7 @@ def backpack_pass(
     (token ids) it runs with respect to the parameters instead. Their ``.grad``
     is cleared afterwards.
 
-    ``broadcast`` parameters (leading dim 1, broadcast over the batch by the
+    ``broadcast`` parameters (shape ``(1, ...)``, broadcast over the batch by the
     model, e.g. a ViT's class token and position embedding) are replaced for
     the pass by ``N`` stacked copies, one per sample
     (``torch.func.functional_call``); the gradient of copy ``i`` is then

@@ -206,20 +206,22 @@ def fisher_frame(
     return frame[COLUMNS]
 
 
-BROADCAST_REASON = "per-sample copies of a parameter broadcast over the batch (leading dim 1)"
-_BROADCAST_BYTES = 16 * 2**20
+BROADCAST_REASON = "per-sample copies of a parameter broadcast over the batch (shape (1, ...))"
+_BROADCAST_NUMEL = 2**20
 
 
 def broadcastable(param: Tensor) -> bool:
-    """Whether a parameter has the shape of one sample's copy (leading dim 1, small).
+    """Whether a parameter has the shape of one sample's copy (``(1, ...)``, 2-D or more).
 
     Such a parameter (a ViT's class token ``(1, 1, d)`` or position embedding
     ``(1, T, d)``) is typically broadcast over the batch; the fast engine then
     computes it exactly with one copy per sample (see
     :func:`~fisherlab.fisher.backpack_engine.backpack_pass`), and the probe
-    checks that the model uses it that way.
+    checks that the model uses it that way. 1-D parameters of size 1 (a
+    single PReLU slope) are left to the fallback: their dim 0 is not a sample
+    dim by any convention.
     """
-    return param.dim() >= 1 and param.shape[0] == 1 and param.numel() * 8 <= _BROADCAST_BYTES
+    return param.dim() >= 2 and param.shape[0] == 1 and param.numel() <= _BROADCAST_NUMEL
 
 
 @dataclass(frozen=True)
@@ -269,10 +271,10 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
 
     Example:
         >>> from torch import nn
-        >>> net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.PReLU(4))
         >>> {p: c.engine for p, c in choose_engines(net).items()}  # doctest: +NORMALIZE_WHITESPACE
-        {'0.weight': 'backpack', '0.bias': 'backpack', '1.weight': 'functorch',
-         '1.bias': 'functorch'}
+        {'0.weight': 'backpack', '0.bias': 'backpack', '1.weight': 'backpack',
+         '1.bias': 'backpack', '2.weight': 'functorch'}
     """
     if engine not in ENGINES:
         raise FisherlabError(f"unknown engine {engine!r}: expected one of {ENGINES}")
