@@ -395,7 +395,6 @@ class _AttentionFisher(FirstOrderModuleExtension):
             return self._refuse(module, "not batch-first (the samples are not on dim 0)")
         if key.shape[0] != n or value.shape[0] != n or query.shape[0] != n:
             return self._refuse(module, "its query, key and value have different samples")
-        e = module.embed_dim
         if module._qkv_same_embed_dim:
             w_q, w_k, w_v = module.in_proj_weight.chunk(3)
         else:
@@ -408,32 +407,7 @@ class _AttentionFisher(FirstOrderModuleExtension):
                 F.linear(t, w, bias).detach().requires_grad_(True)
                 for t, w, bias in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
             )
-            eye = torch.eye(e, dtype=q.dtype, device=q.device)
-            context, _ = F.multi_head_attention_forward(
-                q.transpose(0, 1),
-                k.transpose(0, 1),
-                v.transpose(0, 1),
-                e,
-                module.num_heads,
-                None,
-                None,
-                module.bias_k.detach() if module.bias_k is not None else None,
-                module.bias_v.detach() if module.bias_v is not None else None,
-                module.add_zero_attn,
-                0.0,
-                eye,
-                None,
-                training=False,
-                key_padding_mask=kwargs.get("key_padding_mask"),
-                need_weights=False,
-                attn_mask=kwargs.get("attn_mask"),
-                use_separate_proj_weight=True,
-                q_proj_weight=eye,
-                k_proj_weight=eye,
-                v_proj_weight=eye,
-                is_causal=kwargs.get("is_causal", False),
-            )
-            context = context.transpose(0, 1)  # (N, L, E), before out_proj
+            context = _attention_core(module, q, k, v, kwargs)  # (N, L, E), before out_proj
             d_context = grad @ module.out_proj.weight
             dq, dk, dv = torch.autograd.grad(context, (q, k, v), d_context)
         diag = ext.diagonal
@@ -450,6 +424,61 @@ class _AttentionFisher(FirstOrderModuleExtension):
         if module.in_proj_bias is not None:
             results["in_proj_bias"] = _stack([linear_bias(d, diag) for d in (dq, dk, dv)], diag)
         return results
+
+
+def _attention_core(
+    module: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, kwargs: dict
+) -> Tensor:
+    """The attention's output before ``out_proj``, from batch-first projections ``q, k, v``.
+
+    Without masks, ``bias_k``/``bias_v`` or ``add_zero_attn`` it is one
+    ``scaled_dot_product_attention`` over the heads; otherwise torch's own
+    ``multi_head_attention_forward`` with identity projections, so that masks
+    and the other options mean exactly what they mean in the module's forward.
+    """
+    heads, e = module.num_heads, module.embed_dim
+    masks = [kwargs.get(name) for name in ("key_padding_mask", "attn_mask")]
+    plain = (
+        all(m is None for m in masks)
+        and not kwargs.get("is_causal", False)
+        and module.bias_k is None
+        and module.bias_v is None
+        and not module.add_zero_attn
+    )
+    if plain:
+        n, length, source = q.shape[0], q.shape[1], k.shape[1]
+
+        def split(t: Tensor, size: int) -> Tensor:
+            return t.view(n, size, heads, e // heads).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(q, length), split(k, source), split(v, source))
+        return out.transpose(1, 2).reshape(n, length, e)
+    eye = torch.eye(e, dtype=q.dtype, device=q.device)
+    context, _ = F.multi_head_attention_forward(
+        q.transpose(0, 1),
+        k.transpose(0, 1),
+        v.transpose(0, 1),
+        e,
+        heads,
+        None,
+        None,
+        module.bias_k.detach() if module.bias_k is not None else None,
+        module.bias_v.detach() if module.bias_v is not None else None,
+        module.add_zero_attn,
+        0.0,
+        eye,
+        None,
+        training=False,
+        key_padding_mask=masks[0],
+        need_weights=False,
+        attn_mask=masks[1],
+        use_separate_proj_weight=True,
+        q_proj_weight=eye,
+        k_proj_weight=eye,
+        v_proj_weight=eye,
+        is_causal=kwargs.get("is_causal", False),
+    )
+    return context.transpose(0, 1)
 
 
 def _stack(
