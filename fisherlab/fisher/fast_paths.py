@@ -26,7 +26,9 @@ says why a module cannot use one. The closed forms:
   ``P (C_in/G k + C_out/G) < 1.2 (C_in/G k) (C_out/G)``, else explicit
   per-sample gradients: on large maps for 8 samples at a time as one
   convolution whose groups are samples x groups (``conv2d_weight``), on
-  small maps by batched matmul, one sample at a time.
+  small maps by batched matmul, as many samples at a time as keep the result
+  within about 2 MiB. A 1x1 convolution with stride 1 and one group is a
+  Linear over positions and takes the Linear's path.
 * ``nn.BatchNorm1d/2d`` in eval mode: with ``r = 1/sqrt(var + eps)``,
   ``g_i(gamma) = r (sum_p b_ip a_ip - mu sum_p b_ip)`` and
   ``g_i(beta) = sum_p b_ip`` over positions ``p``.
@@ -74,6 +76,7 @@ GROUPED_MIN_POSITIONS = 128
 grouped convolution (8 samples a call); smaller maps use unfold + batched matmul per
 sample, which is faster there (measured on the 2-core CPU, see benchmarks/)."""
 _CHUNK_BYTES = 64 * 2**20
+_CACHE_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)
@@ -232,14 +235,29 @@ class _ConvFisher(FirstOrderModuleExtension):
         gram_b = torch.matmul(b.transpose(2, 3), b)
         return (gram_u * gram_b).sum((1, 2, 3))
 
+    @staticmethod
+    def pointwise(module: nn.Conv1d | nn.Conv2d) -> bool:
+        """A 1x1 convolution with stride 1, no padding and one group: a Linear over positions."""
+        kernel, stride, padding, _ = _geometry(module)
+        return module.groups == 1 and kernel == (1, 1) and stride == (1, 1) and padding == (0, 0)
+
     def weight(self, ext, module, g_inp, g_out, bpq):
         x, g = self._as_2d(module, module.input0), self._as_2d(module, g_out[0])
         n, positions = g.shape[0], g.shape[2] * g.shape[3]
+        if self.pointwise(module):
+            sq, diag = linear_weight(
+                x.flatten(2).transpose(1, 2), g.flatten(2).transpose(1, 2), ext.diagonal
+            )
+            return sq, (diag.reshape(module.weight.shape) if diag is not None else None)
         if not ext.diagonal and self.use_gram(module, positions):
             return torch.cat([self.gram_norms(module, x[s], g[s]) for s in _slices(n, 8)]), None
         grouped = positions > GROUPED_MIN_POSITIONS
+        # small maps: as many samples per matmul as keep the result within ~2 MiB (in cache)
+        per_call = (
+            8 if grouped else max(1, _CACHE_BYTES // (module.weight.numel() * x.element_size()))
+        )
         sqs, diag = [], None
-        for s in _slices(n, 8 if grouped else 1):
+        for s in _slices(n, per_call):
             if grouped:
                 grads = self.per_sample_grads(module, x[s], g[s])
             else:

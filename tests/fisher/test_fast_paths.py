@@ -41,6 +41,9 @@ CONFIGS = {
     ),
     "conv2d_pointwise_depthwise": (lambda: nn.Conv2d(8, 8, 1, groups=8, bias=False), (8, 3, 3)),
     "conv2d_grouped_gram": (lambda: nn.Conv2d(16, 16, 3, groups=2), (16, 3, 3)),  # Gram form
+    "conv2d_pointwise": (lambda: nn.Conv2d(5, 7, 1), (5, 4, 3)),  # the Linear's path
+    "conv2d_pointwise_large_map": (lambda: nn.Conv2d(3, 4, 1, bias=False), (3, 12, 12)),
+    "conv1d_pointwise": (lambda: nn.Conv1d(3, 4, 1), (3, 6)),
     "conv1d": (lambda: nn.Conv1d(3, 4, 5, stride=2), (3, 20)),
     "conv1d_groups_same_dilated": (
         lambda: nn.Conv1d(4, 6, 3, groups=2, dilation=2, padding="same"),
