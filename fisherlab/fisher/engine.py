@@ -503,9 +503,8 @@ class FisherEngine:
             except Exception as exc:  # noqa: BLE001 - any BackPACK failure: fall back
                 if self.broadcast:
                     message = " ".join(str(exc).split())[:160]
-                    owners = {self.owners[p] for p in self.broadcast}
                     reason = f"per-sample copies failed ({type(exc).__name__}: {message})"
-                    self._to_fallback(owners, reason)
+                    self._to_fallback(set(), reason, params=list(self.broadcast))
                     continue
                 if not self._converted and self._example is not None:
                     self._converted = True  # e.g. an in-place add on a hooked output
@@ -602,6 +601,16 @@ class FisherEngine:
         modules = self._fast_modules()
         if not modules:
             return
+        broadcast = {p for p, r in self.engine_reasons.items() if r == BROADCAST_REASON}
+        if broadcast and example.shape[0] < 2:
+            unfit = {p: "a probe of one sample cannot check per-sample copies" for p in broadcast}
+        else:
+            unfit = self._unfit_copies(broadcast, example)
+        if unfit:
+            for p, reason in unfit.items():
+                self._to_fallback(set(), reason, rebuild=False, params=[p])
+            self._build_fast_model(example)
+            return
         model = prepare_backpack_model(self.plain, modules, example, convert=self._converted)
         refused = getattr(model, "fisherlab_refused", {})
         if refused:
@@ -611,22 +620,6 @@ class FisherEngine:
             return
         self.monitor = CallMonitor(model, modules)
         named = dict(model.named_parameters())
-        broadcast = {p for p, r in self.engine_reasons.items() if r == BROADCAST_REASON}
-        if broadcast and example.shape[0] < 2:
-            owners = {self.owners[p] for p in broadcast}
-            reason = "a probe of one sample cannot check per-sample copies"
-            for owner in owners:
-                self._to_fallback({owner}, reason, rebuild=False)
-            self._build_fast_model(example)
-            return
-        unfit = self._unfit_copies(
-            broadcast & {p for p, e in self.engines.items() if e == "backpack"}, example
-        )
-        if unfit:
-            for p, reason in unfit.items():
-                self._to_fallback(set(), reason, rebuild=False, params=[p])
-            self._build_fast_model(example)
-            return
         self.bp_model = model
         self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
         self.broadcast = {p: named[p] for p in broadcast if self.engines[p] == "backpack"}
