@@ -36,8 +36,14 @@ Setup overhead (``--setup``, also run after the cases by default):
 same 4 plain forward+backward passes, and the setup's share of the profile's
 time.
 
+Clocks: ``--clock wall`` (default) times wall-clock seconds; ``--clock cpu``
+times the CPU seconds of this process (``time.process_time``), which other
+processes on a shared machine barely change: use it, with ``--threads 1``,
+when the load is high (``uptime``).
+
 Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn ...]
            [--methods plain "fisherlab trace" ...] [--no-setup | --setup]
+           [--clock wall|cpu] [--threads N] [--no-memory]
 """
 
 from __future__ import annotations
@@ -100,6 +106,10 @@ def build(arch: str, image_size: int) -> nn.Module:
     from fisherlab.models import build_model
 
     return build_model(arch, 10, image_size=image_size)
+
+
+CLOCK = time.perf_counter
+"""The clock of every timing (``--clock cpu`` sets ``time.process_time``)."""
 
 
 def make_case(arch: str):
@@ -212,7 +222,9 @@ def make_opacus(name: str, model: nn.Module, x, y):
 
     def run():
         wrapped.zero_grad(set_to_none=True)
-        ce(wrapped(x), y, reduction="sum").backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # hooks firing on an input without grad
+            ce(wrapped(x), y, reduction="sum").backward()
         if name == "opacus gsm":
             norms = [p.grad_sample.flatten(1).square().sum(1) for p in params]
             for p in params:
@@ -266,9 +278,9 @@ def setup_overhead(repeats: int) -> None:
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(repeats):
         for k, run in runs.items():
-            t = time.perf_counter()
+            t = CLOCK()
             run()
-            times[k].append(time.perf_counter() - t)
+            times[k].append(CLOCK() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print("\nsetup overhead: vgg16_bn 64x64, 4 batches of 32, fisherlab.profile end to end")
     print(
@@ -300,8 +312,15 @@ def main() -> None:
     parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
     parser.add_argument("--setup", action="store_true", help="only the setup-overhead run")
     parser.add_argument("--no-setup", action="store_true", help="skip the setup-overhead run")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         print(json.dumps(peak_memory(*args.memory_child)))
         return
@@ -310,7 +329,8 @@ def main() -> None:
     if "plain" not in methods:
         methods.insert(0, "plain")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.clock} clock, {time.strftime('%Y-%m-%d %H:%M')}"
     )
     if any(m.startswith("opacus") for m in methods) and not have_opacus():
         methods = [m for m in methods if not m.startswith("opacus")]
@@ -331,14 +351,15 @@ def main() -> None:
         times: dict[str, list[float]] = {m: [] for m in runs}
         for _ in range(args.repeats):
             for m, run in runs.items():
-                t = time.perf_counter()
+                t = CLOCK()
                 run()
-                times[m].append(time.perf_counter() - t)
+                times[m].append(CLOCK() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
-        mem = {}
-        for m in runs:
+        mem = {m: float("nan") for m in runs}
+        for m in [] if args.no_memory else runs:
+            threads = ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", arch, m],
+                [sys.executable, __file__, *threads, "--memory-child", arch, m],
                 capture_output=True,
                 text=True,
                 check=True,
