@@ -15,12 +15,35 @@ Methods:
   backpack sgs      stock BackPACK SumGradSquared
   vmap(grad)        torch.func per-sample gradients of all parameters
   loop              one autograd.grad call per sample
+  opacus plain      plain forward+backward of the model as Opacus takes it
+                    (``ModuleValidator.fix``: BatchNorm -> GroupNorm, attention ->
+                    DPMultiheadAttention), the anchor of the two rows below
+  opacus gsm        Opacus GradSampleModule: per-sample gradients (grad_sample),
+                    then their squared norms per parameter
+  opacus ghost      Opacus GradSampleModuleFastGradientClipping (ghost clipping):
+                    per-sample gradient norms per parameter without per-sample
+                    gradients where it can (one backward, get_norm_sample())
 
-On a GPU (``--device cuda``) every call is synchronised before its time is
-taken, and memory is the peak growth of CUDA's allocator.
+Opacus refuses BatchNorm (it mixes samples in training), so its rows run on the
+fixed model and their ratio is to "opacus plain", measured in the same rounds.
+The Opacus rows need ``pip install opacus`` (``pip install -e .[bench]``); without
+it they are left out and the script says so. A model Opacus cannot run gets a
+"failed" row with its message.
 
-Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn] [--device cuda]
-       [--no-memory] [--json FILE]
+Setup overhead (``--setup``, also run after the cases by default):
+``fisherlab.profile`` end to end on 4 batches of 32 of vgg16_bn at 64x64
+(engine setup included: model copies, run-time checks, the probe) against the
+same 4 plain forward+backward passes, and the setup's share of the profile's
+time.
+
+Clocks: ``--clock wall`` (default) times wall-clock seconds; ``--clock cpu``
+times the CPU seconds of this process (``time.process_time``), which other
+processes on a shared machine barely change: use it, with ``--threads 1``,
+when the load is high (``uptime``).
+
+Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn ...]
+           [--methods plain "fisherlab trace" ...] [--no-setup | --setup]
+           [--clock wall|cpu] [--threads N] [--no-memory]
 """
 
 from __future__ import annotations
@@ -38,10 +61,16 @@ import torch
 from torch import nn
 
 CASES = {
-    "target_cnn": dict(image_size=28, batch=128),
-    "vgg16_bn": dict(image_size=64, batch=32),
-    "resnet18": dict(image_size=64, batch=32),
+    "target_cnn": dict(image_size=28, batch=128, channels=1),
+    "vgg16_bn": dict(image_size=64, batch=32, channels=1),
+    "resnet18": dict(image_size=64, batch=32, channels=1),
+    "mobilenet_v3_small": dict(image_size=64, batch=32, channels=3),
+    "efficientnet_b0": dict(image_size=64, batch=32, channels=3),
+    "vit_tv": dict(image_size=64, batch=32, channels=3),
 }
+"""The first three are fisherlab's registry models (1 channel); the others are torchvision's
+(3 channels, 10 classes): mobilenet_v3_small, efficientnet_b0 and a VisionTransformer with
+patch 8, 4 layers, 4 heads, hidden 192, MLP 768."""
 METHODS = [
     "plain",
     "fisherlab trace",
@@ -50,23 +79,46 @@ METHODS = [
     "backpack sgs",
     "vmap(grad)",
     "loop",
+    "opacus plain",
+    "opacus gsm",
+    "opacus ghost",
 ]
 
 
-def make_case(arch: str, device: str = "cpu"):
+def build(arch: str, image_size: int) -> nn.Module:
+    """The benchmark's model (10 classes, eval mode)."""
+    import torchvision
+
+    if arch == "mobilenet_v3_small":
+        return torchvision.models.mobilenet_v3_small(num_classes=10)
+    if arch == "efficientnet_b0":
+        return torchvision.models.efficientnet_b0(num_classes=10)
+    if arch == "vit_tv":
+        return torchvision.models.VisionTransformer(
+            image_size=image_size,
+            patch_size=8,
+            num_layers=4,
+            num_heads=4,
+            hidden_dim=192,
+            mlp_dim=768,
+            num_classes=10,
+        )
     from fisherlab.models import build_model
 
+    return build_model(arch, 10, image_size=image_size)
+
+
+CLOCK = time.perf_counter
+"""The clock of every timing (``--clock cpu`` sets ``time.process_time``)."""
+
+
+def make_case(arch: str):
     spec = CASES[arch]
     torch.manual_seed(0)
-    model = build_model(arch, 10, image_size=spec["image_size"]).eval()
-    x = torch.randn(spec["batch"], 1, spec["image_size"], spec["image_size"])
+    model = build(arch, spec["image_size"]).eval()
+    x = torch.randn(spec["batch"], spec["channels"], spec["image_size"], spec["image_size"])
     y = torch.randint(0, 10, (spec["batch"],))
-    return model.to(device), x.to(device), y.to(device)
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    return model, x, y
 
 
 def make_method(name: str, model: nn.Module, x, y):
@@ -83,7 +135,7 @@ def make_method(name: str, model: nn.Module, x, y):
     if name.startswith("fisherlab"):
         from fisherlab.fisher import FisherEngine
 
-        engine = FisherEngine(model, diagonal=name.endswith("diag"), device=x.device)
+        engine = FisherEngine(model, diagonal=name.endswith("diag"))
 
         def run():
             engine.add_batch(x, y)
@@ -130,64 +182,184 @@ def make_method(name: str, model: nn.Module, x, y):
                 [g.square().sum() for g in gs]
 
         return run
+    if name.startswith("opacus"):
+        return make_opacus(name, model, x, y)
     raise ValueError(name)
 
 
-def peak_memory(arch: str, method: str, device: str = "cpu") -> float:
-    """Peak memory growth (MiB) during two calls of a method.
+def make_opacus(name: str, model: nn.Module, x, y):
+    """Opacus' per-sample gradient norms (per parameter) on (x, y); imported lazily."""
+    from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+    from opacus.validators import ModuleValidator
 
-    The baseline is the memory just before the calls (model, data and
-    engine already built, one warm-up call done): the resident set on the
-    CPU, CUDA's allocator on a GPU.
+    ce = nn.functional.cross_entropy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        m = ModuleValidator.fix(copy.deepcopy(model))
+    m.train()  # Opacus records activations in training mode only; dropout is switched off
+    for module in m.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    if name == "opacus plain":
+
+        def run_plain():
+            m.zero_grad(set_to_none=True)
+            ce(m(x), y).backward()
+
+        return run_plain
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "opacus gsm":
+            wrapped = GradSampleModule(m, loss_reduction="sum", strict=False)
+        else:
+            wrapped = GradSampleModuleFastGradientClipping(
+                m, loss_reduction="sum", strict=False, use_ghost_clipping=True
+            )
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+
+    def run():
+        wrapped.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # hooks firing on an input without grad
+            ce(wrapped(x), y, reduction="sum").backward()
+        if name == "opacus gsm":
+            norms = [p.grad_sample.flatten(1).square().sum(1) for p in params]
+            for p in params:
+                p.grad_sample = None
+        else:
+            norms = [p._norm_sample.square() for p in params]
+            wrapped.get_norm_sample()
+        return norms
+
+    return run
+
+
+def have_opacus() -> bool:
+    try:
+        import opacus  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def setup_overhead(repeats: int) -> None:
+    """fisherlab.profile end to end (setup included) vs the same plain passes: vgg16_bn."""
+    from torch.utils.data import TensorDataset
+
+    import fisherlab
+    from fisherlab.fisher import FisherEngine
+
+    torch.manual_seed(0)
+    model = build("vgg16_bn", 64).eval()
+    x = torch.randn(128, 1, 64, 64)
+    y = torch.randint(0, 10, (128,))
+    data = TensorDataset(x, y)
+    plain = copy.deepcopy(model)
+    ce = nn.functional.cross_entropy
+
+    def run_plain():
+        for s in range(0, 128, 32):
+            plain.zero_grad(set_to_none=True)
+            ce(plain(x[s : s + 32]), y[s : s + 32]).backward()
+
+    def run_profile():
+        fisherlab.profile(model, data, batch_size=32)
+
+    def run_setup():  # what profile() does before its first batch's own pass
+        engine = FisherEngine(model)
+        engine.fast_model(x[:32])
+
+    runs = {"plain x4": run_plain, "profile": run_profile, "setup": run_setup}
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for k, run in runs.items():
+            t = CLOCK()
+            run()
+            times[k].append(CLOCK() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print("\nsetup overhead: vgg16_bn 64x64, 4 batches of 32, fisherlab.profile end to end")
+    print(
+        f"plain x4 {med['plain x4']:.2f}s  profile {med['profile']:.2f}s  "
+        f"ratio {med['profile'] / med['plain x4']:.2f}  setup {med['setup']:.2f}s  "
+        f"setup share {med['setup'] / med['profile']:.1%}"
+    )
+
+
+def peak_memory(arch: str, method: str) -> float:
+    """Peak resident-memory growth (MiB) during two calls of a method.
+
+    The baseline is the resident set just before the calls (model, data and
+    engine already built, one warm-up call done).
     """
     from _memory import peak_growth_mib
 
-    model, x, y = make_case(arch, device)
+    model, x, y = make_case(arch)
     run = make_method(method, model, x, y)
     run()  # lazy preparation (e.g. the BackPACK copy) is not part of a batch's work
-    return peak_growth_mib(lambda: (run(), run()), device)
+    return peak_growth_mib(lambda: (run(), run()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", choices=list(CASES))
+    parser.add_argument("--only", choices=list(CASES), nargs="+")
+    parser.add_argument("--methods", choices=METHODS, nargs="+", help="default: all")
     parser.add_argument("--skip-loop", action="store_true", help="skip the slow per-sample loop")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
-    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument("--setup", action="store_true", help="only the setup-overhead run")
+    parser.add_argument("--no-setup", action="store_true", help="skip the setup-overhead run")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = args.device
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
-        print(json.dumps(peak_memory(*args.memory_child, device)))
+        print(json.dumps(peak_memory(*args.memory_child)))
         return
-    methods = [m for m in METHODS if not (args.skip_loop and m == "loop")]
-    where = (
-        torch.cuda.get_device_name(torch.device(device))
-        if device.startswith("cuda")
-        else f"{torch.get_num_threads()} threads"
+    chosen = args.methods or METHODS
+    methods = [m for m in METHODS if m in chosen and not (args.skip_loop and m == "loop")]
+    if "plain" not in methods:
+        methods.insert(0, "plain")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.clock} clock, {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    print(f"torch {torch.__version__}, {device}: {where}, {time.strftime('%Y-%m-%d')}")
-    record: dict = {"torch": torch.__version__, "device": device, "where": where, "cases": {}}
-    for arch in [args.only] if args.only else CASES:
-        model, x, y = make_case(arch, device)
-        runs = {m: make_method(m, model, x, y) for m in methods}
-        for run in runs.values():  # warm-up (and lazy preparation)
-            run()
-        times: dict[str, list[float]] = {m: [] for m in methods}
+    if any(m.startswith("opacus") for m in methods) and not have_opacus():
+        methods = [m for m in methods if not m.startswith("opacus")]
+        print("opacus is not installed: its rows are absent (pip install -e .[bench])")
+    if args.setup:
+        setup_overhead(args.repeats)
+        return
+    for arch in args.only or CASES:
+        model, x, y = make_case(arch)
+        runs, failed = {}, {}
+        for m in methods:
+            try:
+                runs[m] = make_method(m, model, x, y)
+                runs[m]()  # warm-up (and lazy preparation)
+            except Exception as exc:  # noqa: BLE001 - a peer that cannot run this model
+                runs.pop(m, None)
+                failed[m] = " ".join(str(exc).split())[:70]
+        times: dict[str, list[float]] = {m: [] for m in runs}
         for _ in range(args.repeats):
             for m, run in runs.items():
-                sync(device)
-                t = time.perf_counter()
+                t = CLOCK()
                 run()
-                sync(device)
-                times[m].append(time.perf_counter() - t)
+                times[m].append(CLOCK() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
-        mem = {m: float("nan") for m in methods}
-        for m in [] if args.no_memory else methods:
+        mem = {m: float("nan") for m in runs}
+        for m in [] if args.no_memory else runs:
+            threads = ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", arch, m, "--device", device],
+                [sys.executable, __file__, *threads, "--memory-child", arch, m],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -197,20 +369,16 @@ def main() -> None:
         print(f"\n{arch}, {spec['image_size']}x{spec['image_size']}, batch {spec['batch']}")
         print(f"{'method':<16} {'median':>9} {'ratio':>6} {'peak MiB':>9} {'mem ratio':>9}")
         for m in methods:
+            if m in failed:
+                print(f"{m:<16} failed: {failed[m]}")
+                continue
+            anchor = med.get("opacus plain", 0.0) if m.startswith("opacus") else med["plain"]
             print(
-                f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / med['plain']:>6.2f} "
+                f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / anchor if anchor else 0.0:>6.2f} "
                 f"{mem[m]:>9.0f} {mem[m] / max(mem['plain'], 1):>9.2f}"
             )
-        record["cases"][arch] = {
-            "image_size": spec["image_size"],
-            "batch": spec["batch"],
-            "seconds": med,
-            "ratio": {m: med[m] / med["plain"] for m in methods},
-            "peak_mib": mem,
-        }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=2)
+    if not args.no_setup:
+        setup_overhead(args.repeats)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,8 @@ class CallMonitor:
         for name, record in self.calls.items():
             if len(record) > 1:
                 found[name] = f"called {len(record)} times in one forward pass"
+            elif record and n is not None and record[0][0] is None:
+                found[name] = "its first input is not a tensor passed by position"
             elif record and n is not None and record[0] != (n, n):
                 found[name] = (
                     f"its input/output have {record[0][0]}/{record[0][1]} rows on dim 0 "

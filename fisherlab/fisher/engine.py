@@ -34,7 +34,7 @@ per-layer rows; :mod:`fisherlab.fisher.profile` feeds it data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,18 +42,24 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.utils import parametrize
 
 from fisherlab._device import full_precision, resolve_device
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.backpack_engine import (
-    FAST_PATH_PARAMETERS,
     SAVEFIELD,
     backpack_pass,
     copy_model,
-    fast_path_reason,
     prepare_backpack_model,
 )
 from fisherlab.fisher.checks import CallMonitor, agree, per_sample_norms_by_loop
+from fisherlab.fisher.fast_paths import (
+    FAST_PATHS,
+    Refused,
+    fast_path_parameters,
+    fast_path_reason,
+)
 from fisherlab.fisher.functorch_engine import forward_logits, functorch_pass
 from fisherlab.fisher.objectives import (
     FisherType,
@@ -200,6 +206,24 @@ def fisher_frame(
     return frame[COLUMNS]
 
 
+BROADCAST_REASON = "per-sample copies of a parameter broadcast over the batch (shape (1, ...))"
+_BROADCAST_NUMEL = 2**20
+
+
+def broadcastable(param: Tensor) -> bool:
+    """Whether a parameter has the shape of one sample's copy (``(1, ...)``, 2-D or more).
+
+    Such a parameter (a ViT's class token ``(1, 1, d)`` or position embedding
+    ``(1, T, d)``) is typically broadcast over the batch; the fast engine then
+    computes it exactly with one copy per sample (see
+    :func:`~fisherlab.fisher.backpack_engine.backpack_pass`), and the probe
+    checks that the model uses it that way. 1-D parameters of size 1 (a
+    single PReLU slope) are left to the fallback: their dim 0 is not a sample
+    dim by any convention.
+    """
+    return param.dim() >= 2 and param.shape[0] == 1 and param.numel() <= _BROADCAST_NUMEL
+
+
 @dataclass(frozen=True)
 class EngineChoice:
     """Which engine computes one parameter, and why.
@@ -219,16 +243,18 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
     """Decide, per parameter, which engine computes it: the one place this is decided.
 
     A parameter uses its module's BackPACK fast path when
-    :func:`~fisherlab.fisher.backpack_engine.fast_path_reason` finds one, the
+    :func:`~fisherlab.fisher.fast_paths.fast_path_reason` finds one, the
     fast path computes a parameter of that name
-    (:data:`~fisherlab.fisher.backpack_engine.FAST_PATH_PARAMETERS`), the
+    (:func:`~fisherlab.fisher.fast_paths.fast_path_parameters`), the
     parameter belongs to that module alone (a tied parameter's gradient sums
     over its uses) and the module is not inside an ``nn.MultiheadAttention``
-    (which computes with its children's weights without calling them);
-    otherwise the torch.func fallback. ``engine="functorch"`` sends every
-    parameter to the fallback; ``engine="backpack"`` refuses a parameter
-    without a fast path. At run time the engine checks the fast paths' other
-    assumptions and moves any module that breaks one to the fallback
+    (which computes with its children's weights without calling them; the
+    ``out_proj`` of an attention with a fast path is computed by the
+    attention's, and belongs to it); otherwise the torch.func fallback.
+    ``engine="functorch"`` sends every parameter to the fallback;
+    ``engine="backpack"`` refuses a parameter without a fast path. At run
+    time the engine checks the fast paths' other assumptions and moves any
+    module that breaks one to the fallback
     (:mod:`fisherlab.fisher.checks`).
 
     Args:
@@ -245,10 +271,10 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
 
     Example:
         >>> from torch import nn
-        >>> net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.PReLU(4))
         >>> {p: c.engine for p, c in choose_engines(net).items()}  # doctest: +NORMALIZE_WHITESPACE
-        {'0.weight': 'backpack', '0.bias': 'backpack', '1.weight': 'functorch',
-         '1.bias': 'functorch'}
+        {'0.weight': 'backpack', '0.bias': 'backpack', '1.weight': 'backpack',
+         '1.bias': 'backpack', '2.weight': 'functorch'}
     """
     if engine not in ENGINES:
         raise FisherlabError(f"unknown engine {engine!r}: expected one of {ENGINES}")
@@ -258,27 +284,52 @@ def choose_engines(model: nn.Module, engine: str = "auto") -> dict[str, EngineCh
         for pname, param in module.named_parameters(recurse=False):
             owners.setdefault(id(param), []).append((mname, pname, module))
     choices: dict[str, EngineChoice] = {}
+    by_name = dict(model.named_modules())
     for name, param in model.named_parameters():
         held = owners[id(param)]
         mname, pname, module = held[0]
         reason = fast_path_reason(module)
+        parent = mname.rpartition(".")[0] if "." in mname else ""
+        if (
+            mname.endswith("out_proj")
+            and parent in attention
+            and by_name[parent].out_proj is module
+            and fast_path_reason(by_name[parent]) is None
+        ):
+            mname, module, reason = parent, by_name[parent], None  # the attention's fast path
+            pname = "out_proj." + pname
         if len({m for m, _, _ in held}) > 1 or len(held) > 1:
             uses = ", ".join(f"{m}.{p}" if m else p for m, p, _ in held[:3])
             reason = f"shared by several modules or names ({uses}): its gradient sums the uses"
-        elif reason is None and pname not in FAST_PATH_PARAMETERS:
+        elif (
+            reason is None
+            and pname not in fast_path_parameters(module)
+            and not pname.startswith("out_proj.")
+        ):
             reason = f"{type(module).__name__}'s fast path does not compute {pname!r}"
         if reason is None and any(mname.startswith(a + ".") for a in attention):
             reason = "inside nn.MultiheadAttention, which bypasses its children"
+        if (
+            reason is not None
+            and broadcastable(param)
+            and reason == fast_path_reason(module)
+            and type(module) not in FAST_PATHS
+            and not parametrize.is_parametrized(module)
+            and ".parametrizations." not in f".{mname}."
+            and not any(mname == a or mname.startswith(a + ".") for a in attention)
+        ):
+            reason = BROADCAST_REASON
         if engine == "functorch":
             reason = reason or "engine='functorch'"
-        if reason is not None and engine == "backpack":
+        if reason is not None and reason != BROADCAST_REASON and engine == "backpack":
             raise FisherlabError(
                 f"module {mname or '(root)'} ({type(module).__name__}) has no BackPACK fast "
                 f"path ({reason}); use engine='auto' for the torch.func fallback"
             )
+        fast = reason is None or reason == BROADCAST_REASON
         choices[name] = EngineChoice(
             mname,
-            "functorch" if reason else "backpack",
+            "backpack" if fast else "functorch",
             reason or f"fast path for {type(module).__name__}",
         )
     return choices
@@ -350,6 +401,7 @@ class FisherEngine:
         self.dtype = floating[0] if floating else torch.get_default_dtype()
         self.bp_model: nn.Module | None = None
         self.bp_params: dict[str, nn.Parameter] = {}
+        self.broadcast: dict[str, nn.Parameter] = {}
         self.monitor: CallMonitor | None = None
         self._example: Tensor | None = None
         self._stale = False
@@ -449,11 +501,16 @@ class FisherEngine:
         while self.bp_model is not None:
             try:
                 losses, violations = backpack_pass(
-                    self.bp_model, x, loss_fn, self.diagonal, self.monitor
+                    self.bp_model, x, loss_fn, self.diagonal, self.monitor, self.broadcast
                 )
             except FisherlabError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any BackPACK failure: fall back
+                if self.broadcast:
+                    message = " ".join(str(exc).split())[:160]
+                    reason = f"per-sample copies failed ({type(exc).__name__}: {message})"
+                    self._to_fallback(set(), reason, params=list(self.broadcast))
+                    continue
                 if not self._converted and self._example is not None:
                     self._converted = True  # e.g. an in-place add on a hooked output
                     self._build_fast_model(self._example)
@@ -472,14 +529,17 @@ class FisherEngine:
     def _fast_modules(self) -> list[str]:
         return sorted({self.owners[p] for p, e in self.engines.items() if e == "backpack"})
 
-    def _to_fallback(self, modules: set[str], reason: str, rebuild: bool = True) -> None:
-        """Move the parameters of ``modules`` to the torch.func fallback.
+    def _to_fallback(
+        self, modules: set[str], reason: str, rebuild: bool = True, params: Iterable[str] = ()
+    ) -> None:
+        """Move the parameters of ``modules`` (and the named ``params``) to the torch.func fallback.
 
         The fast model is rebuilt without them now, or (``rebuild=False``, while
         an attack holds the current one) before the engine's next own pass.
         """
+        params = set(params)
         for p, owner in self.owners.items():
-            if owner in modules and self.engines[p] == "backpack":
+            if (owner in modules or p in params) and self.engines[p] == "backpack":
                 self.engines[p] = "functorch"
                 self.engine_reasons[p] = reason
         for p in list(self.bp_params):
@@ -543,22 +603,71 @@ class FisherEngine:
         if self.monitor is not None:
             self.monitor.remove()
         self.bp_model, self.monitor, self.bp_params, self._stale = None, None, {}, False
+        self.broadcast: dict[str, nn.Parameter] = {}
         modules = self._fast_modules()
         if not modules:
             return
+        broadcast = {p for p, r in self.engine_reasons.items() if r == BROADCAST_REASON}
+        if broadcast and example.shape[0] < 2:
+            unfit = {p: "a probe of one sample cannot check per-sample copies" for p in broadcast}
+        else:
+            unfit = self._unfit_copies(broadcast, example)
+        if unfit:
+            for p, reason in unfit.items():
+                self._to_fallback(set(), reason, rebuild=False, params=[p])
+            self._build_fast_model(example)
+            return
         model = prepare_backpack_model(self.plain, modules, example, convert=self._converted)
+        refused = getattr(model, "fisherlab_refused", {})
+        if refused:
+            for module, reason in refused.items():
+                self._to_fallback({module}, reason, rebuild=False)
+            self._build_fast_model(example)
+            return
         self.monitor = CallMonitor(model, modules)
         named = dict(model.named_parameters())
         self.bp_model = model
         self.bp_params = {p: named[p] for p, e in self.engines.items() if e == "backpack"}
+        self.broadcast = {p: named[p] for p in broadcast if self.engines[p] == "backpack"}
         self._verify(example)
+
+    def _unfit_copies(self, names: set[str], example: Tensor) -> dict[str, str]:
+        """Broadcast parameters whose per-sample copies break the model's forward pass.
+
+        Each is replaced alone by ``N`` copies on the probe ``example``; a
+        failure or an output of another shape sends it to the fallback (the
+        probe then checks the values of the others).
+        """
+        if not names:
+            return {}
+        params = dict(self.plain.named_parameters())
+        unfit = {}
+        with torch.no_grad():
+            expected = self.plain(example)
+            for p in sorted(names):
+                copies = params[p].expand(len(example), *params[p].shape[1:]).clone()
+                try:
+                    out = functional_call(self.plain, {p: copies}, (example,))
+                    if not isinstance(out, Tensor) or out.shape != expected.shape:
+                        raise ValueError(f"the output has another shape ({tuple(out.shape)})")
+                except Exception as exc:  # noqa: BLE001 - the model decides what fits
+                    message = " ".join(str(exc).split())[:120]
+                    unfit[p] = (
+                        f"per-sample copies do not fit the model ({type(exc).__name__}: {message})"
+                    )
+        return unfit
 
     def _verify(self, example: Tensor) -> None:
         """Compare the fast paths with the per-sample loop on ``example`` (:meth:`fast_model`)."""
         with torch.no_grad():
             logits = self.plain(example)
         if logits.dim() != 2:
-            return  # a custom output: the run-time checks still apply, the probe does not
+            # a custom output: the run-time checks still apply, the probe does not, and
+            # per-sample copies are used only where the probe checked them
+            if self.broadcast:
+                reason = "per-sample copies need the probe (the model's output is not 2-D)"
+                self._to_fallback(set(), reason, params=list(self.broadcast))
+            return
         targets = logits.argmax(1)
 
         def loss_fn(out: Tensor) -> Tensor:
@@ -570,11 +679,14 @@ class FisherEngine:
         if not fast:
             return
         slow = per_sample_norms_by_loop(self.plain, list(fast), example, targets, self.objective)
-        wrong = {
-            self.owners[p] for p, (sq, _) in fast.items() if not agree(sq, slow[p], self.dtype)
-        }
+        wrong = {p for p, (sq, _) in fast.items() if not agree(sq, slow[p], self.dtype)}
         if wrong:
-            self._to_fallback(wrong, "its fast path disagreed with a per-sample autograd loop")
+            modules = {self.owners[p] for p in wrong if p not in self.broadcast}
+            self._to_fallback(
+                modules,
+                "its fast path disagreed with a per-sample autograd loop",
+                params=wrong & set(self.broadcast),
+            )
 
     def take_fast_results(self) -> dict[str, tuple[Tensor, Tensor | None]]:
         """Per-sample results the last backward left on the fast-path parameters.
@@ -594,6 +706,8 @@ class FisherEngine:
             module = self.owners[name]
             if module in violations:
                 moved[module] = violations[module]
+            elif isinstance(value, Refused):
+                moved[module] = value.reason
             elif value is None:
                 moved[module] = "not reached by the fast engine's backward pass"
             elif n is not None and tuple(value[0].shape) != (n,):

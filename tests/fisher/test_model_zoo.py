@@ -9,6 +9,7 @@ several batch sizes. Failures name the worst layer or parameter and its error.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 
 import numpy as np
@@ -202,6 +203,26 @@ def test_engine_column_names_the_engines(name):
     for engines in frame["engine"]:
         parts = engines.split("+")
         assert parts == sorted(set(parts)) and set(parts) <= {"backpack", "functorch"}, engines
+
+
+def test_engines_are_the_expected_ones(name):
+    """Each parameter's engine and reason as the case declares (``fallback`` in zoo.py):
+    a silent switch to the fallback, or a fast path used where it is not exact, fails."""
+    frame = engine_profile(name, "empirical", 3, diagonal=False)  # cached: the test above
+    expected = BY_NAME[name]["fallback"]
+    used = set()
+    wrong = []
+    for record in frame.attrs["engines"]:
+        patterns = [p for p in expected if fnmatch.fnmatchcase(record["parameter"], p)]
+        used.update(patterns)
+        if patterns:
+            ok = record["engine"] == "functorch" and expected[patterns[0]] in record["reason"]
+        else:
+            ok = record["engine"] == "backpack"
+        if not ok:
+            wrong.append((record["parameter"], record["engine"], record["reason"]))
+    assert not wrong, f"{len(wrong)} parameters use an unexpected engine: {wrong[:4]}"
+    assert used == set(expected), f"patterns that match no parameter: {set(expected) - used}"
 
 
 def test_profile_leaves_the_model_untouched(name):

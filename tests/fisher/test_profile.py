@@ -48,13 +48,30 @@ def test_engine_matches_brute_force_reference(model_case, objective, fisher, dev
     assert fast["n_params"].sum() == sum(p.numel() for p in model.parameters())
 
 
+class _ScaledLinear(nn.Module):
+    """A Linear (fast path) times a loose per-feature scale (fallback): one layer, two engines."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.scale = nn.Parameter(torch.rand(4) + 0.5)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x)) * self.scale
+
+
 def test_engine_column_names_the_engines():
     vit_case, cnn_case = CASES["vit_small"], CASES["target_cnn"]
     vit = profile(make_model(vit_case), make_data(vit_case), max_samples=4)
-    engines = dict(zip(vit["kind"], vit["engine"], strict=False))
-    assert engines["patch_embedding"] == "backpack+functorch"  # conv + class/pos tokens
-    assert engines["transformer_block"] == "backpack+functorch"  # MLP + attention/LN
-    assert engines["layernorm"] == "functorch" and engines["linear"] == "backpack"
+    # conv + class/pos tokens (per-sample copies); attention, LayerNorm, MLP: all fast paths
+    assert set(vit["engine"]) == {"backpack"}
+    reasons = {r["reason"] for r in vit.attrs["engines"]}
+    assert {"fast path for LayerNorm", "fast path for MultiheadAttention"} <= reasons
+    assert any(r.startswith("per-sample copies") for r in reasons)
+    mixed = nn.Sequential(nn.Linear(4, 4), _ScaledLinear(), nn.Linear(4, 3))
+    data = torch.utils.data.TensorDataset(torch.randn(4, 4), torch.tensor([0, 1, 2, 0]))
+    frame = profile(mixed, data)
+    assert frame["engine"].tolist() == ["backpack", "backpack+functorch", "backpack"]
     cnn = profile(make_model(cnn_case), make_data(cnn_case), max_samples=4)
     assert set(cnn["engine"]) == {"backpack"}
     forced = profile(make_model(cnn_case), make_data(cnn_case), engine="functorch")
@@ -233,9 +250,13 @@ def test_non_finite_objective_names_the_batch():
 
 
 def test_unsupported_module_without_fallback_is_named():
-    case = CASES["vit_small"]
-    with pytest.raises(FisherlabError, match=r"patch_embed \(PatchEmbedding\)|norm1 \(LayerNorm\)"):
-        profile(make_model(case), make_data(case), engine="backpack")
+    model = nn.Sequential(nn.Linear(4, 4), nn.PReLU(4), nn.Linear(4, 3))
+    data = torch.utils.data.TensorDataset(torch.randn(4, 4), torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(FisherlabError, match=r"module 1 \(PReLU\) has no BackPACK fast path"):
+        profile(model, data, engine="backpack")
+    case = CASES["vit_small"]  # LayerNorm, attention, class/position tokens: all fast now
+    frame = profile(make_model(case), make_data(case), engine="backpack", max_samples=4)
+    assert set(frame["engine"]) == {"backpack"}
 
 
 def test_batchnorm_without_running_stats_is_refused():

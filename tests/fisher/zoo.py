@@ -11,7 +11,11 @@ Each case is a dict:
   normal), or a factory ``(n, generator) -> batch`` (integer inputs);
 * ``classes``: the number of outputs (labels are drawn from ``0..classes-1``);
 * ``objective`` (optional): the objective to profile, default ``"classification"``;
-* ``covers``: what the case is there for (one line).
+* ``covers``: what the case is there for (one line);
+* ``fallback``: ``{parameter-name pattern (fnmatch): reason substring}`` for the
+  parameters that must use the torch.func fallback, with a word of their
+  reason; every other parameter must use a fast path (so a silent switch to
+  the fallback, or a silent use of a fast path, fails a test).
 """
 
 from __future__ import annotations
@@ -430,6 +434,133 @@ def smoothed_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(output, target, reduction="none", label_smoothing=0.1)
 
 
+class EmbeddingKinds(nn.Module):
+    """Two embeddings of the same ids: with padding_idx (fast) and with
+    scale_grad_by_freq (refused: fallback). (max_norm is refused too, but torch.func
+    cannot vmap its in-place renorm either: see test_fast_paths.py.)"""
+
+    def __init__(self, vocab: int, classes: int, dim: int = 6):
+        super().__init__()
+        self.padded = nn.Embedding(vocab, dim, padding_idx=0)
+        self.scaled = nn.Embedding(vocab, dim, scale_grad_by_freq=True)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        h = self.padded(ids) + torch.tanh(self.scaled(ids))
+        return self.head(h.mean(1))
+
+
+def ids_with_padding(vocab: int, length: int) -> Callable[[int, torch.Generator], Tensor]:
+    """Token ids with repeats and about one third padding (id 0)."""
+
+    def make(n: int, gen: torch.Generator) -> Tensor:
+        ids = torch.randint(1, vocab, (n, length), generator=gen)
+        return ids * (torch.rand(n, length, generator=gen) > 0.33)
+
+    return make
+
+
+class CrossAttention(nn.Module):
+    """Batch-first cross-attention with kdim/vdim (q/k/v_proj_weight), bias_k/bias_v,
+    a key padding mask passed by keyword, and need_weights left at its default."""
+
+    def __init__(self, d_in: int, classes: int, dim: int = 8):
+        super().__init__()
+        self.q = nn.Linear(d_in, dim)
+        self.k = nn.Linear(d_in, 5)
+        self.v = nn.Linear(d_in, 7)
+        self.attn = nn.MultiheadAttention(
+            dim, 2, kdim=5, vdim=7, add_bias_kv=True, batch_first=True
+        )
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = x[..., 0] > 1.0  # per sample: padded keys
+        mask[:, 0] = False
+        out, _ = self.attn(self.q(x), self.k(x), self.v(x), key_padding_mask=mask)
+        return self.head(out.mean(1))
+
+
+class CausalAttention(nn.Module):
+    """Self-attention with a causal mask by keyword (fast), then one whose attention
+    weights feed the output (refused: fallback)."""
+
+    def __init__(self, d_in: int, classes: int, dim: int = 8):
+        super().__init__()
+        self.proj = nn.Linear(d_in, dim)
+        self.causal = nn.MultiheadAttention(dim, 2, batch_first=True, bias=False)
+        self.weighted = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.proj(x)
+        t = h.shape[1]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+        h = h + self.causal(h, h, h, attn_mask=causal, need_weights=False)[0]
+        out, weights = self.weighted(h, h, h)
+        return self.head((out + weights[..., :1] * h).mean(1))
+
+
+class NormKinds(nn.Module):
+    """LayerNorm over two dims and without bias on tokens; GroupNorm on 2-D maps."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 8)
+        self.ln2 = nn.LayerNorm((8, 4))
+        self.ln_nobias = nn.LayerNorm(4, bias=False)
+        self.head = nn.Linear(4, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.gn(self.conv(x)))  # (N, 8, 4, 4)
+        tokens = h.mean(3)  # (N, 8, 4)
+        tokens = torch.tanh(self.ln2(tokens))
+        return self.head(self.ln_nobias(tokens).mean(1))
+
+
+class ConvKinds(nn.Module):
+    """Conv1d (groups 2, dilation 2, 'same'); depthwise Conv2d on a 16x16 map (per-sample
+    gradients as one grouped convolution); a grouped Conv2d on a 4x4 map (Gram form)."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        self.c1 = nn.Conv1d(4, 6, 3, groups=2, dilation=2, padding="same")
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.dw = nn.Conv2d(8, 16, 3, groups=8, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.grouped = nn.Conv2d(16, 32, 3, groups=2, padding=1, bias=False)
+        self.head = nn.Linear(32 + 6, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = torch.cat([x.mean(2), x[:, :1].mean(3)], 1)  # (N, 4, 16)
+        seq = torch.tanh(self.c1(rows))  # (N, 6, 16)
+        h = torch.relu(self.dw(self.stem(x)))
+        h = torch.relu(self.grouped(self.pool(h)))
+        return self.head(torch.cat([h.mean((2, 3)), seq.mean(2)], 1))
+
+
+class BroadcastParameters(nn.Module):
+    """Leading-dim-1 parameters: a class token and a position embedding used per sample
+    (fast: per-sample copies), one averaged over dim 0 and one repeated to the batch size
+    (both break per-sample copies: the probe or the pass finds it, fallback)."""
+
+    def __init__(self, d_in: int, classes: int, dim: int = 6, length: int = 3):
+        super().__init__()
+        self.proj = nn.Linear(d_in, dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, length + 1, dim))
+        self.averaged = nn.Parameter(torch.randn(1, dim))
+        self.repeated = nn.Parameter(torch.randn(1, dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        h = torch.cat([self.cls.expand(n, -1, -1), self.proj(x)], 1) + self.pos
+        h = torch.tanh(h).mean(1) + self.averaged.mean(0)
+        return self.head(torch.tanh(h * self.repeated.repeat(n, 1)))
+
+
 # --------------------------------------------------------------------------- the zoo
 def case(
     name: str, factory: Callable[[], nn.Module], input: Any, classes: int, covers: str, **extra: Any
@@ -667,8 +798,95 @@ CASES: list[dict] = [
         4,
         "custom module with loose nn.Parameters used in forward",
     ),
+    # the fast paths of issue 12's point 4, and their refusals
+    case(
+        "embedding_kinds",
+        lambda: EmbeddingKinds(9, 3),
+        ids_with_padding(9, 6),
+        3,
+        "nn.Embedding with padding_idx (fast), scale_grad_by_freq (fallback)",
+    ),
+    case(
+        "mha_cross_kdim",
+        lambda: CrossAttention(5, 4),
+        (4, 5),
+        4,
+        "cross-attention: kdim/vdim (q/k/v_proj_weight), bias_k/bias_v, key_padding_mask",
+    ),
+    case(
+        "mha_causal_weights",
+        lambda: CausalAttention(5, 4),
+        (4, 5),
+        4,
+        "attn_mask by keyword, bias=False; attention weights used downstream (fallback)",
+    ),
+    case(
+        "norm_kinds",
+        lambda: NormKinds(4),
+        (3, 4, 4),
+        4,
+        "LayerNorm over two dims, LayerNorm(bias=False), GroupNorm on 2-D maps",
+    ),
+    case(
+        "conv_kinds",
+        lambda: ConvKinds(4),
+        (3, 16, 16),
+        4,
+        "Conv1d groups/dilation/'same'; depthwise 16x16 map; grouped 4x4 map (Gram form)",
+    ),
+    case(
+        "broadcast_parameters",
+        lambda: BroadcastParameters(5, 4),
+        (3, 5),
+        4,
+        "class token and position embedding (per-sample copies); misused ones (fallback)",
+    ),
 ]
 """All cases, in the order the tests run them."""
+
+FALLBACKS: dict[str, dict[str, str]] = {
+    "tv_convnext": {
+        "*.layer_scale": "no fast path for CNBlock",
+        "features.0.1.*": "no fast path for LayerNorm2d",
+        "features.2.0.*": "no fast path for LayerNorm2d",
+        "classifier.0.*": "no fast path for LayerNorm2d",
+    },
+    "tv_swin": {
+        "*.attn.relative_position_bias_table": "no fast path for ShiftedWindowAttention",
+        "*.attn.qkv.*": "not reached",
+        "*.attn.proj.*": "not reached",
+    },
+    "tv_swin_v2": {
+        "*.attn.logit_scale": "no fast path for ShiftedWindowAttentionV2",
+        "*.attn.qkv.*": "not reached",
+        "*.attn.proj.*": "not reached",
+        "*.attn.cpb_mlp.*": "rows on dim 0",
+    },
+    "transformer_seq_first": {"encoder.*": "rows on dim 0"},
+    "crops_in_batch": {"trunk.*": "rows on dim 0"},
+    "no_grad_features": {"features.*": "not reached"},
+    "module_called_twice": {"block.0.*": "called 2 times"},
+    "tied_embedding_classifier": {"embed.weight": "shared by several modules"},
+    "tied_linears": {"first.weight": "shared by several modules"},
+    "conv_padding_same": {"2.*": "asymmetric"},
+    "weight_norm_hook": {"*.weight_g": "does not compute", "*.weight_v": "does not compute"},
+    "weight_norm_parametrized": {
+        "*.bias": "a parametrized module",
+        "*.parametrizations.*": "no fast path for ParametrizationList",
+    },
+    "cosine_head_logit_scale": {"head.*": "no fast path for CosineHead"},
+    "loose_parameters": {"shift": "no fast path", "gain": "no fast path"},
+    "embedding_kinds": {"scaled.weight": "scale_grad_by_freq"},
+    "mha_cross_kdim": {"attn.bias_k": "does not compute", "attn.bias_v": "does not compute"},
+    "mha_causal_weights": {"weighted.*": "attention weights are used downstream"},
+    "broadcast_parameters": {
+        "averaged": "disagreed with a per-sample autograd loop",
+        "repeated": "per-sample copies do not fit the model",
+    },
+}
+"""Which parameters of each case use the fallback, and why (all others: a fast path)."""
+for _case in CASES:
+    _case["fallback"] = FALLBACKS.get(_case["name"], {})
 
 CASE_IDS = [c["name"] for c in CASES]
 
