@@ -103,9 +103,9 @@ def build(arch: str, image_size: int) -> nn.Module:
             mlp_dim=768,
             num_classes=10,
         )
-    from fisherlab.models import build_model
+    from fisherlab.models import RENAMED, build_model
 
-    return build_model(arch, 10, image_size=image_size)
+    return build_model(RENAMED.get(arch, arch), 10, image_size=image_size)
 
 
 CLOCK = time.perf_counter

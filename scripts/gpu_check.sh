@@ -40,7 +40,7 @@ if [ "$DRY" = 1 ]; then  # toy sizes: checks the script, measures nothing
     GAN=(--epochs 1 --max-train-samples 256); EVAL=(--epochs 1 --max-train-samples 256)
     ATT=(--iterations 3 --restarts 1 --per-class 2 --fisher-every 1); OVER=(--iterations 2 --per-class 1)
 else
-    REPEATS=3; ONLY=(); MEM=(); TT=(--arch vgg16_bn --image-size 64 --batch 64)
+    REPEATS=3; ONLY=(); MEM=(); TT=(--arch vgg16_bn_small --image-size 64 --batch 64)
     PRE=(--epochs 1); FT=(--epochs 5)
     GAN=(--epochs 30); EVAL=(--epochs 10 --lr 0.05)
     ATT=(--iterations 600 --restarts 5 --per-class 5 --fisher-every 10); OVER=(--iterations 50)
