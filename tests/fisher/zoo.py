@@ -584,7 +584,7 @@ CASES: list[dict] = [
         "covers": "registry: convs without BN, dropout; logit objective",
     },
     {**registry("vgg16_bn_small", 8, 1, 5), "covers": "registry: VGG16-bn, in-place ReLUs"},
-    {**registry("resnet18_cifar", 8, 3, 6), "covers": "registry: ResNet-18, in-place residual adds"},
+    {**registry("resnet18_cifar", 8, 3, 6), "covers": "registry: ResNet-18, in-place adds"},
     {
         **registry("vit_small", 16, 1, 5, dim=32, depth=2, heads=2, mlp_dim=48),
         "covers": "registry: small ViT, patch embedding, MHA blocks",
