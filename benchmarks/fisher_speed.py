@@ -41,9 +41,22 @@ times the CPU seconds of this process (``time.process_time``), which other
 processes on a shared machine barely change: use it, with ``--threads 1``,
 when the load is high (``uptime``).
 
+On a GPU (``--device cuda``) models and inputs live on the device, every call
+is synchronised (``torch.cuda.synchronize``) before its time is taken, and
+memory is the peak growth of CUDA's allocator (``torch.cuda.max_memory_allocated``
+over what was allocated just before the calls) instead of the resident set.
+
+``--json FILE`` also writes the numbers (written atomically): ``cases`` maps
+each model to its ``image_size``, ``batch``, ``seconds`` and ``ratio`` (method ->
+float; an Opacus row's ratio is to "opacus plain"), ``peak_mib`` (method -> MiB,
+null when not measured) and ``failed`` (method -> message). Failed methods, and
+Opacus rows without their "opacus plain", are left out of the first three maps;
+``setup`` holds the setup run's medians.
+
 Usage: python benchmarks/fisher_speed.py [--repeats 5] [--only target_cnn ...]
            [--methods plain "fisherlab trace" ...] [--no-setup | --setup]
-           [--clock wall|cpu] [--threads N] [--no-memory]
+           [--clock wall|cpu] [--threads N] [--no-memory] [--device cpu|cuda[:N]]
+           [--json FILE]
 """
 
 from __future__ import annotations
@@ -51,9 +64,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -112,13 +128,20 @@ CLOCK = time.perf_counter
 """The clock of every timing (``--clock cpu`` sets ``time.process_time``)."""
 
 
-def make_case(arch: str):
+def make_case(arch: str, device: str = "cpu"):
+    """The case's model (eval mode), inputs and labels, on ``device``."""
     spec = CASES[arch]
     torch.manual_seed(0)
     model = build(arch, spec["image_size"]).eval()
     x = torch.randn(spec["batch"], spec["channels"], spec["image_size"], spec["image_size"])
     y = torch.randint(0, 10, (spec["batch"],))
-    return model, x, y
+    return model.to(device), x.to(device), y.to(device)
+
+
+def sync(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously); nothing on the CPU."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def make_method(name: str, model: nn.Module, x, y):
@@ -135,7 +158,7 @@ def make_method(name: str, model: nn.Module, x, y):
     if name.startswith("fisherlab"):
         from fisherlab.fisher import FisherEngine
 
-        engine = FisherEngine(model, diagonal=name.endswith("diag"))
+        engine = FisherEngine(model, diagonal=name.endswith("diag"), device=x.device)
 
         def run():
             engine.add_batch(x, y)
@@ -197,6 +220,7 @@ def make_opacus(name: str, model: nn.Module, x, y):
         warnings.simplefilter("ignore")
         torch.manual_seed(0)
         m = ModuleValidator.fix(copy.deepcopy(model))
+    m.to(x.device)  # the GroupNorm/attention replacements are built on the CPU
     m.train()  # Opacus records activations in training mode only; dropout is switched off
     for module in m.modules():
         if getattr(module, "inplace", False) is True:
@@ -245,8 +269,12 @@ def have_opacus() -> bool:
     return True
 
 
-def setup_overhead(repeats: int) -> None:
-    """fisherlab.profile end to end (setup included) vs the same plain passes: vgg16_bn."""
+def setup_overhead(repeats: int, device: str = "cpu") -> dict[str, float]:
+    """fisherlab.profile end to end (setup included) vs the same plain passes: vgg16_bn.
+
+    Returns the median seconds of "plain x4", "profile" and "setup". On a GPU the
+    plain passes take inputs already on the device; ``profile`` moves each batch.
+    """
     from torch.utils.data import TensorDataset
 
     import fisherlab
@@ -257,20 +285,21 @@ def setup_overhead(repeats: int) -> None:
     x = torch.randn(128, 1, 64, 64)
     y = torch.randint(0, 10, (128,))
     data = TensorDataset(x, y)
-    plain = copy.deepcopy(model)
+    plain = copy.deepcopy(model).to(device)
+    xd, yd = x.to(device), y.to(device)
     ce = nn.functional.cross_entropy
 
     def run_plain():
         for s in range(0, 128, 32):
             plain.zero_grad(set_to_none=True)
-            ce(plain(x[s : s + 32]), y[s : s + 32]).backward()
+            ce(plain(xd[s : s + 32]), yd[s : s + 32]).backward()
 
     def run_profile():
-        fisherlab.profile(model, data, batch_size=32)
+        fisherlab.profile(model, data, batch_size=32, device=device)
 
     def run_setup():  # what profile() does before its first batch's own pass
-        engine = FisherEngine(model)
-        engine.fast_model(x[:32])
+        engine = FisherEngine(model, device=device)
+        engine.fast_model(xd[:32])
 
     runs = {"plain x4": run_plain, "profile": run_profile, "setup": run_setup}
     for run in runs.values():
@@ -278,8 +307,10 @@ def setup_overhead(repeats: int) -> None:
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(repeats):
         for k, run in runs.items():
+            sync(device)
             t = CLOCK()
             run()
+            sync(device)
             times[k].append(CLOCK() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print("\nsetup overhead: vgg16_bn 64x64, 4 batches of 32, fisherlab.profile end to end")
@@ -288,20 +319,36 @@ def setup_overhead(repeats: int) -> None:
         f"ratio {med['profile'] / med['plain x4']:.2f}  setup {med['setup']:.2f}s  "
         f"setup share {med['setup'] / med['profile']:.1%}"
     )
+    return med
 
 
-def peak_memory(arch: str, method: str) -> float:
-    """Peak resident-memory growth (MiB) during two calls of a method.
+def peak_memory(arch: str, method: str, device: str = "cpu") -> float:
+    """Peak memory growth (MiB) during two calls of a method.
 
-    The baseline is the resident set just before the calls (model, data and
-    engine already built, one warm-up call done).
+    The baseline is the memory just before the calls (model, data and
+    engine already built, one warm-up call done): the resident set on the
+    CPU, CUDA's allocator on a GPU.
     """
     from _memory import peak_growth_mib
 
-    model, x, y = make_case(arch)
+    model, x, y = make_case(arch, device)
     run = make_method(method, model, x, y)
     run()  # lazy preparation (e.g. the BackPACK copy) is not part of a batch's work
-    return peak_growth_mib(lambda: (run(), run()))
+    return peak_growth_mib(lambda: (run(), run()), device)
+
+
+def write_json(path: str, record: dict) -> None:
+    """Write ``record`` to ``path`` atomically (a temporary file in its folder, then a rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fisher_speed.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def main() -> None:
@@ -315,57 +362,78 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--no-memory", action="store_true", help="skip peak-memory runs")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = args.device
     if args.memory_child:
-        print(json.dumps(peak_memory(*args.memory_child)))
+        print(json.dumps(peak_memory(*args.memory_child, device)))
         return
     chosen = args.methods or METHODS
     methods = [m for m in METHODS if m in chosen and not (args.skip_loop and m == "loop")]
     if "plain" not in methods:
         methods.insert(0, "plain")
+    where = (
+        torch.cuda.get_device_name(torch.device(device))
+        if device.startswith("cuda")
+        else f"{torch.get_num_threads()} threads"
+    )
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {device}: {where}, "
         f"{args.clock} clock, {time.strftime('%Y-%m-%d %H:%M')}"
     )
+    record: dict = {
+        "torch": torch.__version__,
+        "device": device,
+        "where": where,
+        "clock": args.clock,
+        "cases": {},
+    }
     if any(m.startswith("opacus") for m in methods) and not have_opacus():
         methods = [m for m in methods if not m.startswith("opacus")]
         print("opacus is not installed: its rows are absent (pip install -e .[bench])")
     if args.setup:
-        setup_overhead(args.repeats)
+        record["setup"] = setup_overhead(args.repeats, device)
+        if args.json:
+            write_json(args.json, record)
         return
     for arch in args.only or CASES:
-        model, x, y = make_case(arch)
+        model, x, y = make_case(arch, device)
         runs, failed = {}, {}
         for m in methods:
             try:
                 runs[m] = make_method(m, model, x, y)
                 runs[m]()  # warm-up (and lazy preparation)
+                sync(device)  # a failure of queued GPU work belongs to this method
             except Exception as exc:  # noqa: BLE001 - a peer that cannot run this model
                 runs.pop(m, None)
                 failed[m] = " ".join(str(exc).split())[:70]
         times: dict[str, list[float]] = {m: [] for m in runs}
         for _ in range(args.repeats):
             for m, run in runs.items():
+                sync(device)
                 t = CLOCK()
                 run()
+                sync(device)
                 times[m].append(CLOCK() - t)
         med = {m: statistics.median(v) for m, v in times.items()}
         mem = {m: float("nan") for m in runs}
         for m in [] if args.no_memory else runs:
             threads = ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(
-                [sys.executable, __file__, *threads, "--memory-child", arch, m],
+                [sys.executable, __file__, *threads, "--device", device, "--memory-child", arch, m],
                 capture_output=True,
                 text=True,
                 check=True,
             )
             mem[m] = json.loads(out.stdout.strip().splitlines()[-1])
         spec = CASES[arch]
+        ratio = {}
         print(f"\n{arch}, {spec['image_size']}x{spec['image_size']}, batch {spec['batch']}")
         print(f"{'method':<16} {'median':>9} {'ratio':>6} {'peak MiB':>9} {'mem ratio':>9}")
         for m in methods:
@@ -373,12 +441,24 @@ def main() -> None:
                 print(f"{m:<16} failed: {failed[m]}")
                 continue
             anchor = med.get("opacus plain", 0.0) if m.startswith("opacus") else med["plain"]
+            if anchor:
+                ratio[m] = med[m] / anchor
             print(
                 f"{m:<16} {med[m] * 1e3:>7.1f}ms {med[m] / anchor if anchor else 0.0:>6.2f} "
                 f"{mem[m]:>9.0f} {mem[m] / max(mem['plain'], 1):>9.2f}"
             )
+        record["cases"][arch] = {
+            "image_size": spec["image_size"],
+            "batch": spec["batch"],
+            "seconds": {m: med[m] for m in ratio},
+            "ratio": ratio,
+            "peak_mib": {m: None if math.isnan(mem[m]) else mem[m] for m in ratio},
+            "failed": failed,
+        }
     if not args.no_setup:
-        setup_overhead(args.repeats)
+        record["setup"] = setup_overhead(args.repeats, device)
+    if args.json:
+        write_json(args.json, record)
 
 
 if __name__ == "__main__":
