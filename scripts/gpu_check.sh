@@ -124,9 +124,12 @@ lines += ["Fisher engine (`benchmarks/fisher_speed.py`), time relative to one pl
 for arch, case in speed["cases"].items():
     cells = []
     for m in methods:
+        if m not in case["ratio"]:
+            cells.append("failed")
+            continue
         extra = f" ({case['seconds'][m] * 1e3:.1f} ms" if m == "plain" else " ("
         cells.append(f"{case['ratio'][m]:.2f}{extra}{', ' if m == 'plain' else ''}"
-                     f"{mib(case['peak_mib'][m])})")
+                     f"{mib(case['peak_mib'].get(m))})")
     lines.append(f"| {arch}, {case['image_size']}x{case['image_size']}, {case['batch']} | "
                  + " | ".join(cells) + " |")
 
