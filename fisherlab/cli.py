@@ -78,8 +78,13 @@ def _summary(func: Callable) -> str:
 
 
 # --------------------------------------------------------------------------- commands
+_NOTES: list[str] = []
+"""Notes of the running command (what it assumed), printed on stderr once it succeeds:
+a failed command prints its one-line error alone."""
+
+
 def _note(text: str) -> None:
-    sys.stderr.write(f"fisherlab: note: {text}\n")
+    _NOTES.append(f"fisherlab: note: {text}\n")
 
 
 def _overrides(args: argparse.Namespace) -> InputOverrides:
@@ -892,10 +897,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(os.environ.get("FISHERLAB_DEBUG"))
+    _NOTES.clear()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             args.func(args)
+        sys.stderr.write("".join(_NOTES))
     except FisherlabError as exc:
         if debug:
             raise

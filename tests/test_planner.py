@@ -217,12 +217,12 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, extra, message):
     assert not out.exists()
 
 
-def test_cli_computes_the_profiles_from_a_checkpoint(quick, tmp_path):
-    """``recommend-freeze TARGET --data --generator``: the quick run's target and GMI prior."""
-    target = full_target(quick)
+def test_cli_computes_the_profiles_from_a_checkpoint(reproduced, tmp_path):
+    """``recommend-freeze TARGET --data --generator``: the smoke run's target and GMI prior."""
+    target = full_target(reproduced)
     gan = next(
         d / "gan.pt"
-        for d in (quick / "steps").glob("gan-*")
+        for d in (reproduced / "steps").glob("gan-*")
         if json.loads((d / "step.json").read_text())["config"]["kind"] == "gmi"
     )
     out = tmp_path / "plan"
