@@ -67,6 +67,7 @@ from fisherlab.models.spec import (
     infer_shape_arguments,
     is_export_archive,
     parse_model_spec,
+    state_mismatch,
 )
 
 FORMAT = "fisherlab-checkpoint"
@@ -190,14 +191,11 @@ def _spec_arguments(
         shape["image_size"] = input_spec.size if input_spec is not None else 64
     rebuilt = build_from_spec(parsed, model_kwargs=kwargs, **shape)
     own = rebuilt.state_dict()
-    wrong = [k for k in set(own) | set(state) if k not in own or k not in state] + [
-        k for k in own if k in state and own[k].shape != state[k].shape
-    ]
-    if wrong:
+    mismatch = state_mismatch(own, state, str(parsed))
+    if mismatch:
         raise FisherlabError(
-            f"{parsed} with {kwargs} does not rebuild this model (state dicts differ at "
-            f"{preview(sorted(wrong))}): pass the spec and arguments that built it "
-            "(--spec and --model-kwargs)"
+            f"{parsed} with {kwargs} does not rebuild this model ({mismatch}): pass the spec "
+            "and arguments that built it (--spec and --model-kwargs)"
         )
     return str(parsed), {**shape, **kwargs}
 
@@ -372,27 +370,11 @@ def _from_payload(obj: dict, path: Path, trust_pickle: bool = False) -> nn.Modul
     else:
         with torch.device("meta"):
             skeleton = _build(arch, kwargs, head, path)
-    own = skeleton.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(getattr(state[k], 'shape', ('not a tensor',)))} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state
-        and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape))
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {preview(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {preview(unexpected)}")
-        if shapes:
-            parts.append(f"shape (file vs {arch}) {preview(shapes)}")
+    mismatch = state_mismatch(skeleton.state_dict(), state, str(arch))
+    if mismatch:
         raise FisherlabError(
-            f"{path}: the state dict does not match {arch}({kwargs}): "
-            + "; ".join(parts)
-            + "; the file is damaged or was edited by hand"
+            f"{path}: the state dict does not match {arch}({kwargs}): {mismatch}"
+            "; the file is damaged or was edited by hand"
         )
     model = skeleton if user_code else _build(arch, kwargs, head, path)
     model.load_state_dict(state)

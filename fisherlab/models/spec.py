@@ -58,6 +58,7 @@ __all__ = [
     "load_weights",
     "parse_model_spec",
     "read_weights",
+    "state_mismatch",
 ]
 from fisherlab.models.meta import ModelMeta, model_meta
 
@@ -406,27 +407,45 @@ def infer_shape_arguments(
     return found
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``model.load_state_dict(state)``, strictly, with a one-line error naming the mismatch."""
-    own = model.state_dict()
+def state_mismatch(own: dict[str, Any], state: dict[str, Any], model: str = "model") -> str:
+    """How ``state`` differs from a model's own state dict ``own`` in keys and shapes.
+
+    Args:
+        own: The model's state dict (its shapes are what counts).
+        state: The state dict from a file or another model.
+        model: The model's name in the text.
+
+    Returns:
+        ``""`` when they have the same keys and shapes; else the missing and
+        unexpected keys and the shape differences (a few of each).
+    """
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        f"{k} {tuple(getattr(state[k], 'shape', ('not a tensor',)))} vs {tuple(v.shape)}"
         for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+        if k in state
+        and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape))
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {preview(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {preview(unexpected)}")
-        if shapes:
-            parts.append(f"shape (file vs model) {preview(shapes)}")
+    parts = [
+        f"{what} {preview(keys)}"
+        for what, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            (f"shape (file vs {model})", shapes),
+        )
+        if keys
+    ]
+    return "; ".join(parts)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``model.load_state_dict(state)``, strictly, with a one-line error naming the mismatch."""
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
         spec = model_meta(model).arch or type(model).__name__
         raise FisherlabError(
-            f"{where} does not fit {spec}: " + "; ".join(parts) + " (check the model spec, "
+            f"{where} does not fit {spec}: {mismatch} (check the model spec, "
             "--classes, --channels and --model-kwargs)"
         )
     non_finite = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
@@ -461,10 +480,6 @@ def guess_spec(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
     state = model.state_dict()
     cls = type(model)
 
-    def fits(candidate: nn.Module) -> bool:
-        own = candidate.state_dict()
-        return own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own)
-
     candidates: list[tuple[str, dict[str, Any]]] = []
     if cls.__module__.startswith("torchvision.models"):
         stem = cls.__name__.lower().replace("_", "")
@@ -486,6 +501,6 @@ def guess_spec(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
                 )
         except (FisherlabError, TypeError, ValueError, RuntimeError):
             continue
-        if fits(candidate):
+        if not state_mismatch(candidate.state_dict(), state):
             return text, {**shape, **kwargs}
     return None
