@@ -103,24 +103,31 @@ def _open(args: argparse.Namespace, source: str, data: str | None) -> torch.nn.M
     overrides), and a note on stderr says which.
     """
     overrides = _overrides(args)
+    weights, kwargs = getattr(args, "weights", None), getattr(args, "model_kwargs", None)
+    is_file = Path(source).is_file()
+    model = None
+    if is_file:  # a checkpoint that records its input needs nothing of the data
+        model = open_model(
+            source, weights=weights, model_kwargs=kwargs, trust_pickle=args.trust_pickle
+        )
+        if not isinstance(getattr(model, "fisherlab_meta", None), ModelMeta):
+            model.fisherlab_meta = ModelMeta(source="foreign")
+        if model.fisherlab_meta.input_spec is not None:
+            assumed_input_spec(model, None, overrides)  # refuses contradicting overrides
+            return model
     splits = load_dataset(data) if data is not None else None
     data_spec = splits.input_spec if splits is not None else None
-    is_file = Path(source).is_file()
-    model = open_model(
-        source,
-        weights=getattr(args, "weights", None),
-        model_kwargs=getattr(args, "model_kwargs", None),
-        num_classes=splits.num_classes if splits is not None else None,
-        input_spec=None if is_file else overrides.apply(data_spec),
-        trust_pickle=args.trust_pickle,
-    )
-    if not isinstance(getattr(model, "fisherlab_meta", None), ModelMeta):
-        model.fisherlab_meta = ModelMeta(source="foreign")
+    if model is None:
+        model = open_model(
+            source,
+            weights=weights,
+            model_kwargs=kwargs,
+            num_classes=splits.num_classes if splits is not None else None,
+            input_spec=overrides.apply(data_spec),
+            trust_pickle=args.trust_pickle,
+        )
     meta = model.fisherlab_meta
-    if is_file and meta.input_spec is not None:
-        assumed_input_spec(model, data_spec, overrides)  # refuses contradicting overrides
-        return model
-    meta.input_spec = None
+    meta.input_spec = None  # what the data and the user say, with a note
     spec, note = assumed_input_spec(model, data_spec, overrides)
     meta.input_spec = spec
     if note:
