@@ -156,11 +156,10 @@ def _as_checkpoint(args: argparse.Namespace, source: str, data: str | None, out:
     """
     model = _open(args, source, data)
     meta = model.fisherlab_meta
-    if Path(source).is_file() and meta.arch is not None and meta.input_spec is not None:
-        if meta.source == "fisherlab":
-            return source
-    spec, kwargs = (meta.arch, None) if meta.arch is not None else _rebuild_spec(model, source)
-    save_model(model, out, spec=spec if meta.arch is None else None, model_kwargs=kwargs)
+    if meta.source == "fisherlab" and meta.input_spec is not None:
+        return source  # a fisherlab checkpoint as it is
+    spec, kwargs = (None, None) if meta.arch is not None else _rebuild_spec(model, source)
+    save_model(model, out, spec=spec, model_kwargs=kwargs)
     _note(f"imported {source} as {out}")
     return str(out)
 
