@@ -59,7 +59,13 @@ from fisherlab.models.source import (
 )
 from fisherlab.models.spec import FORMS as MODEL_FORMS
 from fisherlab.models.spec import build_from_spec, guess_spec, parse_model_spec
-from fisherlab.planner import check_rule, profiles_for, recommend_freeze, write_recommendation
+from fisherlab.planner import (
+    AGGREGATIONS,
+    check_rule,
+    profiles_for,
+    recommend_freeze,
+    write_recommendation,
+)
 from fisherlab.plots import draw_all, plot_profile, plot_recommendation
 from fisherlab.training import DEFENSES, TrainConfig, flag, train
 
@@ -445,7 +451,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
             workers=args.workers,
         )
         cls, inv = computed
-    rec = recommend_freeze(cls, inv, lam=args.lam, budget=args.budget)
+    rec = recommend_freeze(cls, inv, lam=args.lam, budget=args.budget, aggregate=args.aggregate)
     if args.out:
         write_recommendation(rec, args.out, computed)
         table = rec.table.assign(lam=rec.lam, budget=rec.budget)
@@ -835,6 +841,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inversion", metavar="PATH", help="an attack's fisher.csv or its directory")
     p.add_argument("--lam", type=float, default=1.0, help="price of classification Fisher")
     p.add_argument("--budget", type=float, default=1.0, help="cap on C(b), in [0, 1]")
+    p.add_argument(
+        "--aggregate",
+        choices=AGGREGATIONS,
+        default=AGGREGATIONS[0],
+        help="how the attack's recorded steps combine: shares (mean of each step's layer "
+        "shares; default), traces (shares of the mean trace: the largest step decides) or "
+        "late (shares without the first tenth of the iterations)",
+    )
     p.add_argument("--out", metavar="DIR", help="write recommendation.csv/.json/.png here")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--data", help="private data for the classification profile")

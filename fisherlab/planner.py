@@ -31,10 +31,29 @@ breaking ties towards the larger ``b`` (fewer trainable parameters).
   under the budget".
 
 The inversion profile is an attack's recorded Fisher (``fisher.csv`` from
-``fisherlab attack --fisher-every K``): its traces are averaged per layer over
-all recorded iterations and restarts before the shares are taken. Shares use
-the trace, not the per-parameter mean, because freezing a layer removes all of
-its parameters at once.
+``fisherlab attack --fisher-every K``), one set of per-layer traces per
+recorded (restart, iteration). How those steps become one profile is the
+``aggregate`` rule of :func:`layer_shares` (:data:`AGGREGATIONS`):
+
+* ``"shares"`` (the default): take each recorded step's layer shares, then
+  average them over steps. Every step of the attack counts equally.
+* ``"traces"``: average the traces over steps, then take shares (fisherlab
+  before 0.2). The step with the largest trace decides.
+* ``"late"``: ``"shares"`` over the steps after the first tenth of each
+  restart's iterations (the start excluded).
+
+Why ``"shares"``: the inversion Fisher's scale changes by orders of magnitude
+along an attack. At GMI's first step the latents are random, the identity
+loss is large and the trace is about 14,000 on the reproduction's target,
+against under 80 from the tenth step on; averaged traces then give the first
+step 89-99 % of the weight, so the profile describes random latents rather
+than the attack. The planner asks which layers the attack *draws on*, a
+question about the distribution over layers at each step, so it averages
+distributions and lets no single step dominate. ``"late"`` is the check that
+the start does not decide the answer either way; the README reports C1 and
+the planner's picks under all three rules. Shares use the trace, not the
+per-parameter mean, because freezing a layer removes all of its parameters
+at once.
 """
 
 from __future__ import annotations
@@ -61,7 +80,23 @@ from fisherlab.models.meta import model_meta
 PROFILE_KEYS = ["index", "name", "n_params"]
 """Columns that identify a layer; two profiles must agree on them."""
 
-__all__ = ["Recommendation", "check_rule", "layer_shares", "read_profile", "recommend_freeze"]
+AGGREGATIONS = ("shares", "traces", "late")
+"""How an attack's recorded steps become one profile (module docs); the first is the default."""
+
+LATE_START = 0.1
+"""``"late"`` drops the steps in the first this fraction of each restart's iterations."""
+
+STEP_KEYS = ["restart", "iteration"]
+"""Columns that identify a recorded step of an attack's Fisher."""
+
+__all__ = [
+    "AGGREGATIONS",
+    "Recommendation",
+    "check_rule",
+    "layer_shares",
+    "read_profile",
+    "recommend_freeze",
+]
 
 
 @dataclass
@@ -74,6 +109,7 @@ class Recommendation:
         n_params: All parameters of the model.
         lam: Price of classification Fisher in the score.
         budget: Cap on the frozen classification share.
+        aggregate: How the inversion profile's steps were combined (:data:`AGGREGATIONS`).
         table: One row per candidate boundary: ``boundary``,
             ``frozen_layers``, ``inversion_share`` (I(b)),
             ``classification_share`` (C(b)), ``score``, ``feasible``,
@@ -91,6 +127,7 @@ class Recommendation:
     table: pd.DataFrame
     layers: pd.DataFrame
     explanation: str = field(default="")
+    aggregate: str = "shares"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (``--json``)."""
@@ -101,6 +138,7 @@ class Recommendation:
             "n_params": self.n_params,
             "lam": self.lam,
             "budget": self.budget,
+            "aggregate": self.aggregate,
             "rule": "argmax_b I(b) - lam * C(b) subject to C(b) <= budget; ties -> larger b",
             "table": json.loads(self.table.to_json(orient="records")),
             "layers": json.loads(self.layers.to_json(orient="records")),
@@ -188,21 +226,42 @@ def read_profile(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def layer_shares(frame: pd.DataFrame, what: str = "profile") -> pd.DataFrame:
-    """Per-layer share of the Fisher trace, averaging recorded iterations first.
+def layer_shares(
+    frame: pd.DataFrame, what: str = "profile", aggregate: str = "shares"
+) -> pd.DataFrame:
+    """Per-layer share of the Fisher trace; recorded attack steps combine by ``aggregate``.
 
     Args:
         frame: A profile frame (``fisherlab profile``) or an attack's recorded
-            Fisher (with ``iteration``/``restart`` columns).
+            Fisher (with ``iteration`` and, optionally, ``restart`` columns).
         what: Its name in error messages.
+        aggregate: How recorded steps combine (:data:`AGGREGATIONS`, module
+            docs): ``"shares"`` averages each step's shares, ``"traces"``
+            takes the shares of the averaged traces, ``"late"`` is
+            ``"shares"`` without the first tenth of the iterations. A frame
+            without ``iteration`` is one step, where all three agree.
 
     Returns:
-        One row per layer: ``index``, ``name``, ``n_params``, ``trace``, ``share``.
+        One row per layer: ``index``, ``name``, ``n_params``, ``trace`` (the
+        mean over the steps used), ``share`` and ``n_steps`` (steps used).
 
     Raises:
-        FisherlabError: For an empty frame, missing columns, a zero trace, or
-            layers listed with inconsistent sizes.
+        FisherlabError: For an empty frame, missing columns, a zero trace, an
+            unknown ``aggregate``, or layers listed with inconsistent sizes.
+
+    Example:
+        >>> rows = pd.DataFrame({"iteration": [1, 1, 10, 10], "index": [0, 1, 0, 1],
+        ...     "name": ["a", "b", "a", "b"], "n_params": [4, 4, 4, 4],
+        ...     "trace": [900.0, 100.0, 1.0, 3.0]})
+        >>> layer_shares(rows)["share"].round(3).tolist()  # (0.9 + 0.25) / 2, (0.1 + 0.75) / 2
+        [0.575, 0.425]
+        >>> layer_shares(rows, aggregate="traces")["share"].round(3).tolist()  # 450.5 / 502
+        [0.897, 0.103]
     """
+    if aggregate not in AGGREGATIONS:
+        raise FisherlabError(
+            f"unknown aggregation {aggregate!r}: expected one of {', '.join(AGGREGATIONS)}"
+        )
     if frame is None or len(frame) == 0:
         raise FisherlabError(f"the {what} profile is empty")
     missing = [c for c in [*PROFILE_KEYS, "trace"] if c not in frame.columns]
@@ -219,15 +278,38 @@ def layer_shares(frame: pd.DataFrame, what: str = "profile") -> pd.DataFrame:
             "recompute it; a model with non-finite weights or outputs has no Fisher"
         )
     frame = frame.assign(trace=traces)
+    if not (frame["trace"] >= 0).all():
+        raise FisherlabError(f"the {what} profile has negative or missing traces")
+    steps = [c for c in STEP_KEYS if c in frame.columns]
+    if "iteration" not in steps:
+        steps = []
+    if aggregate == "late" and steps:
+        last = (
+            frame.groupby("restart")["iteration"].transform("max")
+            if "restart" in steps
+            else frame["iteration"].max()
+        )
+        kept = frame[frame["iteration"] > LATE_START * last]
+        frame = kept if len(kept) else frame
     per_layer = frame.groupby(PROFILE_KEYS, as_index=False, sort=True)["trace"].mean()
     if per_layer["index"].duplicated().any():
         raise FisherlabError(f"the {what} profile lists a layer index twice with other names")
-    if not (per_layer["trace"] >= 0).all():
-        raise FisherlabError(f"the {what} profile has negative or missing traces")
     total = float(per_layer["trace"].sum())
     if not total > 0:
         raise FisherlabError(f"the {what} profile's Fisher trace is zero in every layer")
-    per_layer["share"] = per_layer["trace"] / total
+    if aggregate == "traces" or not steps:
+        per_layer["share"] = per_layer["trace"] / total
+        per_layer["n_steps"] = frame.groupby(steps).ngroups if steps else 1
+    else:
+        step_total = frame.groupby(steps)["trace"].transform("sum")
+        # a step whose every trace is 0 says nothing about where the Fisher is: skipped
+        used = frame[step_total > 0].assign(share=frame["trace"] / step_total)
+        n_steps = used.groupby(steps).ngroups
+        shares = used.groupby(PROFILE_KEYS, sort=True)["share"].sum() / n_steps
+        per_layer["share"] = shares.reindex(
+            pd.MultiIndex.from_frame(per_layer[PROFILE_KEYS]), fill_value=0.0
+        ).to_numpy()
+        per_layer["n_steps"] = n_steps
     return per_layer.sort_values("index").reset_index(drop=True)
 
 
@@ -303,6 +385,7 @@ def recommend_freeze(
     *,
     lam: float = 1.0,
     budget: float = 1.0,
+    aggregate: str = "shares",
 ) -> Recommendation:
     """Recommend a TL-DMI freeze boundary from a classification and an inversion profile.
 
@@ -318,6 +401,8 @@ def recommend_freeze(
             the inversion objective.
         lam: Price of classification Fisher (>= 0).
         budget: Cap in [0, 1] on the frozen share of classification Fisher.
+        aggregate: How the inversion profile's recorded steps combine
+            (:data:`AGGREGATIONS`; see :func:`layer_shares`).
 
     Returns:
         The recommendation, with its table and explanation.
@@ -347,7 +432,7 @@ def recommend_freeze(
             f"{models[1]}): profile the same checkpoint for both objectives"
         )
     cls = layer_shares(frames[0], "classification")
-    inv = layer_shares(frames[1], "inversion")
+    inv = layer_shares(frames[1], "inversion", aggregate)
     _check_same_layers(cls, inv)
     n_layers = len(cls)
     n_params = [int(n) for n in cls["n_params"]]
@@ -388,6 +473,7 @@ def recommend_freeze(
         budget=float(budget),
         table=table,
         layers=per_layer,
+        aggregate=aggregate,
     )
     rec.explanation = _explain(rec)
     return rec

@@ -14,7 +14,7 @@ from helpers import full_target, run
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher import profile
 from fisherlab.models import load_model
-from fisherlab.planner import layer_shares, read_profile, recommend_freeze
+from fisherlab.planner import AGGREGATIONS, layer_shares, read_profile, recommend_freeze
 
 NAMES = ["features.0", "features.3", "features.7", "features.11", "fc", "head"]
 SIZES = [384, 18624, 74112, 147840, 295168, 1285]
@@ -61,7 +61,8 @@ def test_pick_and_table_match_a_brute_force_loop(seed):
     lam = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
     budget = float(rng.choice([1.0, 0.5, 0.2]))
     rec = recommend_freeze(frame(cls_traces), attack_frame(inv_iter), lam=lam, budget=budget)
-    pick, table = brute_force(cls_traces, inv_iter.mean(axis=0), lam, budget)
+    per_step_shares = [row / row.sum() for row in inv_iter]
+    pick, table = brute_force(cls_traces, np.mean(per_step_shares, axis=0), lam, budget)
     assert rec.boundary == pick
     np.testing.assert_allclose(rec.table["classification_share"], table[:, 0], atol=1e-12)
     np.testing.assert_allclose(rec.table["inversion_share"], table[:, 1], atol=1e-12)
@@ -71,11 +72,48 @@ def test_pick_and_table_match_a_brute_force_loop(seed):
     assert bool(rec.table.loc[pick, "chosen"])
 
 
-def test_inversion_profile_averages_iterations_before_shares():
+def _loop_shares(per_step: np.ndarray, keep) -> list[float]:
+    """Mean over the kept steps of each step's shares, with plain loops."""
+    steps = [(r, it) for r, it in itertools.product(range(2), range(1, 4))]
+    kept = [row for (r, it), row in zip(steps, per_step, strict=True) if keep(it)]
+    n = per_step.shape[1]
+    return [sum(float(row[k]) / float(sum(row)) for row in kept) / len(kept) for k in range(n)]
+
+
+def test_inversion_profile_averages_each_steps_shares():
     per_it = np.array([[1.0, 1.0, 0.0], [3.0, 1.0, 0.0], [2.0, 4.0, 6.0]] * 2)
     shares = layer_shares(attack_frame(per_it)).set_index("index")["share"]
+    np.testing.assert_allclose(shares.to_numpy(), _loop_shares(per_it, lambda it: True), 1e-12)
+
+
+def test_traces_rule_lets_the_largest_step_decide():
+    per_it = np.array([[1000.0, 1.0, 1.0], [1.0, 3.0, 6.0], [1.0, 3.0, 6.0]] * 2)
+    old = layer_shares(attack_frame(per_it), aggregate="traces")["share"].to_numpy()
     expected = per_it.mean(axis=0) / per_it.mean(axis=0).sum()
-    np.testing.assert_allclose(shares.to_numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(old, expected, atol=1e-12)
+    new = layer_shares(attack_frame(per_it))["share"].to_numpy()
+    assert old[0] > 0.9 and new[0] < 0.4  # one big step dominates only the traces rule
+
+
+def test_late_rule_drops_the_first_tenth_of_each_restart():
+    per_it = np.array([[50.0, 1.0, 1.0], [1.0, 3.0, 6.0], [2.0, 2.0, 1.0]] * 2)
+    frame_ = attack_frame(per_it)
+    frame_["iteration"] = frame_["iteration"].map({1: 1, 2: 10, 3: 20})  # 1 <= 0.1 * 20
+    late = layer_shares(frame_, aggregate="late")
+    np.testing.assert_allclose(late["share"], _loop_shares(per_it, lambda it: it > 1), atol=1e-12)
+    assert late["n_steps"].iloc[0] == 4
+
+
+def test_one_step_profiles_agree_under_every_rule():
+    cls = frame([1.0, 2.0, 3.0])
+    got = [layer_shares(cls, aggregate=a)["share"].to_numpy() for a in AGGREGATIONS]
+    for g in got:
+        np.testing.assert_allclose(g, [1 / 6, 2 / 6, 3 / 6], atol=1e-12)
+
+
+def test_unknown_aggregation_is_refused():
+    with pytest.raises(FisherlabError, match="unknown aggregation 'median'"):
+        layer_shares(frame([1.0, 2.0]), aggregate="median")
 
 
 def test_documented_behaviour_of_lam_and_budget():
