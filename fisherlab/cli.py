@@ -353,7 +353,11 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    print(", ".join(f"{k} {summary[k]:.4g}" for k in SUMMARY_METRICS if k in summary))
+    shown = [k for k in SUMMARY_METRICS if summary.get(k) is not None]
+    line = ", ".join(f"{k} {summary[k]:.4g}" for k in shown)
+    if "fd_eval" in shown:
+        line += f" (fd_eval: Fréchet distance in evaluator features, n={summary['fd_eval_n']})"
+    print(line)
 
 
 def _cmd_attack(args: argparse.Namespace) -> None:

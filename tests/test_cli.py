@@ -324,7 +324,7 @@ def test_train_gan_attack_and_evaluate_through_the_cli(finetuned, tmp_path):
         "evaluation.json",
     ]
     again = json.loads((tmp_path / "again" / "evaluation.json").read_text())
-    for key in ("attack_accuracy_top1", "knn_distance", "fid", "natural_accuracy"):
+    for key in ("attack_accuracy_top1", "knn_distance", "fd_eval", "natural_accuracy"):
         assert again[key] == pytest.approx(first[key], rel=1e-6)
 
 

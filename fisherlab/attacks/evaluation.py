@@ -1,12 +1,26 @@
-"""Judging an attack: top-1/top-5 attack accuracy, KNN distance, FID, natural accuracy.
+"""Judging an attack: top-1/top-5 attack accuracy, KNN distance, FD, natural accuracy.
 
 The reconstructions are judged by an evaluation model of a different
 architecture trained on the private classes: top-1 and top-5 attack accuracy
 (:func:`topk_correct`), the KNN distance (:func:`knn_distances`: minimum
 squared L2 distance in the evaluation model's penultimate features to the
-private training images of the same class), a FID in the same feature space
-(:func:`frechet_distance`), and the target's natural accuracy on held-out
-private data.
+private training images of the same class), a Fréchet distance in the same
+feature space (:func:`frechet_distance`), and the target's natural accuracy
+on held-out private data.
+
+Two of these are not what their usual names promise, and are named for what
+they are:
+
+* **top-5** is reported only when the evaluation model has more than 5
+  classes. With 5 or fewer, every prediction's top 5 holds the label and the
+  number is 1.0 whatever the attack did; ``attack_accuracy_top5`` is then
+  ``None``.
+* **``fd_eval``** is the Fréchet distance of Gaussians fitted in the
+  evaluation model's penultimate features, *not* the standard FID (Inception
+  features, thousands of samples). Its sample count ``fd_eval_n`` and the
+  feature dimension ``fd_eval_dims`` are reported beside it: with fewer
+  reconstructions than dimensions the covariance is singular (rank at most
+  ``n - 1``) and the number compares runs of the same size only.
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ SUMMARY_METRICS = [
     "attack_accuracy_top1",
     "attack_accuracy_top5",
     "knn_distance",
-    "fid",
+    "fd_eval",
     "natural_accuracy",
     "target_confidence",
 ]
@@ -46,8 +60,10 @@ class AttackOutcome:
         result: Reconstructions, recorded Fisher and trajectory.
         rows: One row per reconstruction: ``class``, ``restart``,
             ``target_confidence``, ``eval_prediction``, ``correct_top1``,
-            ``correct_top5``, ``knn_distance``.
-        summary: Attack accuracy, KNN distance, FID, natural accuracy, config.
+            ``correct_top5`` (only with more than 5 evaluation classes),
+            ``knn_distance``.
+        summary: Attack accuracy, KNN distance, ``fd_eval`` (with
+            ``fd_eval_n`` and ``fd_eval_dims``), natural accuracy, config.
         private_examples: A few private images per class (pixels), for figures.
     """
 
@@ -175,7 +191,9 @@ def evaluate_attack(
             logits = eval_model(images).cpu()
         rows["eval_prediction"] = logits.argmax(1).numpy()
         rows["correct_top1"] = topk_correct(logits, result.labels, 1).numpy()
-        rows["correct_top5"] = topk_correct(logits, result.labels, 5).numpy()
+        informative_top5 = logits.shape[1] > 5
+        if informative_top5:
+            rows["correct_top5"] = topk_correct(logits, result.labels, 5).numpy()
         feats = penultimate_features(eval_model, images).cpu()
         priv_feats = torch.cat(
             [
@@ -188,9 +206,11 @@ def evaluate_attack(
         rows["knn_distance"] = knn_distances(feats, result.labels, priv_feats, y_priv).numpy()
         summary.update(
             attack_accuracy_top1=float(rows["correct_top1"].mean()),
-            attack_accuracy_top5=float(rows["correct_top5"].mean()),
+            attack_accuracy_top5=float(rows["correct_top5"].mean()) if informative_top5 else None,
             knn_distance=float(rows["knn_distance"].mean()),
-            fid=frechet_distance(feats, priv_feats[torch.isin(y_priv, result.labels)]),
+            fd_eval=frechet_distance(feats, priv_feats[torch.isin(y_priv, result.labels)]),
+            fd_eval_n=len(feats),
+            fd_eval_dims=int(feats.shape[1]),
         )
         examples = (
             torch.stack(

@@ -1,36 +1,55 @@
 """The paper's claims, tested on the reproduction's tables: :func:`assess_claims`.
 
-Each claim becomes one number per seed whose sign is the claim's direction,
-and a verdict over seeds:
-
-* **holds**: the number has the claimed sign (> 0) in every seed;
-* **does not hold**: it is <= 0 in every seed;
-* **inconclusive**: mixed signs, an undefined number, or a single seed.
+Each claim becomes an **effect** whose claimed direction is positive, with a
+95 % interval and a p-value (:mod:`fisherlab.experiments.statistics`), and a
+verdict read off the interval: **holds** (interval above 0), **reversed**
+(below 0) or **inconclusive** (covers 0). Attack-accuracy effects are
+estimated from the reconstructions themselves (``reconstructions.csv``: one
+0/1 outcome each, by the evaluation model) with a two-level bootstrap over
+seeds and reconstructions; one-number-per-seed effects with a t interval over
+seeds. ``values`` keeps the per-seed numbers for tracing.
 
 The claims (TL-DMI, Ho et al., CVPR 2024):
 
 * **C1** inversion Fisher concentrates in the first layers, classification
-  Fisher in the last. Number: the Fisher-weighted depth of the classification
-  Fisher minus that of the inversion (GMI) Fisher, depth ``sum_l l * s(l) / (L-1)``
-  in [0, 1], on the fully fine-tuned model.
+  Fisher in the last. Effect: the Fisher-weighted depth of the classification
+  Fisher minus that of the inversion (GMI) Fisher, depth
+  ``sum_l l * s(l) / (L-1)`` in [0, 1], on the fully fine-tuned model; per
+  seed, t interval. The inversion shares average each recorded attack step's
+  shares (:func:`fisherlab.planner.layer_shares`, ``aggregate="shares"``).
+  One row per architecture (``C1`` for the target, ``C1 (<arch>)`` for the
+  second one).
 * **C2** at matched natural accuracy, attack accuracy falls as |theta_C|
-  falls. Number: Spearman correlation between |theta_C| and GMI top-1 attack
-  accuracy over the boundaries whose mean natural accuracy is within 2 points
-  of full fine-tuning (final checkpoints).
-* **C3** a less similar pretraining domain defends better. Number: attack
-  accuracy after pretraining on the similar domain minus after the less similar
-  one, averaged over the compared boundaries.
+  falls. Effect: GMI top-1 of full fine-tuning (b=0) minus that of the
+  largest boundary whose mean natural accuracy is within 2 points of b=0's.
+  The Spearman correlation per seed is reported beside it.
+* **C3** a less similar pretraining domain defends better. Effect: GMI top-1
+  after pretraining on the similar domain minus after the less similar one,
+  averaged over the compared boundaries.
 * **C4** fine-tuning the first layers rather than the middle ones raises
-  attack accuracy. Number: attack accuracy (first) minus (middle).
-* **C5** the planner's pick is on the measured Pareto front of (natural
-  accuracy up, attack accuracy down) or adjacent to it, and within 2 points of
-  full fine-tuning's natural accuracy. Number: 1 if both hold, else -1.
+  attack accuracy. Effect: GMI top-1 (first) minus (middle).
+* **C5** (fisherlab) the planner's pick is on the measured Pareto front and
+  no worse than any fixed rule at matched natural accuracy. The rules
+  (:func:`planner_baselines`): every fixed boundary, a uniformly random
+  boundary, and "freeze half" (the smallest boundary that freezes at least
+  half of the parameters). A rule is *matched* when its mean natural
+  accuracy is at most 2 points below the planner's. Effect: GMI top-1 of the
+  best matched fixed rule minus the planner's (positive: the planner is
+  better). Verdict: **reversed** when a matched rule is significantly better
+  or the pick is off the front in most seeds; **holds** when the pick is on
+  the front in every seed, no matched rule is better even in its point
+  estimate, and the planner beats the random pick (interval above 0);
+  otherwise **inconclusive**.
 * **C6a** (with the defense comparison) TL-DMI dominates MID, BiDO and label
-  smoothing. Number: the fraction of those defenses' (natural, attack
-  accuracy) points that some TL-DMI boundary matches or beats on both axes,
-  minus 0.5 (so "holds" means a majority in every seed).
-* **C6b** TL-DMI + BiDO improves on TL-DMI. Number: GMI top-1 of TL-DMI minus
-  that of TL-DMI + BiDO at the same boundary, averaged over the boundaries.
+  smoothing. Effect: per seed, the fraction of those defenses' (natural,
+  attack accuracy) points that some TL-DMI boundary matches or beats on both
+  axes, minus 0.5; t interval.
+* **C6b** TL-DMI + BiDO improves on TL-DMI. Effect: GMI top-1 of TL-DMI
+  minus that of TL-DMI + BiDO at the same boundary, averaged over the
+  boundaries.
+
+Every attack claim also states the **floor**: chance (1 / classes) and the
+head-only target's attack accuracy (the largest boundary of the sweep).
 """
 
 from __future__ import annotations
@@ -38,33 +57,30 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fisherlab.experiments.statistics import (
+    NOT_AVAILABLE,
+    Estimate,
+    paired_difference,
+    seed_level,
+    verdict,
+)
+
 ACCURACY_TOLERANCE = 0.02
 """How far (absolute) natural accuracy may fall below full fine-tuning's."""
 
-__all__ = ["assess_claims", "pareto_front", "planner_validation", "select_runs", "verdict"]
-
-
-def verdict(values: Sequence[float]) -> str:
-    """The verdict on per-seed numbers whose claimed sign is positive (module docs).
-
-    Example:
-        >>> verdict([0.1, 0.3, 0.02]), verdict([0.1, -0.2, 0.3]), verdict([-0.1, 0.0, -0.2])
-        ('holds', 'inconclusive', 'does not hold')
-    """
-    vals = [float(v) for v in values]
-    if len(vals) < 2:
-        return "inconclusive (one seed)"
-    if any(math.isnan(v) for v in vals):
-        return "inconclusive"
-    if all(v > 0 for v in vals):
-        return "holds"
-    if all(v <= 0 for v in vals):
-        return "does not hold"
-    return "inconclusive"
+__all__ = [
+    "assess_claims",
+    "pareto_front",
+    "planner_baselines",
+    "planner_validation",
+    "select_runs",
+    "verdict",
+]
 
 
 def _pm(values: Sequence[float], fmt: str = "{:.3f}") -> str:
@@ -126,6 +142,16 @@ def _final_sweep(runs: pd.DataFrame, domain: str) -> pd.DataFrame:
     return select_runs(runs, "boundary_sweep", final=True, domain=domain)
 
 
+def _sweep_points(runs: pd.DataFrame, domain: str, seed: int) -> pd.DataFrame:
+    return (
+        _final_sweep(runs, domain)
+        .loc[lambda f: f["seed"] == seed, ["boundary", "natural_accuracy", "attack_accuracy_top1"]]
+        .rename(columns={"attack_accuracy_top1": "attack"})
+        .sort_values("boundary")
+        .reset_index(drop=True)
+    )
+
+
 def planner_validation(
     runs: pd.DataFrame, recommendations: pd.DataFrame, domain: str
 ) -> pd.DataFrame:
@@ -133,48 +159,126 @@ def planner_validation(
 
     Returns:
         One row per seed: ``pick``, its natural and attack accuracy, full
-        fine-tuning's natural accuracy, ``accuracy_drop``, the Pareto-optimal
-        boundaries (``front``), ``on_front``, ``adjacent`` (on the front or a
-        neighbouring boundary is), ``attack_gap`` (its attack accuracy minus
-        the lowest one among boundaries at least as accurate) and ``ok``.
+        fine-tuning's natural and attack accuracy, ``accuracy_drop``, the
+        Pareto-optimal boundaries (``front``), ``on_front``, ``adjacent``
+        (a neighbouring boundary is on the front) and ``attack_gap`` (its
+        attack accuracy minus the lowest one among boundaries at least as
+        accurate).
     """
     if recommendations.empty:
         return pd.DataFrame()
-    sweep = _final_sweep(runs, domain)
     rows = []
     for seed, rec in recommendations.groupby("seed"):
         pick = int(rec["pick"].iloc[0])
-        pts = (
-            sweep.loc[
-                sweep["seed"] == seed, ["boundary", "natural_accuracy", "attack_accuracy_top1"]
-            ]
-            .rename(columns={"attack_accuracy_top1": "attack"})
-            .sort_values("boundary")
-            .reset_index(drop=True)
-        )
+        pts = _sweep_points(runs, domain, seed)
         if pts.empty or pick not in set(pts["boundary"]) or 0 not in set(pts["boundary"]):
             continue
         front = [int(pts["boundary"].iloc[i]) for i in pareto_front(pts)]
-        row = pts.set_index("boundary").loc[pick]
-        full = float(pts.set_index("boundary").loc[0, "natural_accuracy"])
+        by_b = pts.set_index("boundary")
+        row = by_b.loc[pick]
         better = pts[pts["natural_accuracy"] >= row["natural_accuracy"]]
-        on_front = pick in front
-        adjacent = on_front or (pick - 1) in front or (pick + 1) in front
-        drop = full - float(row["natural_accuracy"])
         rows.append(
             {
                 "seed": seed,
                 "pick": pick,
                 "pick_natural_accuracy": float(row["natural_accuracy"]),
                 "pick_attack_accuracy": float(row["attack"]),
-                "full_natural_accuracy": full,
-                "full_attack_accuracy": float(pts.set_index("boundary").loc[0, "attack"]),
-                "accuracy_drop": drop,
+                "full_natural_accuracy": float(by_b.loc[0, "natural_accuracy"]),
+                "full_attack_accuracy": float(by_b.loc[0, "attack"]),
+                "accuracy_drop": float(by_b.loc[0, "natural_accuracy"] - row["natural_accuracy"]),
                 "front": ",".join(map(str, front)),
-                "on_front": on_front,
-                "adjacent": adjacent,
+                "on_front": pick in front,
+                "adjacent": pick in front or (pick - 1) in front or (pick + 1) in front,
                 "attack_gap": float(row["attack"]) - float(better["attack"].min()),
-                "ok": adjacent and drop <= ACCURACY_TOLERANCE + 1e-12,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _freeze_half(sweep: pd.DataFrame) -> int:
+    """The smallest boundary that freezes at least half of the parameters."""
+    trainable = sweep.groupby("boundary")["n_trainable_params"].first().sort_index()
+    total = float(trainable.loc[0])
+    frozen = total - trainable
+    return int(frozen[frozen >= total / 2].index.min())
+
+
+def _rule_rows(
+    recon: pd.DataFrame, picks: dict[int, int], boundaries: list[int], half: int
+) -> pd.DataFrame:
+    """Reconstructions of the planner's pick and of every rule's, labelled by rule."""
+    parts = []
+    for seed, pick in picks.items():
+        mine = recon[recon["seed"] == seed]
+        parts.append(mine[mine["boundary"] == pick].assign(rule="planner"))
+        parts.append(mine.assign(rule="random"))  # equal counts per boundary: its mean
+        parts.append(mine[mine["boundary"] == half].assign(rule="freeze half"))
+        for b in boundaries:
+            parts.append(mine[mine["boundary"] == b].assign(rule=f"always b={b}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def planner_baselines(
+    runs: pd.DataFrame, reconstructions: pd.DataFrame, recommendations: pd.DataFrame, domain: str
+) -> pd.DataFrame:
+    """The planner's pick against simple rules on the same sweep (C5; module docs).
+
+    Args:
+        runs: ``runs.csv``.
+        reconstructions: ``reconstructions.csv``.
+        recommendations: The planner's table per seed (``pick`` column).
+        domain: The main pretraining domain.
+
+    Returns:
+        One row per rule: ``rule``, its ``picks`` per seed, mean ``natural_accuracy``
+        and ``attack_accuracy`` over seeds, ``matched`` (natural accuracy at
+        most 2 points below the planner's), and ``effect``, ``ci_low``,
+        ``ci_high``, ``p_value`` of (rule's GMI top-1) - (planner's), so that
+        a positive effect means the planner is better.
+    """
+    if recommendations.empty or reconstructions.empty:
+        return pd.DataFrame()
+    sweep = _final_sweep(runs, domain)
+    recon = _final_sweep(reconstructions, domain)
+    picks = {
+        int(s): int(r["pick"].iloc[0])
+        for s, r in recommendations.groupby("seed")
+        if int(s) in set(sweep["seed"])
+    }
+    if not picks or sweep.empty:
+        return pd.DataFrame()
+    boundaries = sorted(int(b) for b in sweep["boundary"].unique())
+    half = _freeze_half(sweep)
+    natural = sweep.groupby(["seed", "boundary"])["natural_accuracy"].first()
+    rules = {"planner": picks, "freeze half": {s: half for s in picks}}
+    rules |= {f"always b={b}": {s: b for s in picks} for b in boundaries}
+    labelled = _rule_rows(recon, picks, boundaries, half)
+    mine = float(np.mean([natural.loc[(s, b)] for s, b in picks.items()]))
+    rows = []
+    for rule in ["planner", "random", "freeze half", *(f"always b={b}" for b in boundaries)]:
+        if rule == "random":
+            nat = float(np.mean([natural.loc[s].mean() for s in picks]))
+            chosen = "uniform"
+        else:
+            nat = float(np.mean([natural.loc[(s, b)] for s, b in rules[rule].items()]))
+            chosen = ",".join(str(rules[rule][s]) for s in sorted(picks))
+        est = (
+            paired_difference(labelled, "rule", (rule, "planner"))
+            if rule != "planner"
+            else Estimate(0.0, 0.0, 0.0, 1.0, "bootstrap", len(picks))
+        )
+        attack = labelled[labelled["rule"] == rule].groupby("seed")["correct_top1"].mean().mean()
+        rows.append(
+            {
+                "rule": rule,
+                "picks": chosen,
+                "natural_accuracy": nat,
+                "attack_accuracy": float(attack),
+                "matched": nat >= mine - ACCURACY_TOLERANCE - 1e-12,
+                "effect": est.effect,
+                "ci_low": est.low,
+                "ci_high": est.high,
+                "p_value": est.p_value,
             }
         )
     return pd.DataFrame(rows)
@@ -185,14 +289,38 @@ def _depth(frame: pd.DataFrame) -> float:
     return float((frame["index"] * frame["share"]).sum() / n) if n > 0 else float("nan")
 
 
-def _c1(layer_fisher: pd.DataFrame) -> dict:
+def c1_values(layer_fisher: pd.DataFrame, attack: str = "gmi") -> tuple[list[float], dict]:
+    """Per seed, depth(classification) - depth(inversion); and every objective's depths."""
     vals, depths = [], {}
     for _, f in layer_fisher.groupby("seed"):
         d = {obj: _depth(g) for obj, g in f.groupby("objective")}
         for obj, v in d.items():
             depths.setdefault(obj, []).append(v)
-        if "classification" in d and "inversion (gmi)" in d:
-            vals.append(d["classification"] - d["inversion (gmi)"])
+        if "classification" in d and f"inversion ({attack})" in d:
+            vals.append(d["classification"] - d[f"inversion ({attack})"])
+    return vals, depths
+
+
+def _claim(
+    claim: str, paper: str, metric: str, ours: str, est: Estimate, values: Sequence[float]
+) -> dict[str, Any]:
+    return {
+        "claim": claim,
+        "paper": paper,
+        "metric": metric,
+        "ours": ours,
+        "estimate": est,
+        "values": list(values),
+    }
+
+
+def _c1(layer_fisher: pd.DataFrame, arch: str | None = None) -> dict:
+    name = "C1" if arch is None else f"C1 ({arch})"
+    paper = "MI Fisher concentrates in the first layers, classification Fisher in the last"
+    metric = "depth(classification) - depth(inversion, GMI); depth = sum_l l*share/(L-1)"
+    if layer_fisher.empty:
+        return _claim(name, paper, metric, "n/a", NOT_AVAILABLE, [])
+    vals, depths = c1_values(layer_fisher)
     n_layers = int(layer_fisher["index"].max()) + 1
     first = layer_fisher[layer_fisher["index"] < n_layers / 2]
     firsts = first.groupby(["objective", "seed"])["share"].sum().groupby("objective")
@@ -200,77 +328,103 @@ def _c1(layer_fisher: pd.DataFrame) -> dict:
         f"{obj}: depth {_pm(v)}, first-half share {_pm(firsts.get_group(obj).to_numpy())}"
         for obj, v in depths.items()
     )
-    return {
-        "claim": "C1",
-        "paper": "MI Fisher concentrates in the first layers, classification Fisher in the last",
-        "metric": "depth(classification) - depth(inversion, GMI); depth = sum_l l*share/(L-1)",
-        "ours": f"{_pm(vals)} ({ours})",
-        "values": vals,
-    }
+    est = seed_level(vals)
+    return _claim(name, paper, metric, f"{est.describe()} ({ours})", est, vals)
 
 
-def _c2(runs: pd.DataFrame, domain: str) -> dict:
+def _floor(runs: pd.DataFrame, domain: str, n_classes: int) -> str:
+    sweep = _final_sweep(runs, domain)
+    if sweep.empty:
+        return f"floor: chance {1 / n_classes:.2f}"
+    head = sweep[sweep["boundary"] == sweep["boundary"].max()]
+    return (
+        f"floor: chance {1 / n_classes:.2f}, head-only (b={int(head['boundary'].iloc[0])}) "
+        f"top-1 {_pm(head['attack_accuracy_top1'])}"
+    )
+
+
+def _c2(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, floor: str) -> dict:
     sweep = _final_sweep(runs, domain)
     mean_acc = sweep.groupby("boundary")["natural_accuracy"].mean()
     matched = [
         int(b) for b, a in mean_acc.items() if a >= mean_acc.loc[0] - ACCURACY_TOLERANCE - 1e-12
     ]
-    vals, drops = [], []
+    top = max(matched)
+    rhos = []
     for _, s in sweep[sweep["boundary"].isin(matched)].groupby("seed"):
-        x = s["n_trainable_params"].rank()
-        y = s["attack_accuracy_top1"].rank()
-        vals.append(float(x.corr(y)) if x.nunique() > 1 and y.nunique() > 1 else float("nan"))
-        by_b = s.set_index("boundary")["attack_accuracy_top1"]
-        drops.append(float(by_b.loc[0] - by_b.loc[max(matched)]))
+        x, y = s["n_trainable_params"].rank(), s["attack_accuracy_top1"].rank()
+        rhos.append(float(x.corr(y)) if x.nunique() > 1 and y.nunique() > 1 else float("nan"))
+    rows = _final_sweep(recon, domain)
+    est = paired_difference(rows, "boundary", (0, top)) if top > 0 else NOT_AVAILABLE
+    per_seed = [
+        float(
+            s.loc[s["boundary"] == 0, "correct_top1"].mean()
+            - s.loc[s["boundary"] == top, "correct_top1"].mean()
+        )
+        for _, s in rows.groupby("seed")
+    ]
     atk = sweep.groupby("boundary")["attack_accuracy_top1"].agg(["mean", "std"])
     curve = ", ".join(
         f"b={b}: {r['mean']:.2f}" + (f"±{r['std']:.2f}" if not math.isnan(r["std"]) else "")
         for b, r in atk.iterrows()
     )
-    return {
-        "claim": "C2",
-        "paper": "at matched natural accuracy, attack accuracy falls as |theta_C| falls",
-        "metric": f"Spearman(|theta_C|, GMI top-1) over matched boundaries {matched}",
-        "ours": (
-            f"rho {_pm(vals)}; top-1 drop from b=0 to b={max(matched)}: {_pm(drops)}; "
+    return _claim(
+        "C2",
+        "at matched natural accuracy, attack accuracy falls as |theta_C| falls",
+        f"GMI top-1 (b=0) - (b={top}), the largest boundary within 2 points of b=0's "
+        f"natural accuracy; matched boundaries {matched}",
+        (
+            f"{est.describe()}; Spearman(|theta_C|, top-1) over {matched}: {_pm(rhos)}; "
             f"GMI top-1 by boundary: {curve}; natural accuracy by boundary: "
             + ", ".join(f"b={b}: {a:.3f}" for b, a in mean_acc.items())
+            + f"; {floor}"
         ),
-        "values": vals,
-    }
+        est,
+        per_seed,
+    )
 
 
-def _c3(runs: pd.DataFrame, domain: str, others: Sequence[str]) -> dict:
+def _per_seed(rows: pd.DataFrame, arm: str, arms: tuple, strata: Sequence[str]) -> list[float]:
+    vals = []
+    for _, s in rows.groupby("seed"):
+        cells = s.groupby([arm, *strata])["correct_top1"].mean()
+        a = cells.xs(arms[0], level=0) if arms[0] in cells.index.get_level_values(0) else None
+        b = cells.xs(arms[1], level=0) if arms[1] in cells.index.get_level_values(0) else None
+        if a is not None and b is not None:
+            vals.append(float((a - b).dropna().mean()))
+    return vals
+
+
+def _c3(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, others: Sequence[str]) -> dict:
     sub = select_runs(runs, "pretraining", final=True)
-    vals, parts = [], []
-    if others:
-        similar = others[0]
-        piv = sub.pivot_table(
-            index=["seed", "boundary"], columns="domain", values="attack_accuracy_top1"
-        )
-        if similar in piv and domain in piv:
-            per_seed = (piv[similar] - piv[domain]).groupby("seed").mean()
-            vals = [float(v) for v in per_seed]
-        for d in (domain, similar):
-            g = sub[sub["domain"] == d]
-            parts.append(
-                f"{d}: top-1 {_pm(g.groupby('seed')['attack_accuracy_top1'].mean())}, "
-                f"natural {_pm(g.groupby('seed')['natural_accuracy'].mean())}"
-            )
     bounds = sorted(sub["boundary"].unique().tolist())
-    return {
-        "claim": "C3",
-        "paper": "a less similar pretraining domain defends better",
-        "metric": f"GMI top-1 (similar domain) - (less similar), mean over boundaries {bounds}",
-        "ours": f"{_pm(vals) if vals else 'n/a'} ({'; '.join(parts)})",
-        "values": vals,
-    }
+    paper = "a less similar pretraining domain defends better"
+    if not others:
+        return _claim("C3", paper, "n/a (one pretraining domain)", "n/a", NOT_AVAILABLE, [])
+    similar = others[0]
+    rows = select_runs(recon, "pretraining", final=True)
+    est = paired_difference(rows, "domain", (similar, domain), strata=("boundary",))
+    parts = [
+        f"{d}: top-1 {_pm(g.groupby('seed')['attack_accuracy_top1'].mean())}, "
+        f"natural {_pm(g.groupby('seed')['natural_accuracy'].mean())}"
+        for d in (domain, similar)
+        for g in [sub[sub["domain"] == d]]
+        if not g.empty
+    ]
+    return _claim(
+        "C3",
+        paper,
+        f"GMI top-1 (pretrained on {similar}) - (on {domain}), mean over boundaries {bounds}",
+        f"{est.describe()} ({'; '.join(parts)})",
+        est,
+        _per_seed(rows, "domain", (similar, domain), ("boundary",)),
+    )
 
 
-def _c4(runs: pd.DataFrame) -> dict:
+def _c4(runs: pd.DataFrame, recon: pd.DataFrame) -> dict:
     sub = select_runs(runs, "first_vs_middle")
-    piv = sub.pivot_table(index="seed", columns="setting", values="attack_accuracy_top1")
-    vals = [float(v) for v in (piv["first"] - piv["middle"])] if len(piv.columns) == 2 else []
+    rows = select_runs(recon, "first_vs_middle")
+    est = paired_difference(rows, "setting", ("first", "middle"))
     parts = []
     for setting in ("first", "middle"):
         g = sub[sub["setting"] == setting]
@@ -280,41 +434,60 @@ def _c4(runs: pd.DataFrame) -> dict:
                 f"|theta_C| {int(g['n_trainable_params'].iloc[0]):,}): top-1 "
                 f"{_pm(g['attack_accuracy_top1'])}, natural {_pm(g['natural_accuracy'])}"
             )
-    return {
-        "claim": "C4",
-        "paper": "fine-tuning the first layers (not the middle ones) raises attack accuracy",
-        "metric": "GMI top-1 (first layers trained) - (middle layers trained)",
-        "ours": f"{_pm(vals) if vals else 'n/a'} ({'; '.join(parts)})",
-        "values": vals,
-    }
-
-
-def _c5(validation: pd.DataFrame) -> dict:
-    if validation.empty:
-        return {
-            "claim": "C5",
-            "paper": "(fisherlab) the planner's pick is on or next to the Pareto front",
-            "metric": "pick on/adjacent to the front and within 2 points of full fine-tuning",
-            "ours": "n/a",
-            "values": [],
-        }
-    vals = [1.0 if ok else -1.0 for ok in validation["ok"]]
-    picks = ", ".join(
-        f"seed {r.seed}: b={r.pick} (front {r.front}, natural {r.pick_natural_accuracy:.3f} vs "
-        f"{r.full_natural_accuracy:.3f}, top-1 {r.pick_attack_accuracy:.2f} vs "
-        f"{r.full_attack_accuracy:.2f})"
-        for r in validation.itertuples()
+    return _claim(
+        "C4",
+        "fine-tuning the first layers (not the middle ones) raises attack accuracy",
+        "GMI top-1 (first layers trained) - (middle layers trained)",
+        f"{est.describe()} ({'; '.join(parts)})",
+        est,
+        _per_seed(rows, "setting", ("first", "middle"), ()),
     )
-    return {
-        "claim": "C5",
-        "paper": "(fisherlab) the planner's pick is on or next to the Pareto front",
-        "metric": "pick on/adjacent to the front and within 2 points of full fine-tuning",
-        "ours": (
-            f"accuracy drop {_pm(validation['accuracy_drop'])}, attack gap to front "
-            f"{_pm(validation['attack_gap'])}; {picks}"
-        ),
-        "values": vals,
-    }
+
+
+def _c5(validation: pd.DataFrame, baselines: pd.DataFrame) -> dict:
+    paper = "(fisherlab) the planner's pick is on the Pareto front and no worse than fixed rules"
+    metric = (
+        "GMI top-1 (best fixed rule at matched natural accuracy) - (planner's pick); rules: "
+        "every fixed boundary, random, freeze half"
+    )
+    if validation.empty or baselines.empty:
+        return _claim("C5", paper, metric, "n/a", NOT_AVAILABLE, [])
+    fixed = baselines[baselines["rule"].str.startswith("always") & baselines["matched"]]
+    best = fixed.loc[fixed["attack_accuracy"].idxmin()]
+    est = Estimate(
+        float(best["effect"]),
+        float(best["ci_low"]),
+        float(best["ci_high"]),
+        float(best["p_value"]),
+        "bootstrap",
+        len(validation),
+    )
+    others = baselines[(baselines["rule"] != "planner") & baselines["matched"]]
+    random = baselines[baselines["rule"] == "random"].iloc[0]
+    on_front = validation["on_front"].astype(bool)
+    if (others["ci_high"] < 0).any() or on_front.mean() < 0.5:
+        word = "reversed"
+    elif on_front.all() and (others["effect"] >= 0).all() and random["ci_low"] > 0:
+        word = "holds"
+    else:
+        word = "inconclusive"
+    table = "; ".join(
+        f"{r.rule} (b={r.picks}): top-1 {r.attack_accuracy:.3f}, natural "
+        f"{r.natural_accuracy:.3f}{'' if r.matched else ' (not matched)'}, rule - planner "
+        f"{r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        for r in baselines.itertuples()
+        if r.rule != "planner"
+    )
+    planner = baselines[baselines["rule"] == "planner"].iloc[0]
+    ours = (
+        f"best matched fixed rule {best['rule']}: {est.describe()}; planner picks "
+        f"{planner['picks']} (top-1 {planner['attack_accuracy']:.3f}, natural "
+        f"{planner['natural_accuracy']:.3f}), on the front in {int(on_front.sum())} of "
+        f"{len(on_front)} seeds; {table}"
+    )
+    row = _claim("C5", paper, metric, ours, est, [1.0 if f else -1.0 for f in on_front])
+    row["verdict"] = word
+    return row
 
 
 def _defense_points(runs: pd.DataFrame) -> pd.DataFrame:
@@ -322,10 +495,10 @@ def _defense_points(runs: pd.DataFrame) -> pd.DataFrame:
     return sub.assign(combined=sub["setting"].str.contains(r"\+ bido", regex=True))
 
 
-def _c6(runs: pd.DataFrame, domain: str) -> list[dict]:
+def _c6(runs: pd.DataFrame, recon: pd.DataFrame, domain: str) -> list[dict]:
     defended = _defense_points(runs)
     sweep = _final_sweep(runs, domain)
-    fractions, gains, parts = [], [], []
+    fractions, parts = [], []
     for seed, d in defended[~defended["combined"]].groupby("seed"):
         tl = sweep[sweep["seed"] == seed]
         beaten = [
@@ -343,64 +516,113 @@ def _c6(runs: pd.DataFrame, domain: str) -> list[dict]:
             f"{name}: top-1 {_pm(g['attack_accuracy_top1'])}, natural {_pm(g['natural_accuracy'])}"
         )
     combined = defended[defended["combined"]]
+    bounds = sorted(combined["boundary"].unique().tolist())
     nat_change = []
     for seed, c in combined.groupby("seed"):
         tl = sweep[sweep["seed"] == seed].set_index("boundary")
         pairs = c[c["boundary"].isin(tl.index)]
-        if pairs.empty:
-            continue
         alone = tl.loc[pairs["boundary"]]
-        gains.append(
-            float(np.mean(alone["attack_accuracy_top1"].to_numpy() - pairs["attack_accuracy_top1"]))
-        )
         nat_change += (pairs["natural_accuracy"].to_numpy() - alone["natural_accuracy"]).tolist()
-    bounds = sorted(combined["boundary"].unique().tolist())
-    return [
-        {
-            "claim": "C6a",
-            "paper": "TL-DMI beats MID, BiDO and LS on the robustness/utility trade-off",
-            "metric": "share of MID/BiDO/LS points matched or beaten by a TL-DMI boundary, - 0.5",
-            "ours": (f"{_pm(fractions)} of the defense points dominated ({'; '.join(parts)})"),
-            "values": [f - 0.5 for f in fractions],
-        },
-        {
-            "claim": "C6b",
-            "paper": "TL-DMI combined with BiDO improves on TL-DMI",
-            "metric": f"GMI top-1 (TL-DMI) - (TL-DMI + BiDO) at boundaries {bounds}",
-            "ours": (
-                f"{_pm(gains) if gains else 'n/a'}; natural accuracy change "
-                f"{_pm(nat_change) if nat_change else 'n/a'}"
+    recon_sweep = _final_sweep(recon, domain)
+    recon_def = select_runs(recon, "defenses")
+    arms = pd.concat(
+        [
+            recon_sweep[recon_sweep["boundary"].isin(bounds)].assign(arm="tl-dmi"),
+            recon_def[recon_def["setting"].str.contains(r"\+ bido", regex=True)].assign(
+                arm="tl-dmi + bido"
             ),
-            "values": gains,
-        },
+        ],
+        ignore_index=True,
+    )
+    est_b = paired_difference(arms, "arm", ("tl-dmi", "tl-dmi + bido"), strata=("boundary",))
+    est_a = seed_level([f - 0.5 for f in fractions])
+    return [
+        _claim(
+            "C6a",
+            "TL-DMI beats MID, BiDO and LS on the robustness/utility trade-off",
+            "share of MID/BiDO/LS points matched or beaten by a TL-DMI boundary, - 0.5",
+            f"{est_a.describe()}; dominated share {_pm(fractions)} ({'; '.join(parts)})",
+            est_a,
+            [f - 0.5 for f in fractions],
+        ),
+        _claim(
+            "C6b",
+            "TL-DMI combined with BiDO improves on TL-DMI",
+            f"GMI top-1 (TL-DMI) - (TL-DMI + BiDO) at boundaries {bounds}",
+            f"{est_b.describe()}; natural accuracy change "
+            f"{_pm(nat_change) if nat_change else 'n/a'}",
+            est_b,
+            _per_seed(arms, "arm", ("tl-dmi", "tl-dmi + bido"), ("boundary",)),
+        ),
     ]
+
+
+CLAIM_COLUMNS = [
+    "claim",
+    "paper",
+    "metric",
+    "ours",
+    "verdict",
+    "effect",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "method",
+    "n_seeds",
+    "n_reconstructions",
+    "values",
+]
+"""The columns of ``claims.csv``."""
 
 
 def assess_claims(
-    tables: dict[str, pd.DataFrame], domain: str, other_domains: Sequence[str]
+    tables: dict[str, pd.DataFrame],
+    domain: str,
+    other_domains: Sequence[str],
+    n_classes: int,
 ) -> pd.DataFrame:
-    """Claims C1-C5 from the reproduction's tables (see the module docs).
+    """The claims from the reproduction's tables (see the module docs).
 
     Args:
-        tables: ``runs``, ``layer_fisher`` and ``planner_validation``.
+        tables: ``runs``, ``reconstructions``, ``layer_fisher``,
+            ``planner_validation`` and ``planner_baselines``; optionally
+            ``second_arch_fisher`` (C1 on a second architecture).
         domain: The main pretraining domain.
         other_domains: The other pretraining domains (the first is "similar").
+        n_classes: Private classes (chance = 1 / n_classes).
 
     Returns:
-        One row per claim: ``claim``, ``paper``, ``metric``, ``ours``,
-        ``verdict``, ``n_seeds``, ``values`` (per-seed numbers, JSON).
+        One row per claim, columns :data:`CLAIM_COLUMNS`: the effect with its
+        95 % interval, p-value and method, the verdict, the seeds and
+        reconstructions behind it and the per-seed numbers (``values``, JSON).
     """
-    rows = [
-        _c1(tables["layer_fisher"]),
-        _c2(tables["runs"], domain),
-        _c3(tables["runs"], domain, other_domains),
-        _c4(tables["runs"]),
-        _c5(tables["planner_validation"]),
+    runs, recon = tables["runs"], tables["reconstructions"]
+    floor = _floor(runs, domain, n_classes)
+    rows = [_c1(tables["layer_fisher"])]
+    second = tables.get("second_arch_fisher")
+    if second is not None and not second.empty:
+        rows.append(_c1(second, str(second["arch"].iloc[0])))
+    rows += [
+        _c2(runs, recon, domain, floor),
+        _c3(runs, recon, domain, other_domains),
+        _c4(runs, recon),
+        _c5(tables["planner_validation"], tables["planner_baselines"]),
     ]
-    if "defense" in tables["runs"] and tables["runs"]["experiments"].str.contains("defenses").any():
-        rows += _c6(tables["runs"], domain)
+    if "defense" in runs and runs["experiments"].str.contains("defenses").any():
+        rows += _c6(runs, recon, domain)
+    out = []
     for row in rows:
-        row["verdict"] = verdict(row["values"])
-        row["n_seeds"] = len(row["values"])
-        row["values"] = json.dumps([round(v, 6) for v in row["values"]])
-    return pd.DataFrame(rows)[["claim", "paper", "metric", "ours", "verdict", "n_seeds", "values"]]
+        est: Estimate = row.pop("estimate")
+        row.setdefault("verdict", verdict(est))
+        row.update(
+            effect=est.effect,
+            ci_low=est.low,
+            ci_high=est.high,
+            p_value=est.p_value,
+            method=est.method,
+            n_seeds=est.n_seeds,
+            n_reconstructions=est.n_units,
+            values=json.dumps([round(float(v), 6) for v in row["values"]]),
+        )
+        out.append(row)
+    return pd.DataFrame(out)[CLAIM_COLUMNS]

@@ -253,7 +253,8 @@ def _attack_and_profile(
                             "attack_accuracy_top1",
                             "attack_accuracy_top5",
                             "knn_distance",
-                            "fid",
+                            "fd_eval",
+                            "fd_eval_n",
                             "target_confidence",
                         )
                     },
