@@ -792,7 +792,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="default: gmi 0.01, kedmi 0.02, whitebox 0.05")
     p.add_argument("--lam", type=float, default=AttackConfig.lam, help="identity-loss weight")
     p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
-    p.add_argument("--fisher-samples", type=int, metavar="N", help="latents per class recorded")
+    p.add_argument(
+        "--fisher-samples",
+        type=int,
+        metavar="N",
+        help="record the first N rows per class of the batch (KEDMI: of its draws)",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     _model_options(p, "target model (--trust-pickle covers --eval-model too)")
     p.add_argument("--quiet", action="store_true")
