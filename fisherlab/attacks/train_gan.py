@@ -53,9 +53,10 @@ from fisherlab._device import (
 from fisherlab._io import write_atomic, write_torch
 from fisherlab._version import __version__
 from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
-from fisherlab.data.datasets import load_dataset
+from fisherlab.data.datasets import iterate_batches, load_dataset
 from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.data.specs import InputSpec
+from fisherlab.data.subsets import capped_rows
 from fisherlab.errors import FisherlabError, preview
 from fisherlab.models.checkpoint import checkpoint_digest, load_model, non_finite
 from fisherlab.models.meta import model_meta
@@ -86,7 +87,8 @@ class GANConfig:
             summed over the batch (:func:`discriminator_entropy`); ``1e-4`` as
             in KEDMI's reference code.
         seed: Seed of initialisation, shuffling and latents.
-        max_train_samples: Use only this many public images.
+        max_train_samples: Use only this many public images, a class-balanced
+            subset (:func:`public_pixels`).
         device: Where to train (``None``/``"auto"``: CUDA when available);
             :func:`train_gan` records the device it used.
         amp: Mixed precision on CUDA, ``"bf16"`` or ``"fp16"`` (``None``: float32).
@@ -340,6 +342,26 @@ def _other_run(out: Path, saved: dict, config: GANConfig) -> str:
     return f"{out} holds a different GAN run; choose another --out or delete it"
 
 
+def public_pixels(config: GANConfig, spec: InputSpec, workers: int = 0) -> tuple[Tensor, Tensor]:
+    """The public training images in pixel space [0, 1], and their labels.
+
+    With ``config.max_train_samples`` only a class-balanced subset of that
+    size (:func:`fisherlab.data.stratified_indices`, seeded by
+    ``config.seed``) is read, so a cap keeps every public class.
+
+    Args:
+        config: The run (its ``data``, ``max_train_samples`` and ``seed``).
+        spec: Channels and size of the images.
+        workers: Processes that read image folders (0: this one).
+    """
+    public = load_dataset(config.data, input_spec=InputSpec(spec.channels, spec.size, None, None))
+    rows = capped_rows(public.train, config.max_train_samples, config.seed)
+    if rows is None:
+        return public.train.tensors(workers=workers)
+    batches = list(iterate_batches(public.train, rows, 256, workers=workers))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
 def train_gan(
     config: GANConfig,
     out: str | Path,
@@ -389,10 +411,7 @@ def train_gan(
         target.to(device)
     splits = load_dataset(config.data, input_spec=spec)
     spec = splits.input_spec
-    pixel_spec = InputSpec(spec.channels, spec.size, None, None)
-    pixels = load_dataset(config.data, input_spec=pixel_spec).train.tensors(workers=workers)[0]
-    if config.max_train_samples is not None:
-        pixels = pixels[: config.max_train_samples]
+    pixels = public_pixels(config, spec, workers)[0]
     num_classes = None
     if target is not None:
         with torch.no_grad():
