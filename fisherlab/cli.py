@@ -689,7 +689,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--split-seed", type=int, default=TrainConfig.split_seed)
-    p.add_argument("--max-train-samples", type=int, metavar="N")
+    p.add_argument(
+        "--max-train-samples",
+        type=int,
+        metavar="N",
+        help="train on a class-balanced seeded subset of N images",
+    )
     p.add_argument("--image-size", type=int, metavar="S", help="pretraining input side")
     p.add_argument(
         "--defense",
@@ -738,9 +743,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="classification", choices=list(OBJECTIVES))
     p.add_argument("--fisher", default="empirical", choices=["empirical", "true"])
     p.add_argument("--mc-samples", type=int, default=1, help="label draws (true Fisher)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the label draws")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the label draws and the --max-samples subset"
+    )
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-samples", type=int, metavar="N")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        metavar="N",
+        help="profile N samples: a class-balanced subset, seeded by --seed "
+        "(fisherlab.data.stratified_indices); data whose labels are not known in advance "
+        "(a DataLoader, in the Python API) keeps its first N",
+    )
     p.add_argument("--split", choices=["train", "test", "all"], help="default: train (npz: all)")
     p.add_argument("--engine", default="auto", choices=list(ENGINES))
     p.add_argument("--diagonal", action="store_true", help="also save DIR/diagonal.pt")
@@ -775,7 +789,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=GANConfig.lr)
     p.add_argument("--n-critic", type=int, help="critic steps per generator step")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-train-samples", type=int, metavar="N")
+    p.add_argument(
+        "--max-train-samples",
+        type=int,
+        metavar="N",
+        help="train on a class-balanced seeded subset of N images",
+    )
     _model_options(p, "--target model")
     p.add_argument("--quiet", action="store_true")
     _add_device_args(p, amp="both networks (fp16 with a gradient scaler)")
@@ -802,7 +821,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="default: gmi 0.01, kedmi 0.02, whitebox 0.05")
     p.add_argument("--lam", type=float, default=AttackConfig.lam, help="identity-loss weight")
     p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
-    p.add_argument("--fisher-samples", type=int, metavar="N", help="latents per class recorded")
+    p.add_argument(
+        "--fisher-samples",
+        type=int,
+        metavar="N",
+        help="record the first N rows per class of the batch (KEDMI: of its draws)",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     _model_options(p, "target model (--trust-pickle covers --eval-model too)")
     p.add_argument("--quiet", action="store_true")
@@ -861,7 +885,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--per-class", type=int, default=5)
     p.add_argument("--fisher-every", type=int, default=10, metavar="K")
-    p.add_argument("--max-samples", type=int, default=1000, metavar="N")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="classification profile on a class-balanced subset of N samples",
+    )
     _model_options(p, "model")
     p.add_argument("--quiet", action="store_true")
     _add_device_args(p)

@@ -507,7 +507,8 @@ def profiles_for(
         iterations: Attack iterations.
         per_class: Reconstructions per class.
         fisher_every: Record the Fisher every this many iterations.
-        max_samples: Samples of the classification profile.
+        max_samples: Samples of the classification profile (a class-balanced
+            subset, :func:`fisherlab.data.stratified_indices`).
         progress: Show progress bars.
         device: Where both run (``None``/``"auto"``: CUDA when available, else
             the CPU); the Fisher is computed in full precision either way.

@@ -205,7 +205,7 @@ def test_full_precision_turns_tf32_off_and_restores_it():
 
 def test_the_recorders_network_runs_in_full_precision_under_autocast():
     model = small_target()
-    recorder = FisherRecorder(model, SPEC, every=1, samples=None, per_class=1)
+    recorder = FisherRecorder(model, SPEC, every=1, samples=None)
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     net = recorder.network(x)
     expected = model(SPEC.normalize(x))

@@ -83,7 +83,10 @@ class AttackConfig:
         kedmi_samples: Latents drawn per class and step in KEDMI.
         tv_weight: Total-variation prior weight of the white-box baseline.
         fisher_every: Record the Fisher every this many iterations (0: never).
-        fisher_samples: Latents per class used for recording (default all).
+        fisher_samples: Record the Fisher on only the first this many rows
+            of each class of the recorded batch (default all): GMI's latents,
+            the white-box baseline's images, or KEDMI's ``kedmi_samples``
+            draws of that iteration.
         amp: Mixed precision of the GAN prior on CUDA, ``"bf16"`` or ``"fp16"``
             (``None``: float32). The target always runs in full precision: it
             is the network the Fisher is recorded on. So ``amp`` needs an

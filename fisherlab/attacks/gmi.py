@@ -59,7 +59,8 @@ def run_gmi(
             images, prior_loss = images.float(), prior_loss.float()
             identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
             loss = (prior_loss + config.lam * identity).mean()
-            descend(loss, [z], opt, scaler, recorder, (it, restart, images, labels, scale))
+            observed = (it, restart, images, labels, scale, config.per_class)
+            descend(loss, [z], opt, scaler, recorder, observed)
             with torch.no_grad():
                 z.clamp_(-1, 1)
             rows.append((restart, it, identity.mean().detach(), prior_loss.mean().detach()))

@@ -66,7 +66,7 @@ def run_kedmi(
             images, prior_loss = images.float(), prior_loss.float()
             identity = F.cross_entropy(net(spec.normalize(images)), step_labels, reduction="none")
             loss = (prior_loss + config.lam * identity).mean()
-            observed = (it, restart, images, step_labels, scale)
+            observed = (it, restart, images, step_labels, scale, draws)  # draws per class
             descend(loss, [mu, logvar], opt, scaler, recorder, observed)
             rows.append((restart, it, identity.mean().detach(), prior_loss.mean().detach()))
             if progress is not None:

@@ -132,7 +132,7 @@ def descend(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     recorder: FisherRecorder,
-    observed: tuple[int, int, Tensor, Tensor, float],
+    observed: tuple[int, int, Tensor, Tensor, float, int],
 ) -> None:
     """The attack's backward pass (recorded when due) and one optimiser step.
 
@@ -149,13 +149,13 @@ def descend(
         scaler: :func:`fisherlab._device.grad_scaler`'s scaler (disabled
             unless ``--amp fp16``).
         recorder: The attack's Fisher recorder.
-        observed: ``(iteration, restart, images, labels, scale)`` as
+        observed: ``(iteration, restart, images, labels, scale, per_class)`` as
             :meth:`~fisherlab.attacks.recorder.FisherRecorder.observe` takes
             them.
     """
-    iteration, restart, images, labels, scale = observed
+    iteration, restart, images, labels, scale, per_class = observed
     factor = scaler.get_scale() if scaler.is_enabled() and recorder.due(iteration) else 1.0
-    with recorder.observe(iteration, restart, images, labels, scale * factor):
+    with recorder.observe(iteration, restart, images, labels, scale * factor, per_class):
         grads = torch.autograd.grad(scaler.scale(loss), list(variables))
     for variable, grad in zip(variables, grads, strict=True):
         variable.grad = grad

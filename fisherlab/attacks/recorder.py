@@ -44,8 +44,11 @@ class FisherRecorder:
         target: The target model (left untouched; a copy is used).
         spec: The target's input spec.
         every: Record at iteration 1 and every ``every``-th (0: never).
-        samples: Use only this many latents per class (``None``: all).
-        per_class: Latents per class in the batch.
+        samples: Record only the first this many rows of each class of the
+            batch (``None``: all). Each attack tells :meth:`observe` how its
+            batch is laid out (``per_class`` rows per class, class after
+            class), so the rule holds for GMI's latents, KEDMI's draws of the
+            iteration and the white-box baseline's images alike.
     """
 
     def __init__(
@@ -54,10 +57,8 @@ class FisherRecorder:
         spec: InputSpec,
         every: int,
         samples: int | None,
-        per_class: int,
     ) -> None:
-        self.every, self.spec = every, spec
-        self.samples, self.per_class = samples, per_class
+        self.every, self.spec, self.samples = every, spec, samples
         self.engine = FisherEngine(
             target, "classification", "empirical", device=model_device(target)
         )
@@ -90,6 +91,7 @@ class FisherRecorder:
         pixels: Tensor,
         labels: Tensor,
         scale: float,
+        per_class: int,
     ) -> Iterator[None]:
         """Run the attack's backward pass inside this block to record iteration ``iteration``.
 
@@ -99,7 +101,17 @@ class FisherRecorder:
             pixels: The images of this iteration (pixel space).
             labels: Their target classes.
             scale: Weight of each per-sample identity loss in the attack's loss.
+            per_class: Rows per class of this batch, which holds the classes
+                one after the other (``class_labels(classes, per_class)``):
+                GMI's and the white-box baseline's ``per_class``, KEDMI's
+                ``kedmi_samples`` draws. With ``samples`` set, the first
+                ``samples`` rows of each class are recorded.
+
+        Raises:
+            ValueError: If ``labels`` is not a whole number of ``per_class`` blocks.
         """
+        if per_class < 1 or len(labels) % per_class:
+            raise ValueError(f"{len(labels)} rows are not blocks of {per_class} rows per class")
         if not self.due(iteration):
             with full_precision(self.engine.device):  # as when recording: same trajectory
                 yield
@@ -111,8 +123,8 @@ class FisherRecorder:
             pixels = pixels.detach().to(self.engine.dtype)
             fallback = self.engine.fallback_results(self.spec.normalize(pixels), labels)
         keep = torch.ones(len(labels), dtype=torch.bool)
-        if self.samples is not None and self.samples < self.per_class:
-            keep = (torch.arange(len(labels)) % self.per_class) < self.samples
+        if self.samples is not None and self.samples < per_class:
+            keep = (torch.arange(len(labels)) % per_class) < self.samples
         n = int(keep.sum())
         keep = keep.to(self.engine.device)
         per_param = {

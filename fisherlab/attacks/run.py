@@ -201,9 +201,7 @@ def attack(
     if prior is not None:
         prior.generator.requires_grad_(False)
         prior.discriminator.requires_grad_(False)
-    recorder = FisherRecorder(
-        target_model, spec, config.fisher_every, config.fisher_samples, config.per_class
-    )
+    recorder = FisherRecorder(target_model, spec, config.fisher_every, config.fisher_samples)
     total = config.restarts * config.iterations
     bar = tqdm(total=total, disable=None if progress else True, unit="it", desc=config.attack)
     method = attack_method(config.attack)

@@ -11,7 +11,11 @@ Two kinds, as in the attacks' papers:
   target class; on public images it learns the target's soft labels
   ``softmax(T(x))`` and "real" (``log Z = logsumexp(logits)``), on generated
   images "fake". The generator matches the discriminator's mean features on
-  public data and lowers the entropy of ``T(G(z))``.
+  public data and lowers the entropy of the *discriminator's* class
+  prediction ``softmax(D(G(z)))`` on its fakes, summed over the batch and
+  weighted ``1e-4``, as in KEDMI's reference code (``k+1_gan.py``, its
+  ``HLoss`` in ``utils.py``; see :func:`discriminator_entropy`). The target
+  enters only the discriminator's loss, through its soft labels.
 
 A GAN checkpoint (``format = "fisherlab-gan"``) holds both networks, their
 arguments, the optimiser states and the epoch, and loads with
@@ -49,9 +53,10 @@ from fisherlab._device import (
 from fisherlab._io import write_atomic, write_torch
 from fisherlab._version import __version__
 from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
-from fisherlab.data.datasets import load_dataset
+from fisherlab.data.datasets import iterate_batches, load_dataset
 from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.data.specs import InputSpec
+from fisherlab.data.subsets import capped_rows
 from fisherlab.errors import FisherlabError, preview
 from fisherlab.models.checkpoint import checkpoint_digest, load_model, non_finite
 from fisherlab.models.meta import model_meta
@@ -77,9 +82,13 @@ class GANConfig:
         n_critic: Discriminator steps per generator step (default 5 for
             WGAN-GP, 1 otherwise).
         gp_weight: Gradient-penalty weight (WGAN-GP).
-        entropy_weight: Weight of the target-entropy term (KEDMI).
+        entropy_weight: Weight of the entropy term of the KEDMI generator, the
+            entropy of the discriminator's class prediction on the fakes,
+            summed over the batch (:func:`discriminator_entropy`); ``1e-4`` as
+            in KEDMI's reference code.
         seed: Seed of initialisation, shuffling and latents.
-        max_train_samples: Use only this many public images.
+        max_train_samples: Use only this many public images, a class-balanced
+            subset (:func:`public_pixels`).
         device: Where to train (``None``/``"auto"``: CUDA when available);
             :func:`train_gan` records the device it used.
         amp: Mixed precision on CUDA, ``"bf16"`` or ``"fp16"`` (``None``: float32).
@@ -97,7 +106,7 @@ class GANConfig:
     lr: float = 2e-4
     n_critic: int | None = None
     gp_weight: float = 10.0
-    entropy_weight: float = 1e-2
+    entropy_weight: float = 1e-4
     seed: int = 0
     max_train_samples: int | None = None
     device: str | None = None
@@ -141,9 +150,18 @@ def keyed(config: GANConfig) -> dict[str, Any]:
     """The config's fields as they enter keys.
 
     ``device`` enters (as its type) only off the CPU and ``amp`` only when
-    set, so CPU keys are those of earlier fisherlab versions.
+    set, so CPU keys are those of earlier fisherlab versions. ``entropy_weight``
+    acts on KEDMI GANs only: a GMI key holds the weight's former default
+    (``1e-2``) whatever it is set to, so GMI keys did not change when the
+    default did, and a KEDMI key records that its entropy term is the
+    discriminator's (it once was the target's), so a KEDMI
+    checkpoint of the old loss is never resumed with the new one.
     """
     d = asdict(config)
+    if config.kind == "kedmi":
+        d["entropy_of"] = "discriminator"
+    else:
+        d["entropy_weight"] = 1e-2
     del d["device"]
     if (kind := device_key(config.device)) is not None:
         d["device"] = kind
@@ -324,6 +342,26 @@ def _other_run(out: Path, saved: dict, config: GANConfig) -> str:
     return f"{out} holds a different GAN run; choose another --out or delete it"
 
 
+def public_pixels(config: GANConfig, spec: InputSpec, workers: int = 0) -> tuple[Tensor, Tensor]:
+    """The public training images in pixel space [0, 1], and their labels.
+
+    With ``config.max_train_samples`` only a class-balanced subset of that
+    size (:func:`fisherlab.data.stratified_indices`, seeded by
+    ``config.seed``) is read, so a cap keeps every public class.
+
+    Args:
+        config: The run (its ``data``, ``max_train_samples`` and ``seed``).
+        spec: Channels and size of the images.
+        workers: Processes that read image folders (0: this one).
+    """
+    public = load_dataset(config.data, input_spec=InputSpec(spec.channels, spec.size, None, None))
+    rows = capped_rows(public.train, config.max_train_samples, config.seed)
+    if rows is None:
+        return public.train.tensors(workers=workers)
+    batches = list(iterate_batches(public.train, rows, 256, workers=workers))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
+
+
 def train_gan(
     config: GANConfig,
     out: str | Path,
@@ -373,10 +411,7 @@ def train_gan(
         target.to(device)
     splits = load_dataset(config.data, input_spec=spec)
     spec = splits.input_spec
-    pixel_spec = InputSpec(spec.channels, spec.size, None, None)
-    pixels = load_dataset(config.data, input_spec=pixel_spec).train.tensors(workers=workers)[0]
-    if config.max_train_samples is not None:
-        pixels = pixels[: config.max_train_samples]
+    pixels = public_pixels(config, spec, workers)[0]
     num_classes = None
     if target is not None:
         with torch.no_grad():
@@ -423,9 +458,7 @@ def train_gan(
             scaler.step(opt_d)
             if step % config.critic_steps == 0:
                 with autocast(amp, device):
-                    g_loss = _generator_loss(
-                        config, discriminator, target, spec, real, generator, gen
-                    )
+                    g_loss = _generator_loss(config, discriminator, real, generator, gen)
                 opt_g.zero_grad(set_to_none=True)
                 scaler.scale(g_loss).backward()
                 scaler.step(opt_g)
@@ -469,17 +502,39 @@ def _discriminator_loss(config, disc, target, spec, real, fake, gen) -> Tensor:
     return F.softplus(-disc(real)).mean() + F.softplus(disc(fake)).mean()
 
 
-def _generator_loss(config, disc, target, spec, real, generator, gen) -> Tensor:
-    z = torch.randn(real.shape[0], Z_DIM, generator=gen).to(real.device)
+def discriminator_entropy(logits: Tensor) -> Tensor:
+    """Entropy of the discriminator's class prediction, summed over the batch.
+
+    For class logits ``l_i`` of fake image ``i``, with ``p_i = softmax(l_i)``
+    over the classes,
+
+        H = - sum_i sum_c p_ic log p_ic,
+
+    a sum (not a mean) over the batch, as KEDMI's ``HLoss`` (reference code,
+    ``utils.py``) computes it on the discriminator's logits of the fakes. The
+    KEDMI generator adds ``entropy_weight * H`` to its loss, so it pushes the
+    fakes towards confident classes of the discriminator.
+
+    Args:
+        logits: Class logits ``(N, K)`` of the discriminator.
+
+    Returns:
+        The scalar ``H``.
+    """
+    return -(torch.softmax(logits, dim=1) * torch.log_softmax(logits, dim=1)).sum()
+
+
+def _generator_loss(config, disc, real, generator, gen) -> Tensor:
+    z = torch.randn(real.shape[0], Z_DIM, generator=gen).to(real)  # real's device and dtype
     fake = generator(z)
     if config.kind == "kedmi":
-        _, feat_fake = disc(fake)
+        # KEDMI's k+1_gan.py: feature matching plus 1e-4 * HLoss of D's class
+        # logits on the fakes; the target does not enter the generator's loss.
+        logits_fake, feat_fake = disc(fake)
         with torch.no_grad():
             _, feat_real = disc(real)
         matching = (feat_real.mean(0) - feat_fake.mean(0)).square().mean()
-        probs = torch.softmax(target(spec.normalize(fake)), dim=1)
-        entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(1).mean()
-        return matching + config.entropy_weight * entropy
+        return matching + config.entropy_weight * discriminator_entropy(logits_fake)
     if config.loss == "wgan-gp":
         return -disc(fake).mean()
     return F.softplus(-disc(fake)).mean()

@@ -61,7 +61,7 @@ def run_whitebox(
             identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
             tv = total_variation(images)
             loss = (identity + config.tv_weight * tv).mean()
-            observed = (it, restart, images, labels, 1.0 / len(labels))
+            observed = (it, restart, images, labels, 1.0 / len(labels), config.per_class)
             descend(loss, [w], opt, scaler, recorder, observed)
             rows.append((restart, it, identity.mean().detach(), tv.mean().detach()))
             if progress is not None:

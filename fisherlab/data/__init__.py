@@ -4,6 +4,8 @@ A dataset is named by a string ``SOURCE[:PATH][:CLASSES]`` (:class:`DataSpec`,
 the sources are in :mod:`fisherlab.data.sources`), loaded into seeded
 train/test splits (:func:`load_dataset`, :mod:`fisherlab.data.datasets`) and
 prepared for a model by an :class:`InputSpec` (:mod:`fisherlab.data.specs`).
+Every cap on the number of samples keeps a class-balanced seeded subset
+(:func:`stratified_indices`, :mod:`fisherlab.data.subsets`).
 Sizes read from user input and files are capped before anything is allocated
 (:mod:`fisherlab.data.limits`).
 """
@@ -26,6 +28,7 @@ from fisherlab.data.sources import (
     available,
 )
 from fisherlab.data.specs import InputSpec
+from fisherlab.data.subsets import capped_rows, dataset_labels, stratified_indices
 
 __all__ = [
     # how a model sees images
@@ -49,4 +52,8 @@ __all__ = [
     "iterate_batches",
     "load_all",
     "load_dataset",
+    # class-balanced caps
+    "stratified_indices",
+    "capped_rows",
+    "dataset_labels",
 ]

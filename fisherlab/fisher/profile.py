@@ -18,12 +18,13 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from fisherlab._device import check_workers
 from fisherlab.data.datasets import ImageDataset, iterate_batches, load_all, load_dataset
 from fisherlab.data.sources import DataSpec
+from fisherlab.data.subsets import capped_rows
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.engine import FisherEngine
 from fisherlab.fisher.objectives import Objective
@@ -63,19 +64,33 @@ def input_dataset(data: Any, model: nn.Module, split: str | None) -> Dataset | D
 
 
 def iterate_data(
-    data: Dataset | DataLoader, batch_size: int, max_samples: int | None, workers: int = 0
+    data: Dataset | DataLoader,
+    batch_size: int,
+    max_samples: int | None,
+    workers: int = 0,
+    seed: int = 0,
 ) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """Yield ``(global_start_index, x, y)`` batches, stopping at ``max_samples``.
+    """Yield ``(global_start_index, x, y)`` batches of at most ``max_samples`` samples.
 
-    ``workers`` data-loading processes read datasets that are not in memory
-    (a ``DataLoader`` brings its own).
+    A dataset whose labels can be read (:func:`fisherlab.data.dataset_labels`:
+    an :class:`~fisherlab.data.ImageDataset` or a ``TensorDataset``) is cut
+    to the class-balanced subset :func:`fisherlab.data.stratified_indices`
+    of ``max_samples`` samples, drawn with ``seed``, in dataset order; any
+    other data (a ``DataLoader``, another ``Dataset``) is cut after its first
+    ``max_samples`` samples. ``workers`` data-loading processes read datasets
+    that are not in memory (a ``DataLoader`` brings its own).
     """
+    rows = capped_rows(data, max_samples, seed)
     if isinstance(data, DataLoader):
         batches: Any = iter(data)
     elif isinstance(data, ImageDataset):
-        batches = iterate_batches(data, torch.arange(len(data)), batch_size, workers=workers)
+        order = rows if rows is not None else torch.arange(len(data))
+        batches = iterate_batches(data, order, batch_size, workers=workers)
     else:
-        batches = iter(DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers))
+        chosen = Subset(data, rows.tolist()) if rows is not None else data
+        batches = iter(
+            DataLoader(chosen, batch_size=batch_size, shuffle=False, num_workers=workers)
+        )
     start = 0
     for batch in batches:
         if not isinstance(batch, list | tuple) or len(batch) < 2:
@@ -156,10 +171,15 @@ def profile(
             ``(output, target) -> per-sample losses``.
         fisher: ``"empirical"`` (given labels) or ``"true"`` (sampled labels).
         batch_size: Samples per pass.
-        max_samples: Profile only the first this many samples.
+        max_samples: Profile only this many samples: a class-balanced seeded
+            subset (:func:`fisherlab.data.stratified_indices`, drawn with
+            ``seed``) of a dataset string, an
+            :class:`~fisherlab.data.ImageDataset` or a ``TensorDataset``;
+            the *first* this many of a ``DataLoader`` or another ``Dataset``,
+            whose labels are not known in advance.
         device: Where to compute.
         mc_samples: Label draws per input for ``fisher="true"``.
-        seed: Seed of those draws.
+        seed: Seed of those draws and of the ``max_samples`` subset.
         diagonal: Also return the per-parameter diagonal.
         engine: ``"auto"``, ``"backpack"`` or ``"functorch"``.
         split: For dataset strings: ``"train"``, ``"test"`` or ``"all"``
@@ -209,7 +229,7 @@ def profile(
         desc="profile",
     )
     check_workers(workers)
-    batches = iterate_data(source, batch_size, max_samples, workers)
+    batches = iterate_data(source, batch_size, max_samples, workers, seed)
     for k, (start, x, y) in enumerate(batches):
         if k == 0:
             _check_input(x, model)

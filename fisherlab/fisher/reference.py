@@ -3,7 +3,9 @@
 The engines are tested against this loop in float64, so it shares nothing with
 them but the definitions: the layer map (:func:`fisherlab.models.layers.layers`)
 and the objectives with the true-Fisher label draws
-(:mod:`fisherlab.fisher.objectives`), so both see the same labels. The data
+(:mod:`fisherlab.fisher.objectives`), so both see the same labels, and the
+rule that picks the samples of a ``max_samples`` cap
+(:func:`fisherlab.data.capped_rows`), so both see the same samples. The data
 loop, the sums and the frame are its own: a bug in the engine's accumulation,
 batching or row building cannot hide in both.
 
@@ -32,10 +34,11 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from fisherlab.data.datasets import load_all, load_dataset
 from fisherlab.data.sources import DataSpec
+from fisherlab.data.subsets import capped_rows
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.objectives import (
     FisherType,
@@ -163,9 +166,12 @@ def reference_profile(
             ``(output, target) -> per-sample losses``.
         fisher: ``"empirical"`` (given labels) or ``"true"`` (labels drawn with
             :func:`~fisherlab.fisher.objectives.sample_labels`).
-        max_samples: Use only the first this many samples.
+        max_samples: Use only this many samples, the same ones as
+            :func:`fisherlab.profile`: a class-balanced subset
+            (:func:`fisherlab.data.capped_rows`, drawn with ``seed``) of data
+            whose labels can be read, else the first this many.
         mc_samples: Label draws per input for the true Fisher.
-        seed: Seed of the draws.
+        seed: Seed of the draws and of the ``max_samples`` subset.
         diagonal: Also return the per-parameter diagonal.
         split: For dataset strings: ``"train"``, ``"test"`` or ``"all"``
             (default ``"all"`` for ``npz``, else ``"train"``).
@@ -195,6 +201,9 @@ def reference_profile(
     draws = mc_samples if kind is FisherType.TRUE else 1
     model_layers = layers(model)
     source = _source(data, model, split)
+    rows = capped_rows(source, max_samples, seed)  # the subset rule is shared with profile
+    if rows is not None:
+        source = Subset(source, rows.tolist())
 
     work = private_copy(model).eval()
     params = dict(work.named_parameters())  # a tied parameter once, by its first name

@@ -53,6 +53,7 @@ from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.data.datasets import DatasetSplits, iterate_batches, load_dataset
 from fisherlab.data.limits import MAX_IMAGE_SIZE
+from fisherlab.data.subsets import capped_rows
 from fisherlab.errors import FisherlabError
 from fisherlab.models.checkpoint import checkpoint_digest, load_model, save_model
 from fisherlab.models.heads import replace_head
@@ -105,7 +106,8 @@ class TrainConfig:
         weight_decay: L2 weight decay, finite and >= 0.
         seed: Seed of initialisation, shuffling and dropout.
         split_seed: Seed of the dataset's train/test split.
-        max_train_samples: Train on a seeded random subset of this size.
+        max_train_samples: Train on a class-balanced subset of this size
+            (:func:`fisherlab.data.stratified_indices`, seeded by ``split_seed``).
         save_every: Also save a checkpoint every this many epochs.
         image_size: Input side for pretraining, 1..1024 (default: the dataset's).
         defense: Training-time defense, a name of
@@ -434,11 +436,9 @@ def train(
 
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    n_train = len(splits.train)
-    pool = torch.arange(n_train)
-    if config.max_train_samples is not None and config.max_train_samples < n_train:
-        sub = torch.Generator().manual_seed(config.split_seed)
-        pool = torch.randperm(n_train, generator=sub)[: config.max_train_samples].sort().values
+    pool = capped_rows(splits.train, config.max_train_samples, config.split_seed)
+    if pool is None:
+        pool = torch.arange(len(splits.train))
 
     meta = model_meta(model)
     meta.class_names = splits.class_names
