@@ -528,12 +528,14 @@ def _generator_loss(config, disc, real, generator, gen) -> Tensor:
     z = torch.randn(real.shape[0], Z_DIM, generator=gen).to(real)  # real's device and dtype
     fake = generator(z)
     if config.kind == "kedmi":
-        # KEDMI's k+1_gan.py: feature matching plus 1e-4 * HLoss of D's class
-        # logits on the fakes; the target does not enter the generator's loss.
+        # KEDMI's k+1_gan.py: feature matching (mean absolute difference of the
+        # mean features) plus 1e-4 * HLoss of D's class logits on the fakes; the
+        # target does not enter the generator's loss. KEDMI matches against a
+        # separate unlabelled batch; here the same real batch serves both.
         logits_fake, feat_fake = disc(fake)
         with torch.no_grad():
             _, feat_real = disc(real)
-        matching = (feat_real.mean(0) - feat_fake.mean(0)).square().mean()
+        matching = (feat_real.mean(0) - feat_fake.mean(0)).abs().mean()
         return matching + config.entropy_weight * discriminator_entropy(logits_fake)
     if config.loss == "wgan-gp":
         return -disc(fake).mean()

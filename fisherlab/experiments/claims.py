@@ -385,13 +385,20 @@ def _c2(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, floor: str) -> dic
 
 
 def _per_seed(rows: pd.DataFrame, arm: str, arms: tuple, strata: Sequence[str]) -> list[float]:
+    """Per seed, the mean over shared strata of accuracy(arms[0]) - accuracy(arms[1])."""
     vals = []
     for _, s in rows.groupby("seed"):
-        cells = s.groupby([arm, *strata])["correct_top1"].mean()
-        a = cells.xs(arms[0], level=0) if arms[0] in cells.index.get_level_values(0) else None
-        b = cells.xs(arms[1], level=0) if arms[1] in cells.index.get_level_values(0) else None
-        if a is not None and b is not None:
-            vals.append(float((a - b).dropna().mean()))
+        cells = {
+            (key if isinstance(key, tuple) else (key,)): g["correct_top1"].mean()
+            for key, g in s.groupby([arm, *strata])
+        }
+        shared = {k[1:] for k in cells if k[0] == arms[0]} & {
+            k[1:] for k in cells if k[0] == arms[1]
+        }
+        if shared:
+            vals.append(
+                float(np.mean([cells[(arms[0], *k)] - cells[(arms[1], *k)] for k in shared]))
+            )
     return vals
 
 

@@ -9,6 +9,9 @@ from typing import Any
 from fisherlab.errors import FisherlabError
 from fisherlab.planner import check_rule
 
+PER_SEED = ("pretraining", "evaluator", "priors")
+"""The shared models a reproduction can train again for every seed."""
+
 
 @dataclass(frozen=True)
 class ReproduceConfig:
@@ -16,7 +19,11 @@ class ReproduceConfig:
 
     Attributes:
         preset: Name of the preset it came from.
-        seeds: Seeds of fine-tuning and attacks.
+        seeds: Seeds of fine-tuning and attacks, and of the shared models
+            named in ``per_seed``.
+        per_seed: Which shared models are trained again for every seed:
+            any of ``"pretraining"``, ``"evaluator"``, ``"priors"`` (the GAN
+            priors). The others are trained once (seed 0) and shared.
         private: Private dataset (fine-tuning, evaluation, attacks).
         public: Public dataset of the GAN priors.
         domains: Pretraining domains; the first is the main one (Figs. 1, 2,
@@ -53,36 +60,48 @@ class ReproduceConfig:
             applied to full fine-tuning from the main domain.
         tl_bido_boundaries: Boundaries at which TL-DMI is combined with BiDO
             (default strengths).
+        second_arch: A second target architecture for C1 (``None``: none):
+            pretrained on the main domain, fully fine-tuned, profiled and
+            attacked with GMI like the main target.
+        second_arch_seeds: How many of ``seeds`` (the first ones) it runs.
+        reference_iterations: GMI iterations of the reference-length check
+            (``None``: no check): the sweep's final checkpoints at
+            ``reference_boundaries`` are attacked at this length and at
+            ``attack_iterations``, both with ``reference_per_class``.
+        reference_boundaries: Boundaries of the reference-length check.
+        reference_seeds: How many of ``seeds`` (the first ones) it runs.
+        reference_per_class: Reconstructions per class in the check.
     """
 
     preset: str = "default"
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    per_seed: tuple[str, ...] = ("pretraining", "evaluator")
     private: str = "mnist5k:0-4"
     public: str = "mnist5k:5-9"
     domains: tuple[str, ...] = ("fashion", "mnist5k:5-9")
     arch: str = "target_cnn"
     eval_arch: str = "eval_cnn"
-    pretrain_epochs: tuple[int, ...] = (1, 5)
-    pretrain_samples: tuple[int | None, ...] = (None, None)
+    pretrain_epochs: tuple[int, ...] = (5, 5)
+    pretrain_samples: tuple[int | None, ...] = (2000, 2000)
     eval_epochs: int = 40
     eval_samples: int | None = None
     eval_lr: float = 0.05
     finetune_epochs: int = 5
     finetune_lr: float = 0.01
     finetune_samples: int | None = None
-    checkpoint_epochs: tuple[int, ...] = (1, 3)
+    checkpoint_epochs: tuple[int, ...] = ()
     boundaries: tuple[int, ...] | None = None
-    domain_boundaries: tuple[int, ...] = (2, 3, 4)
+    domain_boundaries: tuple[int, ...] = (2, 4)
     first_layers: tuple[int, ...] = (0, 1)
     middle_layers: tuple[int, ...] = (2, 3)
     gmi_gan_epochs: int = 100
     kedmi_gan_epochs: int = 30
     gan_samples: int | None = None
-    attack_iterations: int = 200
+    attack_iterations: int = 100
     attack_restarts: int = 1
-    per_class: int = 5
+    per_class: int = 20
     fisher_every: int = 10
-    profile_samples: int = 1000
+    profile_samples: int = 500
     planner_lam: float = 1.0
     planner_budget: float = 1.0
     compare_defenses: bool = False
@@ -98,10 +117,19 @@ class ReproduceConfig:
         ("ls", (("smoothing", -0.2),)),
     )
     tl_bido_boundaries: tuple[int, ...] = (3, 4)
+    second_arch: str | None = None
+    second_arch_seeds: int = 3
+    reference_iterations: int | None = None
+    reference_boundaries: tuple[int, ...] = (0, 4)
+    reference_seeds: int = 2
+    reference_per_class: int = 5
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise FisherlabError("give at least one seed")
+        unknown = sorted(set(self.per_seed) - set(PER_SEED))
+        if unknown:
+            raise FisherlabError(f"unknown per_seed {unknown}: expected some of {PER_SEED}")
         if len(self.pretrain_epochs) != len(self.domains) or len(self.pretrain_samples) != len(
             self.domains
         ):
@@ -123,6 +151,7 @@ PRESETS: dict[str, ReproduceConfig] = {
     "quick": ReproduceConfig(
         preset="quick",
         seeds=(0,),
+        per_seed=(),
         pretrain_epochs=(1, 1),
         pretrain_samples=(2000, None),
         eval_epochs=6,
@@ -143,10 +172,21 @@ PRESETS: dict[str, ReproduceConfig] = {
             ("ls", (("smoothing", -0.05),)),
         ),
         tl_bido_boundaries=(4,),
+        second_arch="vgg16_bn_small",
+        second_arch_seeds=1,
+        reference_iterations=60,
+        reference_seeds=1,
+        reference_per_class=2,
     ),
-    "full": ReproduceConfig(preset="full", compare_defenses=True),
 }
-
+# checks: the default plus C1 on a second architecture and the reference-length check
+PRESETS["checks"] = replace(
+    PRESETS["default"],
+    preset="checks",
+    second_arch="vgg16_bn_small",
+    reference_iterations=1500,
+)
+PRESETS["full"] = replace(PRESETS["checks"], preset="full", compare_defenses=True)
 # the smoke preset is quick on tiny data: the same steps and tables, for tests
 PRESETS["smoke"] = replace(
     PRESETS["quick"],
@@ -160,9 +200,14 @@ PRESETS["smoke"] = replace(
     attack_iterations=10,
     per_class=1,
     profile_samples=64,
+    second_arch="eval_cnn",  # plumbing only: a second architecture that trains in seconds
+    reference_iterations=20,
+    reference_per_class=1,
 )
 """The presets: ``smoke`` (about a minute: every step and table of ``quick``
 on tiny data, for tests; its numbers mean nothing), ``quick`` (minutes, a
-first look), ``default`` (the paper's Figs. 1-II to 5) and ``full``
-(``default`` plus the defense comparison; run it into the same ``--out`` to
-reuse the default's steps)."""
+first look), ``default`` (the paper's Figs. 1-II to 5 and claims C1-C5 over
+five seeds; about an hour on 2 CPU cores), ``checks`` (``default`` plus C1 on
+VGG16-bn and the reference-length check) and ``full`` (``checks`` plus the
+defense comparison). Run a larger preset into the same ``--out`` to reuse the
+smaller one's steps."""

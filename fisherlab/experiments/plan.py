@@ -28,6 +28,8 @@ class PlannedFineTune:
             ``pretraining``, ``first_vs_middle``, ``defenses``).
         defense: Training-time defense.
         strengths: The defense's strengths, ``((field, value), ...)``.
+        arch: Its architecture, when not the config's target (``None``).
+        seeds: The seeds it runs in (``None``: all).
     """
 
     domain: str
@@ -37,6 +39,8 @@ class PlannedFineTune:
     experiments: tuple[str, ...]
     defense: str = "none"
     strengths: tuple[tuple[str, float], ...] = ()
+    arch: str | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -52,6 +56,7 @@ class FineTuned:
         seed: Seed of fine-tuning and attacks.
         experiments: The experiments it belongs to.
         defense: Training-time defense.
+        arch: Its architecture.
     """
 
     step: Step
@@ -62,6 +67,7 @@ class FineTuned:
     seed: int
     experiments: tuple[str, ...]
     defense: str = "none"
+    arch: str = ""
 
 
 def plan_finetunes(cfg: ReproduceConfig, boundaries: tuple[int, ...]) -> list[PlannedFineTune]:
@@ -92,12 +98,20 @@ def plan_finetunes(cfg: ReproduceConfig, boundaries: tuple[int, ...]) -> list[Pl
             )
         for b in cfg.tl_bido_boundaries:
             plan.append(PlannedFineTune(main, f"b={b} + bido", b, None, ("defenses",), "bido"))
+    if cfg.second_arch is not None:
+        seeds = tuple(cfg.seeds[: cfg.second_arch_seeds])
+        plan.append(
+            PlannedFineTune(
+                main, "b=0", 0, None, ("second_arch",), arch=cfg.second_arch, seeds=seeds
+            )
+        )
     return plan
 
 
 def describe(t: FineTuned, n_layers: int) -> dict[str, Any]:
     """The columns that identify a fine-tuned model in every results table."""
     return {
+        "arch": t.arch,
         "domain": t.domain,
         "setting": t.setting,
         "boundary": t.boundary if t.boundary is not None else -1,
@@ -110,6 +124,6 @@ def describe(t: FineTuned, n_layers: int) -> dict[str, Any]:
     }
 
 
-def is_full_finetune(t: FineTuned, domain: str) -> bool:
-    """Whether a model is plain full fine-tuning from ``domain`` (the main domain)."""
-    return t.domain == domain and t.boundary == 0 and t.defense == "none"
+def is_full_finetune(t: FineTuned, domain: str, arch: str) -> bool:
+    """Whether a model is plain full fine-tuning of ``arch`` from ``domain`` (the main domain)."""
+    return t.domain == domain and t.boundary == 0 and t.defense == "none" and t.arch == arch

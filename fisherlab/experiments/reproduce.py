@@ -35,18 +35,23 @@ The parts live in their own modules: the config and presets in
 :mod:`~fisherlab.experiments.tables` and the claims in
 :mod:`~fisherlab.experiments.claims`; this module runs the phases.
 
-Protocol notes: the pretrained models, the evaluation model and the GAN
-priors are shared by all seeds (seeds vary fine-tuning and attacks). The GMI
-prior is target-independent. A KEDMI prior learns from the target's soft
-labels; one is trained against seed 0's fully fine-tuned target and reused
-for the other seeds' KEDMI runs, which serve the Fisher analysis (Fig. 5).
+Protocol notes: every seed trains its own pretrained models and evaluation
+model (``per_seed``), and its own fine-tunings and attacks; the GAN priors
+are shared by all seeds (training one set takes about 9 minutes on 2 CPU
+cores, so five would add about 35 minutes; ``per_seed`` can include
+``"priors"``). The GMI prior is target-independent. A KEDMI prior learns from
+the target's soft labels; one is trained against seed 0's fully fine-tuned
+target and reused for the other seeds' KEDMI runs, which serve the Fisher
+analysis (Fig. 5). Every attack's reconstructions are kept, one row each, in
+``reconstructions.csv``: the claims' intervals resample them.
 """
 
 from __future__ import annotations
 
 import platform
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +76,7 @@ from fisherlab.experiments.steps import (
     attack_step,
     checkpoint_path,
     gan_step,
+    private_classes,
     profile_step,
     train_step,
 )
@@ -85,67 +91,102 @@ _Where = tuple[str, int]
 """Where the steps compute: the device's name and the data-loading workers."""
 
 
-def _shared_models(
-    runner: Runner, cfg: ReproduceConfig, where: _Where
-) -> tuple[dict[str, Step], Step, Step]:
-    """Pretraining per domain, the evaluator and the GMI prior (shared by all seeds)."""
-    device, workers = where
-    pretrained: dict[str, Step] = {}
-    for domain, epochs, cap in zip(
-        cfg.domains, cfg.pretrain_epochs, cfg.pretrain_samples, strict=True
-    ):
-        tc = TrainConfig(
-            data=domain, arch=cfg.arch, epochs=epochs, max_train_samples=cap, device=device
-        )
-        label = f"pretrain {cfg.arch} on {domain}"
-        pretrained[domain] = train_step(runner, label, tc, {}, workers)
-    evaluator = train_step(
-        runner,
-        f"evaluation model {cfg.eval_arch} on {cfg.private}",
-        TrainConfig(
-            data=cfg.private,
-            arch=cfg.eval_arch,
-            epochs=cfg.eval_epochs,
-            lr=cfg.eval_lr,
-            seed=1,
-            max_train_samples=cfg.eval_samples,
-            device=device,
-        ),
-        {},
-        workers,
-    )
-    gmi_gan = gan_step(
-        runner,
-        f"GMI prior on {cfg.public}",
-        GANConfig(
-            data=cfg.public,
-            kind="gmi",
-            epochs=cfg.gmi_gan_epochs,
-            max_train_samples=cfg.gan_samples,
-            device=device,
-        ),
-        {"epochs": cfg.gmi_gan_epochs},
-        workers,
-    )
+_Pretrained = dict[tuple[int, str, str], Step]
+"""Pretrained models by (seed, architecture, domain)."""
 
-    return pretrained, evaluator, gmi_gan
+_Shared = tuple[_Pretrained, dict[int, Step], dict[int, Step]]
+"""Pretrained models, evaluators by seed and GMI priors by seed."""
+
+
+def _per_seed(cfg: ReproduceConfig, what: str) -> dict[int, int]:
+    """The seed each reproduction seed uses for ``what`` (itself, or 0 when shared)."""
+    return {s: (s if what in cfg.per_seed else cfg.seeds[0]) for s in cfg.seeds}
+
+
+def _pretrain(
+    runner: Runner, cfg: ReproduceConfig, arch: str, seeds: Sequence[int], where: _Where
+) -> _Pretrained:
+    """``arch`` pretrained on every domain, per seed of ``seeds`` (shared unless per_seed)."""
+    device, workers = where
+    own = _per_seed(cfg, "pretraining")
+    out: _Pretrained = {}
+    for seed in seeds:
+        for domain, epochs, cap in zip(
+            cfg.domains, cfg.pretrain_epochs, cfg.pretrain_samples, strict=True
+        ):
+            if arch != cfg.arch and domain != cfg.domains[0]:
+                continue  # a second architecture needs the main domain only
+            tc = TrainConfig(
+                data=domain,
+                arch=arch,
+                epochs=epochs,
+                max_train_samples=cap,
+                seed=own[seed],
+                device=device,
+            )
+            label = f"pretrain {arch} on {domain}" + (f", seed {own[seed]}" if own[seed] else "")
+            out[(seed, arch, domain)] = train_step(runner, label, tc, {}, workers)
+    return out
+
+
+def _shared_models(runner: Runner, cfg: ReproduceConfig, where: _Where) -> _Shared:
+    """Pretraining per domain, the evaluators and the GMI priors (see the protocol notes)."""
+    device, workers = where
+    pretrained = _pretrain(runner, cfg, cfg.arch, cfg.seeds, where)
+    evaluators, priors = {}, {}
+    own_eval, own_prior = _per_seed(cfg, "evaluator"), _per_seed(cfg, "priors")
+    for seed in cfg.seeds:
+        evaluators[seed] = train_step(
+            runner,
+            f"evaluation model {cfg.eval_arch} on {cfg.private}"
+            + (f", seed {own_eval[seed]}" if own_eval[seed] else ""),
+            TrainConfig(
+                data=cfg.private,
+                arch=cfg.eval_arch,
+                epochs=cfg.eval_epochs,
+                lr=cfg.eval_lr,
+                seed=1 + own_eval[seed],
+                max_train_samples=cfg.eval_samples,
+                device=device,
+            ),
+            {},
+            workers,
+        )
+        priors[seed] = gan_step(
+            runner,
+            f"GMI prior on {cfg.public}" + (f", seed {own_prior[seed]}" if own_prior[seed] else ""),
+            GANConfig(
+                data=cfg.public,
+                kind="gmi",
+                epochs=cfg.gmi_gan_epochs,
+                max_train_samples=cfg.gan_samples,
+                seed=own_prior[seed],
+                device=device,
+            ),
+            {"epochs": cfg.gmi_gan_epochs},
+            workers,
+        )
+    return pretrained, evaluators, priors
 
 
 def _finetune_all(
     runner: Runner,
     cfg: ReproduceConfig,
     plan: list[PlannedFineTune],
-    pretrained: dict[str, Step],
+    pretrained: _Pretrained,
     where: _Where,
 ) -> list[FineTuned]:
-    """Every planned fine-tuning, for every seed."""
+    """Every planned fine-tuning, for every seed it runs in."""
     device, workers = where
     targets: list[FineTuned] = []
     for seed in cfg.seeds:
         for p in plan:
+            if p.seeds is not None and seed not in p.seeds:
+                continue
+            start = pretrained[(seed, p.arch or cfg.arch, p.domain)]
             tc = TrainConfig(
                 data=cfg.private,
-                init=str(pretrained[p.domain].dir / "model.pt"),
+                init=str(start.dir / "model.pt"),
                 freeze_boundary=p.boundary,
                 train_layers=p.train_layers,
                 epochs=cfg.finetune_epochs,
@@ -159,32 +200,44 @@ def _finetune_all(
             )
             step = train_step(
                 runner,
-                f"fine-tune {p.setting} from {p.domain}, seed {seed}",
+                f"fine-tune {p.setting} from {p.domain}"
+                + (f" ({p.arch})" if p.arch else "")
+                + f", seed {seed}",
                 tc,
-                {"init_step": pretrained[p.domain].key},
+                {"init_step": start.key},
                 workers,
             )
             trained = tuple(step.result["trainable_layers"])
             targets.append(
                 FineTuned(
-                    step, p.domain, p.setting, p.boundary, trained, seed, p.experiments, p.defense
+                    step,
+                    p.domain,
+                    p.setting,
+                    p.boundary,
+                    trained,
+                    seed,
+                    p.experiments,
+                    p.defense,
+                    p.arch or cfg.arch,
                 )
             )
 
     return targets
 
 
-def _kedmi_prior(
+def _kedmi_priors(
     runner: Runner, cfg: ReproduceConfig, targets: list[FineTuned], where: _Where
-) -> Step | None:
-    """The KEDMI prior, which learns from seed 0's fully fine-tuned target."""
+) -> dict[int, Step]:
+    """KEDMI priors by seed: each learns from a fully fine-tuned target (seed 0's if shared)."""
     device, workers = where
-    main_domain = cfg.domains[0]
-    full = [t for t in targets if is_full_finetune(t, main_domain)]
-    kedmi_gan = None
-    if full:
-        ref = full[0]
-        kedmi_gan = gan_step(
+    full = {t.seed: t for t in targets if is_full_finetune(t, cfg.domains[0], cfg.arch)}
+    own = _per_seed(cfg, "priors")
+    priors: dict[int, Step] = {}
+    for seed in cfg.seeds:
+        ref = full.get(own[seed])
+        if ref is None:
+            continue
+        priors[seed] = gan_step(
             runner,
             f"KEDMI prior on {cfg.public} (target: full fine-tune, seed {ref.seed})",
             GANConfig(
@@ -193,88 +246,133 @@ def _kedmi_prior(
                 target=str(ref.step.dir / "model.pt"),
                 epochs=cfg.kedmi_gan_epochs,
                 max_train_samples=cfg.gan_samples,
+                seed=own[seed],
                 device=device,
             ),
             {"epochs": cfg.kedmi_gan_epochs, "target_step": ref.step.key},
             workers,
         )
+    return priors
 
-    return kedmi_gan
+
+_SUMMARY_COLUMNS = (
+    "attack_accuracy_top1",
+    "attack_accuracy_top5",
+    "knn_distance",
+    "fd_eval",
+    "fd_eval_n",
+    "target_confidence",
+)
+"""The attack summary's numbers that ``runs.csv`` keeps."""
+
+_RECONSTRUCTION_COLUMNS = ("class", "restart", "target_confidence", "correct_top1", "knn_distance")
+"""The per-reconstruction columns that ``reconstructions.csv`` keeps."""
+
+
+@dataclass(frozen=True)
+class _Attack:
+    """One attack of a fine-tuned model: which prior, which checkpoint, how long."""
+
+    kind: str
+    epoch: int
+    iterations: int | None = None
+    per_class: int | None = None
+    experiments: str | None = None
+
+
+def _attacks_of(t: FineTuned, cfg: ReproduceConfig, has_kedmi: bool) -> list[_Attack]:
+    """The attacks a fine-tuned model gets (module docs)."""
+    last = cfg.finetune_epochs
+    sweep_epochs = sorted({e for e in cfg.checkpoint_epochs if 1 <= e < last} | {last})
+    epochs = sweep_epochs if "boundary_sweep" in t.experiments else [last]
+    attacks = [_Attack("gmi", e) for e in epochs]
+    if has_kedmi and is_full_finetune(t, cfg.domains[0], cfg.arch):
+        attacks.append(_Attack("kedmi", last))
+    checked = cfg.seeds[: cfg.reference_seeds]
+    if (
+        cfg.reference_iterations is not None
+        and "boundary_sweep" in t.experiments
+        and t.boundary in cfg.reference_boundaries
+        and t.seed in checked
+    ):
+        for iterations in (cfg.attack_iterations, cfg.reference_iterations):
+            attacks.append(
+                _Attack("gmi", last, iterations, cfg.reference_per_class, "reference_length")
+            )
+    return attacks
 
 
 def _attack_and_profile(
     runner: Runner,
     cfg: ReproduceConfig,
     targets: list[FineTuned],
-    priors: tuple[Step, Step | None],
-    evaluator: Step,
-    n_layers: int,
+    priors: tuple[dict[int, Step], dict[int, Step]],
+    evaluators: dict[int, Step],
     where: _Where,
-) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame]]:
-    """GMI on the attacked checkpoints (KEDMI too on full fine-tuning), and profiles."""
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame], list[pd.DataFrame]]:
+    """The attacks of every model (:func:`_attacks_of`), and its classification profile."""
     device, workers = where
-    main_domain = cfg.domains[0]
-    gmi_gan, kedmi_gan = priors
+    gmi_priors, kedmi_priors = priors
     last = cfg.finetune_epochs
-    sweep_epochs = sorted({e for e in cfg.checkpoint_epochs if 1 <= e < last} | {last})
-    run_rows, fisher_frames, profile_frames = [], [], []
+    run_rows, fisher_frames, profile_frames, recon_frames = [], [], [], []
     for t in targets:
-        epochs = sweep_epochs if "boundary_sweep" in t.experiments else [last]
-        attacks = [("gmi", gmi_gan, e) for e in epochs]
-        if is_full_finetune(t, main_domain) and kedmi_gan is not None:
-            attacks.append(("kedmi", kedmi_gan, last))
+        columns = describe(t, count_layers(cfg, t.arch))
         history = {r["epoch"]: r for r in t.step.result["history"]}
-        for kind, gan, epoch in attacks:
+        for spec in _attacks_of(t, cfg, t.seed in kedmi_priors):
+            gan = (gmi_priors if spec.kind == "gmi" else kedmi_priors)[t.seed]
+            length = "" if spec.iterations is None else f", {spec.iterations} iterations"
             a = attack_step(
                 runner,
                 cfg,
-                f"{kind} on {t.setting} from {t.domain}, epoch {epoch}, seed {t.seed}",
-                checkpoint_path(t.step, epoch, last),
-                f"{t.step.key}@{epoch}",
+                f"{spec.kind} on {t.setting} from {t.domain} ({t.arch}), epoch {spec.epoch}, "
+                f"seed {t.seed}{length}",
+                checkpoint_path(t.step, spec.epoch, last),
+                f"{t.step.key}@{spec.epoch}",
                 gan,
-                evaluator,
-                kind,
+                evaluators[t.seed],
+                spec.kind,
                 t.seed,
                 device,
                 workers,
+                iterations=spec.iterations,
+                per_class=spec.per_class,
             )
+            labels = {
+                **columns,
+                "experiments": spec.experiments or columns["experiments"],
+                "epoch": spec.epoch,
+                "final": spec.epoch == last,
+                "attack": spec.kind,
+                "iterations": spec.iterations or cfg.attack_iterations,
+            }
             summary = a.result
             run_rows.append(
                 {
-                    **describe(t, n_layers),
-                    "epoch": epoch,
-                    "final": epoch == last,
-                    "attack": kind,
+                    **labels,
                     "natural_accuracy": summary["natural_accuracy"],
-                    "train_natural_accuracy": history[epoch]["natural_accuracy"],
-                    **{
-                        m: summary.get(m)
-                        for m in (
-                            "attack_accuracy_top1",
-                            "attack_accuracy_top5",
-                            "knn_distance",
-                            "fd_eval",
-                            "fd_eval_n",
-                            "target_confidence",
-                        )
-                    },
+                    "train_natural_accuracy": history[spec.epoch]["natural_accuracy"],
+                    **{m: summary.get(m) for m in _SUMMARY_COLUMNS},
+                    "chance": 1 / len(private_classes(cfg)),
                     "attack_step": a.dir.name,
                 }
             )
-            if epoch == last:  # fisher_every >= 1 (ReproduceConfig): the attack wrote it
+            rows = pd.read_csv(a.dir / "attack.csv")
+            recon_frames.append(
+                rows[list(_RECONSTRUCTION_COLUMNS)].assign(**labels, attack_step=a.dir.name)
+            )
+            if spec.epoch == last and spec.experiments is None:
+                # fisher_every >= 1 (ReproduceConfig): the attack wrote it
                 fisher = pd.read_csv(a.dir / "fisher.csv")
                 fisher_frames.append(
-                    fisher.assign(**describe(t, n_layers), attack=kind, attack_step=a.dir.name)
+                    fisher.assign(**columns, attack=spec.kind, attack_step=a.dir.name)
                 )
-        label = f"profile {t.setting} from {t.domain}, seed {t.seed}"
+        label = f"profile {t.setting} from {t.domain} ({t.arch}), seed {t.seed}"
         p = profile_step(runner, cfg, label, t.step, device, workers)
         profile_frames.append(
-            pd.read_csv(p.dir / "profile.csv").assign(
-                **describe(t, n_layers), profile_step=p.dir.name
-            )
+            pd.read_csv(p.dir / "profile.csv").assign(**columns, profile_step=p.dir.name)
         )
 
-    return run_rows, fisher_frames, profile_frames
+    return run_rows, fisher_frames, profile_frames, recon_frames
 
 
 def reproduce(
@@ -325,16 +423,19 @@ def reproduce(
     started = time.perf_counter()
     n_layers = count_layers(cfg)
     boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
-    for b in (*boundaries, *cfg.domain_boundaries):
+    for b in (*boundaries, *cfg.domain_boundaries, *cfg.reference_boundaries):
         check_freeze_boundary(b, n_layers)
 
-    pretrained, evaluator, gmi_gan = _shared_models(runner, cfg, where)
+    pretrained, evaluators, gmi_priors = _shared_models(runner, cfg, where)
+    if cfg.second_arch is not None:
+        seeds_2 = cfg.seeds[: cfg.second_arch_seeds]
+        pretrained |= _pretrain(runner, cfg, cfg.second_arch, seeds_2, where)
     targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
-    kedmi_gan = _kedmi_prior(runner, cfg, targets, where)
-    rows, fisher, profiles = _attack_and_profile(
-        runner, cfg, targets, (gmi_gan, kedmi_gan), evaluator, n_layers, where
+    kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
+    rows, fisher, profiles, recon = _attack_and_profile(
+        runner, cfg, targets, (gmi_priors, kedmi_priors), evaluators, where
     )
-    tables = assemble_tables(cfg, rows, fisher, profiles, runner.records)
+    tables = assemble_tables(cfg, rows, fisher, profiles, recon, runner.records)
     with locked(out / ".tables.lock"):
         _write_tables(out, tables, cfg, runner, started, chosen)
     return tables

@@ -82,14 +82,20 @@ def attack_step(
     seed: int,
     device: str = "cpu",
     workers: int = 0,
+    *,
+    iterations: int | None = None,
+    per_class: int | None = None,
 ) -> Step:
-    """Attack (or reuse) ``target`` with GMI or KEDMI and judge it with the evaluator."""
+    """Attack (or reuse) ``target`` with GMI or KEDMI and judge it with the evaluator.
+
+    ``iterations`` and ``per_class`` override the config's (the reference-length check).
+    """
     n_classes = len(private_classes(cfg))
     config = AttackConfig(
         attack=kind,
         classes=tuple(range(n_classes)),
-        per_class=cfg.per_class,
-        iterations=cfg.attack_iterations,
+        per_class=per_class or cfg.per_class,
+        iterations=iterations or cfg.attack_iterations,
         restarts=cfg.attack_restarts,
         seed=seed,
         fisher_every=cfg.fisher_every,
@@ -179,6 +185,7 @@ def private_classes(cfg: ReproduceConfig) -> list[int]:
     return list(spec.classes) if spec.classes else list(range(10))
 
 
-def n_layers(cfg: ReproduceConfig) -> int:
-    """Layers of the target architecture (with its private head)."""
-    return len(layers(build_model(cfg.arch, num_classes=len(private_classes(cfg)))))
+def n_layers(cfg: ReproduceConfig, arch: str | None = None) -> int:
+    """Layers of the target architecture, or of ``arch`` (with its private head)."""
+    model = build_model(arch or cfg.arch, num_classes=len(private_classes(cfg)))
+    return len(layers(model))
