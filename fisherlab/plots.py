@@ -141,7 +141,9 @@ def plot_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
     """Fig. 2: GMI attack accuracy against natural accuracy, a line per |theta_C|.
 
     Each line is one freeze boundary; its points are checkpoints of the
-    fine-tuning (epochs), averaged over seeds with sd error bars.
+    fine-tuning (epochs), averaged over seeds with sd error bars. The attack
+    floor is drawn beside them: chance (1 / classes, dotted) and the
+    head-only target (the largest boundary's final attack accuracy, dashed).
 
     Args:
         runs: ``runs.csv``.
@@ -172,6 +174,11 @@ def plot_tradeoff(runs: pd.DataFrame, path: str | Path | None = None) -> plt.Fig
             xytext=(3, 3),
             textcoords="offset points",
         )
+    if "chance" in sweep:
+        ax.axhline(float(sweep["chance"].iloc[0]), color="grey", ls=":", lw=1, label="chance")
+    final = sweep[sweep["final"].astype(bool)]
+    head = final[final["boundary"] == final["boundary"].max()]["attack_accuracy_top1"]
+    ax.axhline(float(head.mean()), color="grey", ls="--", lw=1, label="head-only target")
     ax.set_xlabel("natural accuracy (private test)")
     ax.set_ylabel("GMI attack accuracy (top-1)")
     ax.set_title(f"trade-off per freeze boundary ({sweep['seed'].nunique()} seeds)")
@@ -406,12 +413,18 @@ def plot_defense_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> 
 
 
 def _full_fine_tuning(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows of plain full fine-tuning from the main (first-listed) pretraining domain."""
-    return frame[
+    """Rows of plain full fine-tuning of the main target from the main pretraining domain.
+
+    The main domain and architecture are those listed first.
+    """
+    keep = (
         (frame["domain"] == frame["domain"].iloc[0])
         & (frame["boundary"] == 0)
         & (frame["defense"] == "none")
-    ]
+    )
+    if "arch" in frame:
+        keep &= frame["arch"] == frame["arch"].iloc[0]
+    return frame[keep]
 
 
 def _first_seed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -4,6 +4,7 @@
 * :mod:`~fisherlab.experiments.cache`: the step cache (:class:`Runner`, :class:`Step`);
 * :mod:`~fisherlab.experiments.steps`: training, GAN, attack and profile steps;
 * :mod:`~fisherlab.experiments.plan`: which fine-tunings run;
+* :mod:`~fisherlab.experiments.statistics`: effect sizes, intervals, p-values, verdicts;
 * :mod:`~fisherlab.experiments.claims`: the paper's claims C1-C6 and their verdicts;
 * :mod:`~fisherlab.experiments.tables`: the tidy results tables;
 * :mod:`~fisherlab.experiments.reproduce`: :func:`reproduce`, the phases.
@@ -14,13 +15,14 @@ from fisherlab.experiments.claims import (
     ACCURACY_TOLERANCE,
     assess_claims,
     pareto_front,
+    planner_baselines,
     planner_validation,
     select_runs,
-    verdict,
 )
 from fisherlab.experiments.config import PRESETS, ReproduceConfig
 from fisherlab.experiments.plan import FineTuned, PlannedFineTune, plan_finetunes
 from fisherlab.experiments.reproduce import reproduce
+from fisherlab.experiments.statistics import Estimate, paired_difference, seed_level, verdict
 from fisherlab.experiments.tables import assemble_tables
 
 __all__ = [
@@ -40,7 +42,12 @@ __all__ = [
     "ACCURACY_TOLERANCE",
     "assess_claims",
     "pareto_front",
+    "planner_baselines",
     "planner_validation",
     "select_runs",
+    # statistics
+    "Estimate",
+    "paired_difference",
+    "seed_level",
     "verdict",
 ]

@@ -11,21 +11,15 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import read
 
-from fisherlab.experiments import PRESETS, assess_claims, verdict
+from fisherlab.experiments import PRESETS, assess_claims, planner_baselines
 from fisherlab.planner import recommend_freeze
 
 MAIN_DOMAIN = PRESETS["smoke"].domains[0]
-
-
-def test_verdicts():
-    assert verdict([0.1, 0.2, 0.3]) == "holds"
-    assert verdict([-0.1, 0.0, -0.3]) == "does not hold"
-    assert verdict([0.1, -0.2, 0.3]) == "inconclusive"
-    assert verdict([float("nan"), 0.2]) == "inconclusive"
 
 
 def _in(row: dict, experiment: str) -> bool:
@@ -88,7 +82,8 @@ def test_planner_pick_and_front_recomputed_independently(reproduced):
 
 def test_claims_trace_back_to_the_runs(reproduced):
     claims = read(reproduced, "claims").set_index("claim")
-    assert list(claims.index) == ["C1", "C2", "C3", "C4", "C5", "C6a", "C6b"]
+    second = PRESETS["smoke"].second_arch
+    assert list(claims.index) == ["C1", f"C1 ({second})", "C2", "C3", "C4", "C5", "C6a", "C6b"]
     runs = read(reproduced, "runs")
     # C4: top-1 with the first layers trained minus with the middle ones
     fvm = runs[runs["experiments"].str.contains("first_vs_middle")].set_index("setting")
@@ -112,7 +107,8 @@ def test_claims_trace_back_to_the_runs(reproduced):
     seeds = sorted({seed for seed, _ in shares})
     c1 = [depth[s, "classification"] - depth[s, "inversion (gmi)"] for s in seeds]
     assert json.loads(claims.loc["C1", "values"]) == pytest.approx(c1, abs=1e-6)
-    assert (claims["verdict"] == "inconclusive (one seed)").all()
+    # one seed: no interval over seeds for the seed-level claims
+    assert claims.loc["C1", "verdict"] == "inconclusive (no numbers)"
 
 
 def _c6_by_hand(runs: pd.DataFrame, domain: str) -> tuple[list[float], list[float]]:
@@ -178,6 +174,47 @@ def _run(
     }
 
 
+def _reconstructions(runs: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` 0/1 outcomes per run, exactly ``round(top-1 * n)`` of them correct."""
+    parts = []
+    for r in runs.to_dict("records"):
+        ones = round(r["attack_accuracy_top1"] * n)
+        parts.append(pd.DataFrame([{**r, "correct_top1": int(i < ones)} for i in range(n)]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_planner_baselines_by_hand():
+    """Three seeds; the planner picks b=2, b=2, b=1; the numbers are chosen by hand."""
+    sweeps = {  # natural accuracy, top-1 per boundary 0..3
+        0: [(0.99, 0.9), (0.99, 0.7), (0.985, 0.5), (0.90, 0.3)],
+        1: [(0.99, 0.8), (0.98, 0.6), (0.98, 0.4), (0.91, 0.2)],
+        2: [(0.99, 0.9), (0.99, 0.5), (0.98, 0.6), (0.92, 0.3)],
+    }
+    runs = pd.DataFrame(
+        [
+            _run("boundary_sweep", f"b={b}", b, seed, nat, atk)
+            for seed, pts in sweeps.items()
+            for b, (nat, atk) in enumerate(pts)
+        ]
+    )
+    recs = pd.DataFrame({"seed": [0, 1, 2], "pick": [2, 2, 1]})
+    table = planner_baselines(runs, _reconstructions(runs, 100), recs, "fashion").set_index("rule")
+    planner_top1 = (0.5 + 0.4 + 0.5) / 3
+    assert table.loc["planner", "attack_accuracy"] == pytest.approx(planner_top1)
+    assert table.loc["planner", "natural_accuracy"] == pytest.approx((0.985 + 0.98 + 0.99) / 3)
+    # always b=2: (0.5 + 0.4 + 0.6) / 3, so rule - planner = +0.1 / 3
+    assert table.loc["always b=2", "effect"] == pytest.approx(0.1 / 3, abs=1e-9)
+    # random: the mean over the four boundaries, per seed, averaged
+    random = np.mean([np.mean([atk for _, atk in pts]) for pts in sweeps.values()])
+    assert table.loc["random", "attack_accuracy"] == pytest.approx(random)
+    # |theta_C| = 1000 - 100 b: no boundary of 0..3 freezes half (b=3 freezes 30 %),
+    # so "freeze half" falls back to the largest boundary
+    assert table.loc["freeze half", "picks"] == "3,3,3"
+    # b=3 loses 7-8 points of natural accuracy: not matched; b=0..2 are
+    assert not table.loc["always b=3", "matched"]
+    assert table.loc[["always b=0", "always b=1", "always b=2"], "matched"].all()
+
+
 def test_c6_on_a_hand_made_runs_table():
     """Two seeds, numbers chosen by hand; a defense point a boundary only matches is beaten."""
     runs = []
@@ -214,14 +251,25 @@ def test_c6_on_a_hand_made_runs_table():
             for i, share in enumerate(shares)
         ]
     )
-    tables = {"runs": runs, "layer_fisher": layer_fisher, "planner_validation": pd.DataFrame()}
-    claims = assess_claims(tables, "fashion", []).set_index("claim")
+    tables = {
+        "runs": runs,
+        "reconstructions": _reconstructions(runs, 100),
+        "layer_fisher": layer_fisher,
+        "planner_validation": pd.DataFrame(),
+        "planner_baselines": pd.DataFrame(),
+    }
+    claims = assess_claims(tables, "fashion", [], 5).set_index("claim")
     c6a = json.loads(claims.loc["C6a", "values"])
     c6b = json.loads(claims.loc["C6b", "values"])
     assert c6a == pytest.approx([2 / 3 - 0.5, 1 / 3 - 0.5], abs=1e-6)
     assert c6b == pytest.approx([0.10, 0.05], abs=1e-6)
+    assert claims.loc["C6b", "effect"] == pytest.approx(0.075, abs=1e-9)
+    # two seeds: a t interval with 1 degree of freedom, 12.71 * sd / sqrt(2) wide each side
+    half = 12.7062 * abs((2 / 3 - 0.5) - (1 / 3 - 0.5)) / math.sqrt(2) / math.sqrt(2)
+    assert claims.loc["C6a", "ci_high"] - claims.loc["C6a", "effect"] == pytest.approx(half, 1e-3)
     assert claims.loc["C6a", "verdict"] == "inconclusive"
-    assert claims.loc["C6b", "verdict"] == "holds"
+    # C4: first 0.7 vs middle 0.6 in both seeds
+    assert claims.loc["C4", "effect"] == pytest.approx(0.1, abs=1e-9)
     by_hand_a, by_hand_b = _c6_by_hand(runs, "fashion")
     assert by_hand_a == pytest.approx([2 / 3 - 0.5, 1 / 3 - 0.5], abs=1e-12)
     assert by_hand_b == pytest.approx([0.10, 0.05], abs=1e-12)
