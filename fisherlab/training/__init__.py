@@ -24,6 +24,7 @@ from fisherlab.training.defenses import (
     gaussian_gram,
     hsic,
     kl_to_standard_normal,
+    negative_ls_factor,
     normalized_hsic,
     resolve_strengths,
     smoothed_cross_entropy,
@@ -57,4 +58,5 @@ __all__ = [
     "normalized_hsic",
     "kl_to_standard_normal",
     "smoothed_cross_entropy",
+    "negative_ls_factor",
 ]

@@ -124,9 +124,11 @@ class TrainConfig:
     A strength left ``None`` takes its defense's default when the config is
     made, so the config holds the values in effect; setting one that belongs
     to another defense is an error. The defense fields and ``amp`` enter
-    :meth:`key` only when set, and the device only when it is not the CPU
-    (its type: a GPU result is not bitwise a CPU one), so the keys of CPU
-    configs without a defense are those of earlier fisherlab versions.
+    :meth:`key` only when set (a negative smoothing factor also adds the tag
+    of its schedule, :meth:`~fisherlab.training.defenses.Defense.behaviour`),
+    and the device only when it is not the CPU (its type: a GPU result is not
+    bitwise a CPU one), so the keys of CPU configs without a defense are those
+    of earlier fisherlab versions.
     """
 
     data: str
@@ -223,6 +225,7 @@ class TrainConfig:
         for name, unset in _UNSET_FIELDS.items():  # hashed only when set (see above)
             if d[name] == unset:
                 del d[name]
+        d.update(build_defense(self.defense, **self.strengths()).behaviour())
         del d["device"]
         if (kind := device_key(self.device)) is not None:
             d["device"] = kind
@@ -463,6 +466,7 @@ def train(
     with defense.watching(model, trainable):
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
+            defense.start_epoch(epoch - 1, config.epochs)
             model.train()
             for m in frozen_modules:
                 m.eval()
