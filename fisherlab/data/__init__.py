@@ -14,6 +14,7 @@ from fisherlab.data.datasets import (
     iterate_batches,
     load_all,
     load_dataset,
+    stratified_split,
 )
 from fisherlab.data.limits import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LAYERS, parse_ranges
 from fisherlab.data.sources import (
@@ -49,4 +50,5 @@ __all__ = [
     "iterate_batches",
     "load_all",
     "load_dataset",
+    "stratified_split",
 ]
