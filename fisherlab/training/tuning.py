@@ -67,7 +67,7 @@ class DefenseTuning:
     def chosen(self) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
         """The chosen strengths, weakest first, as ``(defense, ((field, value), ...))``.
 
-        The form of :attr:`fisherlab.experiments.config.ReproductionConfig.defense_grid`.
+        The form of :attr:`fisherlab.experiments.config.ReproduceConfig.defense_grid`.
         """
         fields = self.config["strength_fields"]
         rows = self.table[self.table["chosen"]].sort_values("rank")
