@@ -359,7 +359,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("defense", "parts"),
-    [("mid", ["ce", "kl"]), ("bido", ["ce", "hsic_xz", "hsic_yz"]), ("ls", ["ce"])],
+    [("mid", ["ce", "kl"]), ("bido", ["ce", "hsic_xz", "hsic_yz"]), ("ls", ["ce", "smoothing"])],
 )
 def test_each_defense_trains_an_epoch_and_records_itself(trained, defense, parts):
     result, out = trained(defense)
@@ -375,6 +375,8 @@ def test_each_defense_trains_an_epoch_and_records_itself(trained, defense, parts
         expected = row["ce"] + 0.05 * row["hsic_xz"] - 0.5 * row["hsic_yz"]
         assert row["train_loss"] == pytest.approx(expected, rel=1e-5)
         assert 0 < row["hsic_yz"] < 5 * 4  # five hidden layers, nHSIC(Z, Y) <= K - 1
+    if defense == "ls":  # one epoch: all warm-up, alpha = 0 (negative_ls_factor)
+        assert row["smoothing"] == 0 and row["train_loss"] == pytest.approx(row["ce"], rel=1e-6)
     run_json = json.loads(out.with_suffix(".run.json").read_text())
     assert run_json["config"]["defense"] == defense
     assert {k: run_json["config"][k] for k in strengths} == strengths
