@@ -55,6 +55,7 @@ try:  # Ctrl-C while torch loads ends the command with one line, not a traceback
         normalized_hsic,
         train,
         training_mode,
+        tune_defense,
     )
 except KeyboardInterrupt:
     if not _started_as_the_command():
@@ -106,6 +107,7 @@ __all__ = [
     "build_defense",
     "hsic",
     "normalized_hsic",
+    "tune_defense",
     # training and evaluation
     "TrainConfig",
     "TrainResult",

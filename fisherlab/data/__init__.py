@@ -16,6 +16,7 @@ from fisherlab.data.datasets import (
     iterate_batches,
     load_all,
     load_dataset,
+    stratified_split,
 )
 from fisherlab.data.limits import MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LAYERS, parse_ranges
 from fisherlab.data.sources import (
@@ -52,6 +53,7 @@ __all__ = [
     "iterate_batches",
     "load_all",
     "load_dataset",
+    "stratified_split",
     # class-balanced caps
     "stratified_indices",
     "capped_rows",

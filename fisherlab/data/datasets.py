@@ -144,7 +144,26 @@ class DatasetSplits:
         return len(self.class_names)
 
 
-def _stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split indices per class: ``round(n_c * test_fraction)`` of each class ``c`` held out.
+
+    Each class's indices are shuffled by one seeded generator (classes in
+    ascending order), so the split is a function of ``(labels, test_fraction,
+    seed)`` alone.
+
+    Args:
+        labels: ``(n,)`` integer labels.
+        test_fraction: Fraction of each class held out, in ``[0, 1]``.
+        seed: Seed of the shuffles.
+
+    Returns:
+        ``(kept, held_out)``: disjoint sorted int64 indices covering ``0..n-1``.
+
+    Example:
+        >>> kept, held = stratified_split(torch.tensor([0, 0, 0, 0, 1, 1]), 0.5, seed=0)
+        >>> len(kept), len(held), sorted(torch.tensor([0, 0, 0, 0, 1, 1])[held].tolist())
+        (3, 3, [0, 0, 1])
+    """
     gen = torch.Generator().manual_seed(seed)
     train_idx, test_idx = [], []
     for c in torch.unique(labels).tolist():
@@ -260,7 +279,7 @@ def load_dataset(
         x_tr, x_te = raw.x[tr_idx], raw.x_test[te_idx]  # type: ignore[index]
     else:
         keep, y_sel = select(raw.y)
-        tr, te = _stratified_split(y_sel, test_fraction, split_seed)
+        tr, te = stratified_split(y_sel, test_fraction, split_seed)
         tr_idx, te_idx, tr_y, te_y = keep[tr], keep[te], y_sel[tr], y_sel[te]
         x_tr = raw.x[tr_idx] if raw.x is not None else None
         x_te = raw.x[te_idx] if raw.x is not None else None

@@ -7,6 +7,8 @@
 * :mod:`~fisherlab.training.fit`: :func:`fit`, training a module you hold on a
   ``Dataset``/``DataLoader`` (``train(model, data, ...)``);
 * :mod:`~fisherlab.training.defenses`: training-time defenses (MID, BiDO, LS);
+* :mod:`~fisherlab.training.tuning`: :func:`tune_defense`, defense strengths
+  chosen on a validation split of the private training data;
 * :mod:`~fisherlab.training.accuracy`: :func:`natural_accuracy`.
 """
 
@@ -24,6 +26,7 @@ from fisherlab.training.defenses import (
     gaussian_gram,
     hsic,
     kl_to_standard_normal,
+    negative_ls_factor,
     normalized_hsic,
     resolve_strengths,
     smoothed_cross_entropy,
@@ -31,6 +34,7 @@ from fisherlab.training.defenses import (
 from fisherlab.training.fit import TrainResult, fit
 from fisherlab.training.freezing import freeze, training_mode
 from fisherlab.training.train import TrainConfig, train
+from fisherlab.training.tuning import DefenseTuning, choose_strengths, tune_defense
 
 __all__ = [
     # training
@@ -57,4 +61,9 @@ __all__ = [
     "normalized_hsic",
     "kl_to_standard_normal",
     "smoothed_cross_entropy",
+    "negative_ls_factor",
+    # tuning
+    "DefenseTuning",
+    "tune_defense",
+    "choose_strengths",
 ]

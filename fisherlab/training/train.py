@@ -36,6 +36,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from fisherlab._device import (
@@ -51,9 +52,14 @@ from fisherlab._device import (
 )
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
-from fisherlab.data.datasets import DatasetSplits, iterate_batches, load_dataset
+from fisherlab.data.datasets import (
+    DatasetSplits,
+    iterate_batches,
+    load_dataset,
+    stratified_split,
+)
 from fisherlab.data.limits import MAX_IMAGE_SIZE
-from fisherlab.data.subsets import capped_rows
+from fisherlab.data.subsets import capped_rows, stratified_indices
 from fisherlab.errors import FisherlabError
 from fisherlab.models.checkpoint import checkpoint_digest, load_model, save_model
 from fisherlab.models.heads import replace_head
@@ -82,6 +88,7 @@ _UNSET_FIELDS: dict[str, str | None] = {
     "defense": "none",
     **dict.fromkeys(STRENGTH_FIELDS),
     "amp": None,
+    "validation_fraction": None,
 }
 """Fields added after keys were first used, with the value that leaves them out of the key."""
 
@@ -108,6 +115,12 @@ class TrainConfig:
         split_seed: Seed of the dataset's train/test split.
         max_train_samples: Train on a class-balanced subset of this size
             (:func:`fisherlab.data.stratified_indices`, seeded by ``split_seed``).
+        validation_fraction: Hold out this fraction of each class of the
+            training split (stratified, seeded by ``split_seed``) as a
+            validation split, in ``(0, 1)``; ``max_train_samples`` then
+            subsets the rest. The test split is untouched. Each epoch's
+            ``validation_accuracy`` goes to the history (:mod:`fisherlab.training.tuning`
+            tunes defense strengths on it).
         save_every: Also save a checkpoint every this many epochs.
         image_size: Input side for pretraining, 1..1024 (default: the dataset's).
         defense: Training-time defense, a name of
@@ -125,10 +138,13 @@ class TrainConfig:
 
     A strength left ``None`` takes its defense's default when the config is
     made, so the config holds the values in effect; setting one that belongs
-    to another defense is an error. The defense fields and ``amp`` enter
-    :meth:`key` only when set, and the device only when it is not the CPU
-    (its type: a GPU result is not bitwise a CPU one), so the keys of CPU
-    configs without a defense are those of earlier fisherlab versions.
+    to another defense is an error. The defense fields, ``amp`` and
+    ``validation_fraction`` enter :meth:`key` only when set (a negative
+    smoothing factor also adds the tag of its schedule,
+    :meth:`~fisherlab.training.defenses.Defense.behaviour`), and the device
+    only when it is not the CPU (its type: a GPU result is not bitwise a CPU
+    one), so the keys of CPU configs without a defense are those of earlier
+    fisherlab versions.
     """
 
     data: str
@@ -144,6 +160,7 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = 0
     max_train_samples: int | None = None
+    validation_fraction: float | None = None
     save_every: int | None = None
     image_size: int | None = None
     defense: str = "none"
@@ -194,6 +211,10 @@ class TrainConfig:
             raise FisherlabError(f"save_every must be >= 1, got {self.save_every}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise FisherlabError(f"max_train_samples must be >= 1, got {self.max_train_samples}")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise FisherlabError(
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction}"
+            )
         if self.device is not None:
             device_name(self.device)  # a malformed name; whether it exists is train's check
         if self.amp is not None and self.amp not in AMP_DTYPES:
@@ -225,6 +246,7 @@ class TrainConfig:
         for name, unset in _UNSET_FIELDS.items():  # hashed only when set (see above)
             if d[name] == unset:
                 del d[name]
+        d.update(build_defense(self.defense, **self.strengths()).behaviour())
         del d["device"]
         if (kind := device_key(self.device)) is not None:
             d["device"] = kind
@@ -277,6 +299,41 @@ def _prepare(config: TrainConfig, trust_pickle: bool = False) -> tuple[nn.Module
         image_size=splits.input_spec.size,
     )
     return model, splits
+
+
+def _training_pool(config: TrainConfig, splits: DatasetSplits) -> tuple[Tensor, Dataset | None]:
+    """The indices of ``splits.train`` to train on, and the validation split if one is held out.
+
+    Without ``validation_fraction`` the pool is the whole training split, or a
+    class-balanced seeded subset of ``max_train_samples``
+    (:func:`~fisherlab.data.subsets.capped_rows`). With it,
+    :func:`~fisherlab.data.datasets.stratified_split` first holds out that
+    fraction of each class, and ``max_train_samples`` takes a class-balanced
+    subset of the rest.
+
+    Raises:
+        FisherlabError: If the validation split or the rest would be empty.
+    """
+    n_train = len(splits.train)
+    pool, validation = torch.arange(n_train), None
+    if config.validation_fraction is not None:
+        pool, held = stratified_split(
+            splits.train.labels, config.validation_fraction, config.split_seed
+        )
+        if len(held) == 0 or len(pool) == 0:
+            raise FisherlabError(
+                f"validation_fraction {config.validation_fraction} of {n_train} training "
+                f"images leaves {len(pool)} to train on and {len(held)} to validate: choose "
+                "a fraction that leaves both non-empty"
+            )
+        validation = Subset(splits.train, held.tolist())
+    if validation is None:
+        capped = capped_rows(splits.train, config.max_train_samples, config.split_seed)
+        return (pool if capped is None else capped), None
+    if config.max_train_samples is not None and config.max_train_samples < len(pool):
+        labels = splits.train.labels[pool]
+        pool = pool[stratified_indices(labels, config.max_train_samples, config.split_seed)]
+    return pool, validation
 
 
 def _frozen_indices(config: TrainConfig, all_layers: list[Layer]) -> list[int]:
@@ -436,9 +493,7 @@ def train(
 
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    pool = capped_rows(splits.train, config.max_train_samples, config.split_seed)
-    if pool is None:
-        pool = torch.arange(len(splits.train))
+    pool, validation = _training_pool(config, splits)
 
     meta = model_meta(model)
     meta.class_names = splits.class_names
@@ -451,6 +506,7 @@ def train(
         "n_params": sum(p.numel() for p in model.parameters()),
         "train_samples": len(pool),
         "test_samples": len(splits.test),
+        **({"validation_samples": len(validation)} if validation is not None else {}),
     }
     rows, written = [], []
     n_batches = math.ceil(len(pool) / config.batch_size)
@@ -463,6 +519,7 @@ def train(
     with defense.watching(model, trainable):
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
+            defense.start_epoch(epoch - 1, config.epochs)
             model.train()
             for m in frozen_modules:
                 m.eval()
@@ -487,10 +544,13 @@ def train(
                 scaler=scaler,
             )
             acc = natural_accuracy(model, splits.test, workers=workers)
+            extra = {}
+            if validation is not None:
+                extra["validation_accuracy"] = natural_accuracy(model, validation, workers=workers)
             means = {k: v / len(pool) for k, v in sums.items()}
             bar.set_postfix(epoch=epoch, loss=f"{means['loss']:.3f}", test_acc=f"{acc:.3f}")
             ckpt = None
-            metrics = {"natural_accuracy": acc, "epoch": epoch, **summary}
+            metrics = {"natural_accuracy": acc, **extra, "epoch": epoch, **summary}
             if stem is not None and config.save_every and epoch % config.save_every == 0:
                 if epoch < config.epochs:
                     ckpt = save_model(model, f"{stem}.epoch{epoch:03d}.pt", metrics=metrics)
@@ -505,6 +565,7 @@ def train(
                     "train_loss": means.pop("loss"),
                     "train_accuracy": means.pop("correct"),
                     "natural_accuracy": acc,
+                    **extra,
                     "seconds": time.perf_counter() - start,
                     "checkpoint": str(ckpt) if ckpt else "",
                     **means,

@@ -27,9 +27,11 @@ from fisherlab.models import VIBHead, layer_map, layers, load_model, model_meta
 from fisherlab.training import (
     MID,
     BiDO,
+    LabelSmoothing,
     TrainConfig,
     hsic,
     kl_to_standard_normal,
+    negative_ls_factor,
     normalized_hsic,
     smoothed_cross_entropy,
     train,
@@ -158,6 +160,106 @@ def test_label_smoothing_loss_matches_an_explicit_sum(alpha):
         assert ours.item() == pytest.approx(torch_ls.item(), rel=1e-12)
 
 
+def test_negative_label_smoothing_loss_matches_a_hand_computed_value():
+    # logits (2, 0, -1), label 0, alpha = -0.1, K = 3: targets (1.1 - 0.1/3, -0.1/3, -0.1/3).
+    # log Z = log(e^2 + 1 + e^-1); -log p = (log Z - 2, log Z, log Z + 1)
+    log_z = math.log(math.exp(2.0) + 1.0 + math.exp(-1.0))
+    nll = [log_z - 2.0, log_z, log_z + 1.0]
+    by_hand = (1.1 - 0.1 / 3) * nll[0] - 0.1 / 3 * (nll[1] + nll[2])
+    assert by_hand == pytest.approx(0.00317935, abs=1e-8)
+    # Struppek et al.'s form: (1 - alpha) NLL + alpha mean_k(-log p_k), the same number
+    assert (1.1 * nll[0] - 0.1 * sum(nll) / 3) == pytest.approx(by_hand, rel=1e-12)
+    logits = torch.tensor([[2.0, 0.0, -1.0]], dtype=torch.float64)
+    ours = smoothed_cross_entropy(logits, torch.tensor([0]), -0.1)
+    assert ours.item() == pytest.approx(by_hand, rel=1e-12)
+
+
+def _struppek_100_epochs(alpha: float, e: int) -> float:
+    """Their ls_scheduler, transcribed in epochs for their 100-epoch runs."""
+    if e < 50:
+        return 0.0
+    if e < 75:
+        return alpha * (e + 1 - 50) / (100 - 50)
+    return alpha
+
+
+@pytest.mark.parametrize("alpha", [-0.05, -0.2, -1.0])
+def test_negative_ls_schedule_is_the_authors_rule(alpha):
+    ours = [negative_ls_factor(alpha, e, 100) for e in range(100)]
+    assert ours == pytest.approx([_struppek_100_epochs(alpha, e) for e in range(100)], abs=1e-12)
+    assert ours[49] == 0 and ours[74] == pytest.approx(alpha / 2) and ours[75] == alpha
+    # short runs, in fractions of the run (the documented values)
+    assert [negative_ls_factor(alpha, e, 5) for e in range(5)] == pytest.approx(
+        [0, 0, 0, 0.6 * alpha, alpha]
+    )
+    assert [negative_ls_factor(alpha, e, 4) for e in range(4)] == [0, 0, alpha / 2, alpha]
+    assert [negative_ls_factor(alpha, e, 2) for e in range(2)] == [0, alpha]
+    assert negative_ls_factor(alpha, 0, 1) == 0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+def test_zero_and_positive_smoothing_is_not_scheduled(alpha):
+    assert {negative_ls_factor(alpha, e, 10) for e in range(10)} == {alpha}
+    ls = LabelSmoothing(smoothing=alpha)
+    ls.start_epoch(0, 10)
+    assert ls.current == alpha and ls.behaviour() == {}
+
+
+def test_label_smoothing_follows_its_schedule_epoch_by_epoch():
+    ls = LabelSmoothing(smoothing=-0.2)
+    assert ls.current == -0.2  # outside train: the full factor
+    logits, y = torch.randn(6, 5, generator=_gen(), dtype=torch.float64), torch.arange(6) % 5
+    for epoch, alpha in enumerate([0, 0, 0, -0.12, -0.2]):
+        ls.start_epoch(epoch, 5)
+        loss, parts = ls.loss(None, None, logits, y)
+        assert parts["smoothing"].item() == pytest.approx(alpha)
+        assert loss.item() == pytest.approx(smoothed_cross_entropy(logits, y, alpha).item())
+    assert ls.behaviour() == {"ls_schedule": "struppek2024"}
+
+
+def test_negative_ls_keys_name_the_schedule():
+    # keys before the schedule (main at a46e5a8): ls (-0.05) 96e57f85c10a, ls 0.1 dc2a8d47885d
+    key = TrainConfig(data="fashion", arch="target_cnn", defense="ls").key()
+    assert key not in {"96e57f85c10a", "d2e53344bd41"}  # a cached unscheduled run is not reused
+    positive = TrainConfig(data="fashion", arch="target_cnn", defense="ls", smoothing=0.1)
+    assert positive.key() == "dc2a8d47885d"
+
+
+def test_negative_ls_warm_up_trains_exactly_as_cross_entropy():
+    """The first half of a scheduled run is plain cross-entropy, bit for bit.
+
+    (On 128-300 images and 2-3 epochs the unscheduled factor does not collapse
+    the model either, so a short run cannot show the difference in accuracy;
+    this is the deterministic part of the schedule.)
+    """
+    two = {**SMALL, "epochs": 2, "arch": "target_cnn"}
+    ls = train(TrainConfig(defense="ls", smoothing=-0.2, **two), progress=False)
+    plain = train(TrainConfig(**two), progress=False)
+    assert ls.history["smoothing"].tolist() == pytest.approx([0.0, -0.2])
+    first = ["train_loss", "train_accuracy", "natural_accuracy"]
+    assert ls.history[first].iloc[0].tolist() == plain.history[first].iloc[0].tolist()
+    assert ls.history["train_loss"].iloc[1] < ls.history["ce"].iloc[1]  # alpha < 0 now applies
+
+
+@pytest.mark.slow
+def test_scheduled_negative_ls_does_not_collapse_where_constant_does(pretrained, monkeypatch):
+    """Full mnist5k:0-4, 5 epochs (about 4 minutes on 2 CPU cores).
+
+    Observed on the CPU: scheduled test accuracies 0.986 0.992 0.996 0.982
+    0.986; constant -0.05 from the first step: 0.982 0.982 0.942 0.778 0.252.
+    """
+    config = TrainConfig(
+        data="mnist5k:0-4", init=str(pretrained), epochs=5, defense="ls", smoothing=-0.05
+    )
+    scheduled = train(config, progress=False).history
+    assert scheduled["smoothing"].tolist() == pytest.approx([0, 0, 0, -0.03, -0.05])
+    monkeypatch.setattr(LabelSmoothing, "start_epoch", lambda self, epoch, epochs: None)
+    constant = train(config, progress=False).history
+    assert constant["smoothing"].tolist() == pytest.approx([-0.05] * 5)
+    assert scheduled["natural_accuracy"].min() > 0.95
+    assert constant["natural_accuracy"].iloc[-1] < 0.5
+
+
 @pytest.mark.parametrize("freeze_first", [False, True])
 def test_bido_loss_sums_normalized_hsic_over_trained_hidden_layers(freeze_first):
     model = _mlp(6, 8, 8, 3)
@@ -257,7 +359,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("defense", "parts"),
-    [("mid", ["ce", "kl"]), ("bido", ["ce", "hsic_xz", "hsic_yz"]), ("ls", ["ce"])],
+    [("mid", ["ce", "kl"]), ("bido", ["ce", "hsic_xz", "hsic_yz"]), ("ls", ["ce", "smoothing"])],
 )
 def test_each_defense_trains_an_epoch_and_records_itself(trained, defense, parts):
     result, out = trained(defense)
@@ -273,6 +375,8 @@ def test_each_defense_trains_an_epoch_and_records_itself(trained, defense, parts
         expected = row["ce"] + 0.05 * row["hsic_xz"] - 0.5 * row["hsic_yz"]
         assert row["train_loss"] == pytest.approx(expected, rel=1e-5)
         assert 0 < row["hsic_yz"] < 5 * 4  # five hidden layers, nHSIC(Z, Y) <= K - 1
+    if defense == "ls":  # one epoch: all warm-up, alpha = 0 (negative_ls_factor)
+        assert row["smoothing"] == 0 and row["train_loss"] == pytest.approx(row["ce"], rel=1e-6)
     run_json = json.loads(out.with_suffix(".run.json").read_text())
     assert run_json["config"]["defense"] == defense
     assert {k: run_json["config"][k] for k in strengths} == strengths
