@@ -57,7 +57,16 @@ class ReproduceConfig:
         planner_budget: ``budget`` of the planner's rule.
         compare_defenses: Also run the defense comparison (Fig. 1-IV).
         defense_grid: ``(defense, ((strength, value), ...))`` pairs, each
-            applied to full fine-tuning from the main domain.
+            applied to full fine-tuning from the main domain (replaced by the
+            tuned strengths when ``defense_candidates`` is set).
+        defense_candidates: ``(defense, (((strength, value), ...), ...))``:
+            per defense, candidate strengths weakest first, tuned on a
+            validation split held out of the private training data
+            (:func:`fisherlab.training.tune_defense`) before the comparison;
+            the chosen ones (an operating point and its neighbours) form the
+            defense grid. ``None``: use ``defense_grid`` as given.
+        tune_tolerance: Validation-accuracy drop the operating point may cost.
+        tune_seeds: Seeds of the tuning runs.
         tl_bido_boundaries: Boundaries at which TL-DMI is combined with BiDO
             (default strengths).
         second_arch: A second target architecture for C1 (``None``: none):
@@ -117,6 +126,11 @@ class ReproduceConfig:
         ("ls", (("smoothing", -0.2),)),
     )
     tl_bido_boundaries: tuple[int, ...] = (3, 4)
+    defense_candidates: tuple[tuple[str, tuple[tuple[tuple[str, float], ...], ...]], ...] | None = (
+        None
+    )
+    tune_tolerance: float = 0.02
+    tune_seeds: tuple[int, ...] = (0, 1, 2)
     second_arch: str | None = None
     second_arch_seeds: int = 3
     reference_iterations: int | None = None
@@ -186,7 +200,22 @@ PRESETS["checks"] = replace(
     second_arch="vgg16_bn_small",
     reference_iterations=1500,
 )
-PRESETS["full"] = replace(PRESETS["checks"], preset="full", compare_defenses=True)
+PRESETS["full"] = replace(
+    PRESETS["checks"],
+    preset="full",
+    compare_defenses=True,
+    defense_candidates=(  # weakest first; the edge of 2 points lies inside each grid
+        ("mid", tuple((("beta", b),) for b in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0))),
+        (
+            "bido",
+            tuple(
+                (("hsic_a1", a), ("hsic_a2", 10 * a))
+                for a in (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2)
+            ),
+        ),
+        ("ls", tuple((("smoothing", v),) for v in (-0.01, -0.02, -0.03, -0.05, -0.07, -0.1))),
+    ),
+)
 # the smoke preset is quick on tiny data: the same steps and tables, for tests
 PRESETS["smoke"] = replace(
     PRESETS["quick"],

@@ -84,6 +84,7 @@ from fisherlab.experiments.steps import n_layers as count_layers
 from fisherlab.experiments.tables import assemble_tables
 from fisherlab.models.layers import check_freeze_boundary
 from fisherlab.training.train import TrainConfig
+from fisherlab.training.tuning import DefenseTuning, tune_defense
 
 __all__ = ["PRESETS", "ReproduceConfig", "reproduce"]
 
@@ -223,6 +224,45 @@ def _finetune_all(
             )
 
     return targets
+
+
+def _tune_defenses(
+    runner: Runner, cfg: ReproduceConfig, pretrained: _Pretrained, where: _Where
+) -> list[DefenseTuning]:
+    """Each defense's strengths, tuned on a validation split (``defense_candidates``).
+
+    The recipe is the comparison's own: full fine-tuning from the main
+    domain's seed-0 pretraining. Runs are cached in ``OUT/steps/tuning/`` by
+    their config key.
+    """
+    device, _ = where
+    main = cfg.domains[0]
+    start = pretrained[(cfg.seeds[0], cfg.arch, main)]
+    base = TrainConfig(
+        data=cfg.private,
+        init=str(start.dir / "model.pt"),
+        freeze_boundary=0,
+        epochs=cfg.finetune_epochs,
+        lr=cfg.finetune_lr,
+        max_train_samples=cfg.finetune_samples,
+        device=device,
+    )
+    out = []
+    for defense, candidates in cfg.defense_candidates or ():
+        if runner.progress:
+            print(f"tuning {defense} on a validation split ({len(candidates)} candidates)")
+        out.append(
+            tune_defense(
+                base,
+                defense,
+                [dict(c) for c in candidates],
+                tolerance=cfg.tune_tolerance,
+                seeds=cfg.tune_seeds,
+                out_dir=runner.out / "steps" / "tuning",
+                progress=runner.progress,
+            )
+        )
+    return out
 
 
 def _kedmi_priors(
@@ -430,12 +470,18 @@ def reproduce(
     if cfg.second_arch is not None:
         seeds_2 = cfg.seeds[: cfg.second_arch_seeds]
         pretrained |= _pretrain(runner, cfg, cfg.second_arch, seeds_2, where)
+    tuning = None
+    if cfg.compare_defenses and cfg.defense_candidates is not None:
+        tuning = _tune_defenses(runner, cfg, pretrained, where)
+        cfg = replace(cfg, defense_grid=tuple(g for t in tuning for g in t.chosen()))
     targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
     kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
     rows, fisher, profiles, recon = _attack_and_profile(
         runner, cfg, targets, (gmi_priors, kedmi_priors), evaluators, where
     )
     tables = assemble_tables(cfg, rows, fisher, profiles, recon, runner.records)
+    if tuning is not None:
+        tables["defense_tuning"] = pd.concat([t.table for t in tuning], ignore_index=True)
     with locked(out / ".tables.lock"):
         _write_tables(out, tables, cfg, runner, started, chosen)
     return tables

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import nbformat
 import pandas as pd
@@ -227,3 +228,24 @@ def test_cli_bad_input(tmp_path, args, code, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_tuned_defense_grid_replaces_the_given_one(tmp_path):
+    """With defense_candidates, the compared strengths are the tuned ones, and say so."""
+    cfg = replace(
+        PRESETS["smoke"],
+        second_arch=None,
+        reference_iterations=None,
+        tl_bido_boundaries=(),
+        defense_candidates=(("mid", ((("beta", 0.001),), (("beta", 0.01),), (("beta", 1.0),))),),
+        tune_seeds=(0,),
+    )
+    tables = reproduce(cfg, tmp_path, progress=False)
+    tuning = tables["defense_tuning"]
+    chosen = sorted(tuning.loc[tuning["chosen"], "beta"])
+    defended = tables["runs"].query("defense == 'mid'")
+    assert sorted({float(s.split("=")[1]) for s in defended["setting"]}) == chosen
+    config = json.loads((tmp_path / "config.json").read_text())["config"]
+    assert [g[1][0][1] for g in config["defense_grid"]] == chosen
+    assert (tmp_path / "defense_tuning.csv").is_file()
