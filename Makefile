@@ -30,7 +30,7 @@ main: setup
 # step is cached, so an interrupted run resumes). `make figures` then redraws figures/.
 reproduce: setup
 	$(BIN)/fisherlab reproduce --preset default --out results/default
-	$(BIN)/fisherlab reproduce --preset full --out results/default
+	$(BIN)/fisherlab reproduce --preset checks --out results/default
 
 figures: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py --results results/default --figures figures
