@@ -81,6 +81,8 @@ class Estimate:
         """``effect [low, high], p = ..`` for tables."""
         if math.isnan(self.effect):
             return "n/a"
+        if math.isnan(self.low):
+            return f"{fmt.format(self.effect)} (no interval from {self.n_seeds} seed)"
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
         return f"{fmt.format(self.effect)} [{fmt.format(self.low)}, {fmt.format(self.high)}], {p}"
 

@@ -124,3 +124,4 @@ def test_null_effect_is_inconclusive_and_reversal_is_named():
 def test_estimate_describe():
     e = Estimate(0.123, 0.01, 0.2, 0.0004, "t", 5)
     assert e.describe() == "+0.123 [+0.010, +0.200], p < 0.001"
+    assert seed_level([0.25]).describe() == "+0.250 (no interval from 1 seed)"
