@@ -81,7 +81,7 @@ from fisherlab.experiments.steps import (
     train_step,
 )
 from fisherlab.experiments.steps import n_layers as count_layers
-from fisherlab.experiments.tables import assemble_tables
+from fisherlab.experiments.tables import TABLE_NAMES, assemble_tables
 from fisherlab.models.layers import check_freeze_boundary
 from fisherlab.training.train import TrainConfig
 from fisherlab.training.tuning import DefenseTuning, tune_defense
@@ -495,8 +495,16 @@ def _write_tables(
     started: float,
     device: torch.device,
 ) -> None:
-    """The tables, then ``config.json`` (the manifest of the set) last."""
+    """The tables, then ``config.json`` (the manifest of the set) last.
+
+    A table this config does not make (e.g. ``defense_fisher.csv`` left by a
+    ``full`` run in the same folder) is removed, so that every table in
+    ``OUT`` belongs to the run ``config.json`` describes.
+    """
     (out / "config.json").unlink(missing_ok=True)
+    for name in TABLE_NAMES:
+        if name not in tables:
+            (out / f"{name}.csv").unlink(missing_ok=True)
     for name, frame in tables.items():
         write_atomic(out / f"{name}.csv", lambda p, frame=frame: frame.to_csv(p, index=False))
     write_json(

@@ -27,6 +27,25 @@ from fisherlab.experiments.statistics import paired_difference
 from fisherlab.experiments.steps import private_classes
 from fisherlab.planner import AGGREGATIONS, layer_shares, recommend_freeze
 
+TABLE_NAMES = (
+    "runs",
+    "reconstructions",
+    "attack_fisher",
+    "profiles",
+    "layer_fisher",
+    "second_arch_fisher",
+    "defense_fisher",
+    "defense_tuning",
+    "recommendations",
+    "planner_validation",
+    "planner_baselines",
+    "aggregation_sensitivity",
+    "reference_length",
+    "claims",
+    "steps",
+)
+"""Every table a reproduction can write (``<name>.csv``); a run writes those its config makes."""
+
 
 def assemble_tables(
     cfg: ReproduceConfig,

@@ -174,7 +174,10 @@ def test_rerun_reuses_every_step_and_resumes_a_lost_one(reproduced, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(reproduced, out)
     before = read(out, "runs")
+    # a table of another preset's run in the same folder (smoke tunes no defense) goes
+    (out / "defense_tuning.csv").write_text("defense,rank\nmid,0\n")
     reproduce("smoke", out, progress=False)
+    assert not (out / "defense_tuning.csv").exists()
     steps = read(out, "steps")
     assert steps["cached"].all()
     pd.testing.assert_frame_equal(read(out, "runs"), before)
