@@ -231,7 +231,7 @@ PRESETS["smoke"] = replace(
     profile_samples=64,
     second_arch="eval_cnn",  # plumbing only: a second architecture that trains in seconds
     reference_iterations=20,
-    reference_per_class=1,
+    reference_per_class=2,  # not per_class: its attacks are steps of their own
 )
 """The presets: ``smoke`` (about a minute: every step and table of ``quick``
 on tiny data, for tests; its numbers mean nothing), ``quick`` (minutes, a

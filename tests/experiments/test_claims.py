@@ -55,7 +55,10 @@ def test_planner_pick_and_front_recomputed_independently(reproduced):
     recs, validation = read(reproduced, "recommendations"), read(reproduced, "planner_validation")
     runs = read(reproduced, "runs").to_dict("records")
     for seed, rec in recs.groupby("seed"):
-        full = f"boundary == 0 and domain == '{MAIN_DOMAIN}' and defense == 'none'"
+        full = (
+            f"boundary == 0 and domain == '{MAIN_DOMAIN}' and defense == 'none' "
+            f"and arch == '{PRESETS['smoke'].arch}'"
+        )
         cls = profiles.query(full)
         inv = fisher.query(full + " and attack == 'gmi'")
         again = recommend_freeze(cls[cls["seed"] == seed], inv[inv["seed"] == seed])
