@@ -95,7 +95,9 @@ def test_runs_cover_every_experiment(reproduced):
         assert runs[col].between(0, 1).all(), col
     # 5 private classes: top-5 would be 1.0 whatever the attack did, so it is left empty
     assert runs["attack_accuracy_top5"].isna().all()
-    assert (runs["fd_eval_n"] == 5 * PRESETS["smoke"].per_class).all()
+    smoke, checked = PRESETS["smoke"], runs["experiments"] == "reference_length"
+    assert (runs.loc[~checked, "fd_eval_n"] == 5 * smoke.per_class).all()
+    assert (runs.loc[checked, "fd_eval_n"] == 5 * smoke.reference_per_class).all()
 
 
 def test_reconstructions_trace_back_to_the_runs(reproduced):
