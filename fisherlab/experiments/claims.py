@@ -67,6 +67,7 @@ from fisherlab.experiments.statistics import (
     NOT_AVAILABLE,
     Estimate,
     paired_difference,
+    per_seed_differences,
     seed_level,
     verdict,
 )
@@ -358,13 +359,7 @@ def _c2(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, floor: str) -> dic
         rhos.append(float(x.corr(y)) if x.nunique() > 1 and y.nunique() > 1 else float("nan"))
     rows = _final_sweep(recon, domain)
     est = paired_difference(rows, "boundary", (0, top)) if top > 0 else NOT_AVAILABLE
-    per_seed = [
-        float(
-            s.loc[s["boundary"] == 0, "correct_top1"].mean()
-            - s.loc[s["boundary"] == top, "correct_top1"].mean()
-        )
-        for _, s in rows.groupby("seed")
-    ]
+    per_seed = per_seed_differences(rows, "boundary", (0, top)) if top > 0 else []
     atk = sweep.groupby("boundary")["attack_accuracy_top1"].agg(["mean", "std"])
     curve = ", ".join(
         f"b={b}: {r['mean']:.2f}" + (f"±{r['std']:.2f}" if not math.isnan(r["std"]) else "")
@@ -384,24 +379,6 @@ def _c2(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, floor: str) -> dic
         est,
         per_seed,
     )
-
-
-def _per_seed(rows: pd.DataFrame, arm: str, arms: tuple, strata: Sequence[str]) -> list[float]:
-    """Per seed, the mean over shared strata of accuracy(arms[0]) - accuracy(arms[1])."""
-    vals = []
-    for _, s in rows.groupby("seed"):
-        cells = {
-            (key if isinstance(key, tuple) else (key,)): g["correct_top1"].mean()
-            for key, g in s.groupby([arm, *strata])
-        }
-        shared = {k[1:] for k in cells if k[0] == arms[0]} & {
-            k[1:] for k in cells if k[0] == arms[1]
-        }
-        if shared:
-            vals.append(
-                float(np.mean([cells[(arms[0], *k)] - cells[(arms[1], *k)] for k in shared]))
-            )
-    return vals
 
 
 def _c3(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, others: Sequence[str]) -> dict:
@@ -426,7 +403,7 @@ def _c3(runs: pd.DataFrame, recon: pd.DataFrame, domain: str, others: Sequence[s
         f"GMI top-1 (pretrained on {similar}) - (on {domain}), mean over boundaries {bounds}",
         f"{est.describe()} ({'; '.join(parts)})",
         est,
-        _per_seed(rows, "domain", (similar, domain), ("boundary",)),
+        per_seed_differences(rows, "domain", (similar, domain), strata=("boundary",)),
     )
 
 
@@ -449,7 +426,7 @@ def _c4(runs: pd.DataFrame, recon: pd.DataFrame) -> dict:
         "GMI top-1 (first layers trained) - (middle layers trained)",
         f"{est.describe()} ({'; '.join(parts)})",
         est,
-        _per_seed(rows, "setting", ("first", "middle"), ()),
+        per_seed_differences(rows, "setting", ("first", "middle")),
     )
 
 
@@ -561,7 +538,7 @@ def _c6(runs: pd.DataFrame, recon: pd.DataFrame, domain: str) -> list[dict]:
             f"{est_b.describe()}; natural accuracy change "
             f"{_pm(nat_change) if nat_change else 'n/a'}",
             est_b,
-            _per_seed(arms, "arm", ("tl-dmi", "tl-dmi + bido"), ("boundary",)),
+            per_seed_differences(arms, "arm", ("tl-dmi", "tl-dmi + bido"), strata=("boundary",)),
         ),
     ]
 

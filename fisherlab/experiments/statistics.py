@@ -44,6 +44,7 @@ BOOTSTRAP_REPLICATES = 4000
 __all__ = [
     "Estimate",
     "paired_difference",
+    "per_seed_differences",
     "seed_level",
     "student_t_cdf",
     "student_t_quantile",
@@ -218,6 +219,36 @@ def _cells(
     return seeds, cells
 
 
+def _checked_cells(
+    rows: pd.DataFrame, arm: str, arms: tuple, strata: Sequence[str], value: str
+) -> tuple[list, dict]:
+    missing = [c for c in ("seed", arm, *strata, value) if c not in rows.columns]
+    if missing:
+        raise FisherlabError(f"the reconstructions lack the columns {missing}")
+    return _cells(rows, arm, arms, strata, value)
+
+
+def _difference(cells: list) -> float:
+    """Mean over strata of mean(a) - mean(b)."""
+    return float(np.mean([a.mean() - b.mean() for a, b in cells]))
+
+
+def per_seed_differences(
+    rows: pd.DataFrame,
+    arm: str,
+    arms: tuple,
+    *,
+    strata: Sequence[str] = (),
+    value: str = "correct_top1",
+) -> list[float]:
+    """Per seed with both arms, the mean over shared strata of ``arms[0]`` - ``arms[1]``.
+
+    The numbers whose mean is :func:`paired_difference`'s effect (same arguments).
+    """
+    seeds, cells = _checked_cells(rows, arm, arms, strata, value)
+    return [_difference(cells[s]) for s in seeds]
+
+
 def paired_difference(
     rows: pd.DataFrame,
     arm: str,
@@ -253,14 +284,10 @@ def paired_difference(
         >>> round(paired_difference(rows, "arm", ("a", "b")).effect, 3)  # (0.5 + 0.5) / 2
         0.5
     """
-    missing = [c for c in ("seed", arm, *strata, value) if c not in rows.columns]
-    if missing:
-        raise FisherlabError(f"the reconstructions lack the columns {missing}")
-    seeds, cells = _cells(rows, arm, arms, strata, value)
+    seeds, cells = _checked_cells(rows, arm, arms, strata, value)
     if not seeds:
         return NOT_AVAILABLE
-    per_seed = [np.mean([a.mean() - b.mean() for a, b in cells[s]]) for s in seeds]
-    effect = float(np.mean(per_seed))
+    effect = float(np.mean([_difference(cells[s]) for s in seeds]))
     rng = np.random.default_rng(seed)
     n_seeds = len(seeds)
     draws = np.empty(replicates)
