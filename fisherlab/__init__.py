@@ -8,7 +8,8 @@ information, rows keyed by :func:`layer_map`) -> :func:`recommend_freeze`
 (:mod:`fisherlab.planner`) -> :func:`attack` (:mod:`fisherlab.attacks`: GMI,
 KEDMI, white-box, with the Fisher recorded along the attack, and their
 evaluation) -> :func:`fisherlab.experiments.reproduce` -> :mod:`fisherlab.plots`
--> :mod:`fisherlab.cli`.
+-> :func:`defend` (:mod:`fisherlab.loop`: the whole TL-DMI loop in one call) ->
+:mod:`fisherlab.cli`.
 """
 
 import sys as _sys
@@ -27,6 +28,7 @@ try:  # Ctrl-C while torch loads ends the command with one line, not a traceback
     from fisherlab.data import DatasetSplits, DataSpec, InputSpec, load_dataset
     from fisherlab.errors import FisherlabError
     from fisherlab.fisher import FisherEngine, profile, reference_profile
+    from fisherlab.loop import DefendConfig, DefenseReport, defend
     from fisherlab.models import (
         Layer,
         ModelMeta,
@@ -42,7 +44,7 @@ try:  # Ctrl-C while torch loads ends the command with one line, not a traceback
         replace_head,
         save_model,
     )
-    from fisherlab.planner import Recommendation, recommend_freeze
+    from fisherlab.planner import Recommendation, recommend_freeze, recommended_boundary
     from fisherlab.training import (
         DEFENSES,
         Defense,
@@ -100,6 +102,11 @@ __all__ = [
     # the planner
     "Recommendation",
     "recommend_freeze",
+    "recommended_boundary",
+    # the TL-DMI loop
+    "DefendConfig",
+    "DefenseReport",
+    "defend",
     # training-time defenses
     "DEFENSES",
     "Defense",

@@ -4,7 +4,9 @@ Each sub-command parses its arguments, calls the public function it is named
 after, and prints a short report; its help text is that function's docstring
 summary. Errors print one line, ``fisherlab: error: ...``, and exit with
 status 1 (2 for usage errors), without a traceback or partial output. Set
-``FISHERLAB_DEBUG=1`` to see tracebacks.
+``FISHERLAB_DEBUG=1`` to see tracebacks, and ``FISHERLAB_TINY=1`` to run every
+command at a token size (:data:`TINY_CAPS`; how the README's walkthrough is
+tested).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from fisherlab._device import AMP_DTYPES, check_amp, resolve_device
-from fisherlab._io import check_output_file, check_output_folder
+from fisherlab._io import check_output_file, check_output_folder, write_atomic
 from fisherlab._version import __version__
 from fisherlab.attacks import (
     SUMMARY_METRICS,
@@ -44,10 +46,12 @@ from fisherlab.attacks.train_gan import KINDS as GAN_KINDS
 from fisherlab.attacks.train_gan import LOSSES as GAN_LOSSES
 from fisherlab.attacks.train_gan import GANConfig, train_gan
 from fisherlab.data import FORMS, DataSpec, load_dataset
+from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.errors import FisherlabError
-from fisherlab.experiments import PRESETS, reproduce
+from fisherlab.experiments import PRESETS, compare_runs, reproduce
 from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
+from fisherlab.loop import DefendConfig, defend
 from fisherlab.models import available as available_architectures
 from fisherlab.models import layer_map, load_model, parse_layer_selection, save_model
 from fisherlab.models.meta import ModelMeta
@@ -64,6 +68,7 @@ from fisherlab.planner import (
     check_rule,
     profiles_for,
     recommend_freeze,
+    recommended_boundary,
     write_recommendation,
 )
 from fisherlab.plots import draw_all, plot_profile, plot_recommendation
@@ -91,6 +96,11 @@ a failed command prints its one-line error alone."""
 
 def _note(text: str) -> None:
     _NOTES.append(f"fisherlab: note: {text}\n")
+
+
+def _warn(texts: Sequence[str]) -> None:
+    """Warnings that a result means little (:mod:`fisherlab.data.chance`), after the output."""
+    _NOTES.extend(f"fisherlab: warning: {text}\n" for text in texts)
 
 
 def _overrides(args: argparse.Namespace) -> InputOverrides:
@@ -141,6 +151,17 @@ def _open(args: argparse.Namespace, source: str, data: str | None) -> torch.nn.M
     return model
 
 
+def _warn_recorded_accuracy(model: torch.nn.Module, source: str) -> None:
+    """Warn when a checkpoint records a natural accuracy near chance (profile, planner)."""
+    meta = getattr(model, "fisherlab_meta", None)
+    metrics = getattr(meta, "metrics", None) or {}
+    acc, names = metrics.get("natural_accuracy"), getattr(meta, "class_names", None)
+    if isinstance(acc, int | float) and names:
+        found = natural_accuracy_warning(float(acc), len(names), source)
+        if found:
+            _warn([found])
+
+
 def _rebuild_spec(model: torch.nn.Module, source: str) -> tuple[str, dict]:
     """The spec that rebuilds a pickled module, or a one-line error saying how to give one."""
     found = guess_spec(model)
@@ -171,17 +192,31 @@ def _as_checkpoint(args: argparse.Namespace, source: str, data: str | None, out:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    init = args.init
+    init, boundary = args.init, args.freeze_boundary
+    if args.freeze_boundary_from is not None:
+        if boundary is not None or args.train_layers is not None:
+            raise FisherlabError(
+                "give one of --freeze-boundary, --freeze-boundary-from and --train-layers"
+            )
+        if init is None:
+            raise FisherlabError(
+                "--freeze-boundary-from freezes pretrained layers: give the model to fine-tune "
+                "with --init"
+            )
     if init is not None:
         stem = Path(args.out).with_suffix("")
         check_output_file(args.out)
         check_amp(args.amp, resolve_device(args.device))
         init = _as_checkpoint(args, init, args.data, Path(f"{stem}.init.pt"))
+        if args.freeze_boundary_from is not None:
+            model = load_model(init, trust_pickle=args.trust_pickle)
+            boundary = recommended_boundary(args.freeze_boundary_from, model)
+            _note(f"freeze boundary {boundary} from {args.freeze_boundary_from}")
     config = TrainConfig(
         data=args.data,
         arch=args.arch,
         init=init,
-        freeze_boundary=args.freeze_boundary,
+        freeze_boundary=boundary,
         train_layers=(
             parse_layer_selection(args.train_layers) if args.train_layers is not None else None
         ),
@@ -221,6 +256,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         f"{frozen if frozen else 'none'}, trainable parameters "
         f"{result.n_trainable_params:,}{defense}"
     )
+    _warn(result.warnings)
 
 
 def _cmd_layers(args: argparse.Namespace) -> None:
@@ -282,6 +318,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     args.device = str(resolve_device(args.device))  # run.json records the device used
     rank, _, device = _distributed_setup(args.device)
     model = _open(args, args.checkpoint, args.data)
+    _warn_recorded_accuracy(model, str(args.checkpoint))
     frame, _, record = profile_to(
         args.out,
         model,
@@ -358,6 +395,7 @@ def _print_summary(summary: dict) -> None:
     if "fd_eval" in shown:
         line += f" (fd_eval: Fréchet distance in evaluator features, n={summary['fd_eval_n']})"
     print(line)
+    _warn(summary.get("warnings", []))
 
 
 def _cmd_attack(args: argparse.Namespace) -> None:
@@ -441,8 +479,10 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
             raise FisherlabError(
                 "computing the profiles needs --data (private data) and --generator (GAN prior)"
             )
+        model = _open(args, args.checkpoint, args.data)
+        _warn_recorded_accuracy(model, str(args.checkpoint))
         computed = profiles_for(
-            _open(args, args.checkpoint, args.data),
+            model,
             args.data,
             args.generator,
             attack_name=args.attack,
@@ -574,6 +614,110 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_defend(args: argparse.Namespace) -> None:
+    out = check_output_folder(args.out)
+    resolve_device(args.device)
+    pretrained = args.pretrained
+    if not (Path(pretrained).is_file() and _is_fisherlab_checkpoint(pretrained)):
+        (out / "steps").mkdir(parents=True, exist_ok=True)
+        pretrained = _as_checkpoint(
+            args, pretrained, args.private, out / "steps" / "imported-pretrained.pt"
+        )
+    settings = {
+        k: v
+        for k, v in {
+            "attack": args.attack,
+            "seeds": tuple(range(args.seeds)) if args.seeds is not None else None,
+            "finetune_epochs": args.epochs,
+            "finetune_samples": args.max_train_samples,
+            "eval_arch": args.eval_arch,
+            "eval_epochs": args.eval_epochs,
+            "gan_epochs": args.gan_epochs,
+            "gan_samples": args.gan_samples,
+            "iterations": args.iterations,
+            "per_class": args.per_class,
+            "fisher_every": args.fisher_every,
+            "profile_samples": args.max_samples,
+            "lam": args.lam,
+            "budget": args.budget,
+            "aggregate": args.aggregate,
+            "compare_boundaries": args.compare_boundaries,
+        }.items()
+        if v is not None
+    }
+    report = defend(
+        pretrained,
+        private=args.private,
+        public=args.public,
+        out=out,
+        generator=args.generator,
+        eval_model=args.eval_model,
+        quick=args.quick,
+        progress=not args.quiet,
+        device=args.device,
+        workers=args.workers,
+        **settings,
+    )
+    shown = report.table[
+        [
+            "model",
+            "boundary",
+            "n_trainable_params",
+            "natural_accuracy",
+            "attack_accuracy",
+            "attack_low",
+            "attack_high",
+            "knn_distance",
+        ]
+    ]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print()
+    print(report.verdict)
+    print(f"wrote {args.out}/ (report.csv, report.md, defend.png, defended.pt, recommendation/)")
+    _warn(report.warnings)
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    if args.out:
+        check_output_file(args.out)
+    table = compare_runs(args.runs)
+    shown = table.drop(columns=["warnings", "metric"]).copy()
+    shown["within_noise"] = shown["within_noise"].map({True: "yes", False: "NO"}).fillna("")
+    with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+    differ = table[table["within_noise"].eq(False)]
+    noise = table[table["within_noise"].eq(True)]
+    print(
+        f"{len(noise)} of {len(noise) + len(differ)} differences from the first run of their kind "
+        "are within noise (95 % interval covers 0)"
+    )
+    if args.out:
+        write_atomic(args.out, lambda p: table.to_csv(p, index=False))
+        print(f"wrote {args.out}")
+    _warn([f"{r.run}: {r.warnings}" for r in table.itertuples() if r.warnings])
+
+
+def _is_fisherlab_checkpoint(path: str) -> bool:
+    """Whether ``path`` loads as a fisherlab checkpoint (safely; no code runs)."""
+    try:
+        load_model(path)
+    except FisherlabError:
+        return False
+    return True
+
+
+def _boundaries(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected boundaries separated by commas, e.g. 2,4: {text!r}"
+        ) from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"boundaries are >= 0: {text!r}")
+    return values
+
+
 # --------------------------------------------------------------------------- parser
 TRUST_HELP = (
     "allow a pickled nn.Module, a TorchScript archive or a checkpoint naming user code: "
@@ -681,6 +825,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint path")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--freeze-boundary", type=int, metavar="B", help="freeze layers < B")
+    p.add_argument(
+        "--freeze-boundary-from",
+        metavar="PLAN",
+        help="freeze the layers a recommendation chose (a recommend-freeze or defend folder, or "
+        "its recommendation.json; checked against the --init model's layers)",
+    )
     p.add_argument("--train-layers", metavar="LIST", help="train only these layers, e.g. 0,1")
     p.add_argument("--save-every", type=int, metavar="K", help="also save every K epochs")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
@@ -923,6 +1073,91 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser(
+        "defend",
+        help="the whole TL-DMI loop: reference, profiles, plan, defended model, attacks, report",
+        description=_summary(defend),
+        epilog="example: fisherlab defend runs/pretrained.pt --private mnist5k:0-4 "
+        "--public mnist5k:5-9 --out runs/defend --quick",
+    )
+    p.add_argument(
+        "pretrained", metavar="PRETRAINED", help="model pretrained on public data: " + MODEL_HELP
+    )
+    p.add_argument("--private", required=True, help="private data, e.g. mnist5k:0-4")
+    p.add_argument(
+        "--public", required=True, help="public data for the GAN prior, e.g. mnist5k:5-9"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (steps cached in DIR/steps)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="quick settings: minutes on a CPU, wide intervals"
+    )
+    p.add_argument("--attack", choices=attack_names(), help=f"default {DefendConfig.attack}")
+    p.add_argument("--generator", metavar="CKPT", help="reuse this GAN prior (fisherlab train-gan)")
+    p.add_argument(
+        "--eval-model", metavar="CKPT", help="judge with this model (default: train one)"
+    )
+    p.add_argument(
+        "--eval-arch", help="architecture of the trained evaluation model (default eval_cnn)"
+    )
+    p.add_argument(
+        "--seeds", type=int, metavar="N", help="attack seeds 0..N-1 (default 3; quick 1)"
+    )
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5; quick 2)")
+    p.add_argument(
+        "--max-train-samples", type=int, metavar="N", help="cap on private training images"
+    )
+    p.add_argument("--eval-epochs", type=int, help="evaluation model epochs (default 40; quick 6)")
+    p.add_argument(
+        "--gan-epochs", type=int, help="GAN prior epochs (default gmi 100, kedmi 30; quick 5)"
+    )
+    p.add_argument(
+        "--gan-samples", type=int, metavar="N", help="cap on public images for the prior"
+    )
+    p.add_argument("--iterations", type=int, help="attack iterations (default 100; quick 40)")
+    p.add_argument(
+        "--per-class", type=int, help="reconstructions per class and seed (default 20; quick 10)"
+    )
+    p.add_argument(
+        "--fisher-every", type=int, metavar="K", help="record the Fisher every K iterations"
+    )
+    p.add_argument(
+        "--max-samples", type=int, metavar="N", help="images of the classification profile"
+    )
+    p.add_argument("--lam", type=float, help="planner: price of classification Fisher (default 1)")
+    p.add_argument(
+        "--budget", type=float, help="planner: cap on frozen classification share (default 1)"
+    )
+    p.add_argument(
+        "--aggregate", choices=list(AGGREGATIONS), help="planner: how attack steps combine"
+    )
+    p.add_argument(
+        "--compare-boundaries",
+        type=_boundaries,
+        metavar="B,B",
+        help="also fine-tune and attack these",
+    )
+    _model_options(p, "PRETRAINED model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_defend)
+
+    p = sub.add_parser(
+        "compare",
+        help="one table of attack and training runs, flagging differences within noise",
+        description=_summary(compare_runs),
+        epilog="example: fisherlab compare runs/defend/steps/attack-* --out runs/compare.csv",
+    )
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="an attack folder or summary.json, a training run.json or its checkpoint",
+    )
+    p.add_argument("--out", metavar="CSV", help="also write the table here")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
         "reproduce",
         help="run the paper's experiments (Figs. 1-II to 5) at small scale, cached",
         description=_summary(reproduce),
@@ -946,12 +1181,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TINY_ENV = "FISHERLAB_TINY"
+"""Set to 1, every command runs at a token size (:data:`TINY_CAPS`): for testing walkthroughs."""
+
+TINY_CAPS = {
+    "epochs": 1,
+    "eval_epochs": 1,
+    "gan_epochs": 1,
+    "iterations": 6,
+    "per_class": 2,
+    "fisher_every": 3,
+    "max_train_samples": 512,
+    "gan_samples": 256,
+    "max_samples": 64,
+    "seeds": 1,
+}
+"""``FISHERLAB_TINY=1``: the cap on each option (an unset option gets the cap)."""
+
+
+def _shrink(args: argparse.Namespace) -> None:
+    """Cap ``args`` by :data:`TINY_CAPS` when ``FISHERLAB_TINY=1`` (numbers mean nothing then)."""
+    if os.environ.get(TINY_ENV, "") in ("", "0"):
+        return
+    changed = []
+    for name, cap in TINY_CAPS.items():
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if name == "fisher_every" and value == 0:
+            continue  # 0 means "do not record"
+        if value is None or value > cap:
+            setattr(args, name, cap)
+            changed.append(f"{name}={cap}")
+    if changed:
+        _note(f"{TINY_ENV}=1: token sizes ({', '.join(changed)}); the numbers mean nothing")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(os.environ.get("FISHERLAB_DEBUG"))
     _NOTES.clear()
+    _shrink(args)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -75,6 +75,7 @@ from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.run import attack
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher.profile import profile
+from fisherlab.models.layers import layers
 from fisherlab.models.meta import model_meta
 
 PROFILE_KEYS = ["index", "name", "n_params"]
@@ -96,6 +97,7 @@ __all__ = [
     "layer_shares",
     "read_profile",
     "recommend_freeze",
+    "recommended_boundary",
 ]
 
 
@@ -568,3 +570,72 @@ def write_recommendation(
         write_json(tmp / "recommendation.json", rec.to_dict())
         names.append("recommendation.json")
     return [out / n for n in names]
+
+
+def recommended_boundary(plan: str | Path, model: nn.Module | None = None) -> int:
+    """The freeze boundary a saved recommendation chose, checked against ``model``.
+
+    This is how a plan drives training: ``fisherlab train --freeze-boundary-from
+    PLAN`` and ``TrainConfig(freeze_boundary=recommended_boundary(PLAN, model))``.
+
+    Args:
+        plan: A recommendation folder (``fisherlab recommend-freeze --out``,
+            ``fisherlab defend``'s ``recommendation/``) or its
+            ``recommendation.json``.
+        model: The model about to be trained. When given, its layer map must
+            match the plan's layer by layer (names, and sizes except the head,
+            which fine-tuning may replace): a boundary counts layers, so a plan
+            made for another architecture would freeze the wrong ones.
+
+    Returns:
+        The boundary ``b``: freeze the layers ``[0, b)``.
+
+    Raises:
+        FisherlabError: For a missing, unfinished or malformed plan, or one
+            made for another layer map.
+    """
+    path = Path(plan)
+    if path.is_dir():
+        if not is_complete(path, "recommendation.json"):
+            raise FisherlabError(
+                f"{path} holds no finished recommendation (no recommendation.json): run "
+                "`fisherlab recommend-freeze --out` or `fisherlab defend` first"
+            )
+        path = path / "recommendation.json"
+    if not path.is_file():
+        raise FisherlabError(
+            f"no plan at {plan}: give a recommendation folder or its recommendation.json"
+        )
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FisherlabError(f"{path} is not a recommendation (not JSON: {exc})") from None
+    boundary = record.get("boundary") if isinstance(record, dict) else None
+    planned = record.get("layers") if isinstance(record, dict) else None
+    if (
+        not isinstance(boundary, int)
+        or isinstance(boundary, bool)
+        or not isinstance(planned, list)
+        or not all(isinstance(r, dict) and "name" in r and "n_params" in r for r in planned)
+        or not 0 <= boundary < max(len(planned), 1)
+    ):
+        raise FisherlabError(
+            f"{path} is not a fisherlab recommendation (it needs an integer 'boundary' inside its "
+            "'layers' list): write one with `fisherlab recommend-freeze --out`"
+        )
+    if model is not None:
+        have = [(layer.name, layer.n_params) for layer in layers(model)]
+        want = [(str(r["name"]), int(r["n_params"])) for r in planned]
+        same = len(have) == len(want) and all(
+            h[0] == w[0] and (h[1] == w[1] or i == len(want) - 1)
+            for i, (h, w) in enumerate(zip(have, want, strict=True))
+        )
+        if not same:
+            raise FisherlabError(
+                f"{path} plans for a model with {len(want)} layers "
+                f"({', '.join(n for n, _ in want[:4])}{', ...' if len(want) > 4 else ''}) but "
+                f"this model has {len(have)} "
+                f"({', '.join(n for n, _ in have[:4])}{', ...' if len(have) > 4 else ''}): "
+                "plan on the model you train"
+            )
+    return boundary

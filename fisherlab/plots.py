@@ -109,6 +109,47 @@ def plot_recommendation(table: pd.DataFrame, path: str | Path | None = None) -> 
     return _save(fig, path)
 
 
+def plot_defense_report(report: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """``fisherlab defend``'s models: natural against attack accuracy, chance marked.
+
+    Args:
+        report: ``report.csv`` of :func:`fisherlab.defend`: ``model``,
+            ``boundary``, ``natural_accuracy``, ``attack_accuracy``,
+            ``attack_low``, ``attack_high``, ``chance``, ``attack``.
+        path: Save the figure here (PNG), atomically.
+
+    Returns:
+        The figure.
+    """
+    use_style()
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    styles = {"reference": ("o", "tab:red"), "defended": ("*", "tab:green")}
+    for row in report.itertuples():
+        marker, colour = styles.get(row.model, ("s", "tab:grey"))
+        ax.errorbar(
+            row.natural_accuracy,
+            row.attack_accuracy,
+            yerr=[[row.attack_accuracy - row.attack_low], [row.attack_high - row.attack_accuracy]],
+            fmt=marker,
+            color=colour,
+            ms=12 if marker == "*" else 7,
+            capsize=3,
+            label=f"{row.model} (b={row.boundary})",
+        )
+    chance = float(report["chance"].iloc[0])
+    ax.axhline(chance, color="black", lw=0.8, ls=":", label=f"chance ({chance:.2f})")
+    ax.set_xlabel("natural accuracy on private test data")
+    ax.set_ylabel(f"{report['attack'].iloc[0].upper()} attack accuracy\n(evaluator top-1, 95% CI)")
+    ax.set_ylim(0, 1.05)
+    natural = report["natural_accuracy"]
+    pad = max(0.02, 0.15 * float(natural.max() - natural.min()))
+    ax.set_xlim(float(natural.min()) - pad, min(1.0 + pad / 4, float(natural.max()) + pad))
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", frameon=False)
+    ax.set_title("TL-DMI: accuracy kept against attack accuracy", fontsize="medium")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_layer_fisher(frame: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Fig. 1-II: per-layer Fisher share by objective, mean and sd over seeds.
 

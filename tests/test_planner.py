@@ -9,12 +9,19 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import full_target, run
+from helpers import assert_one_line_error, full_target, run
 
 from fisherlab.errors import FisherlabError
 from fisherlab.fisher import profile
-from fisherlab.models import load_model
-from fisherlab.planner import AGGREGATIONS, layer_shares, read_profile, recommend_freeze
+from fisherlab.models import build_model, layers, load_model
+from fisherlab.planner import (
+    AGGREGATIONS,
+    layer_shares,
+    read_profile,
+    recommend_freeze,
+    recommended_boundary,
+    write_recommendation,
+)
 
 NAMES = ["features.0", "features.3", "features.7", "features.11", "fc", "head"]
 SIZES = [384, 18624, 74112, 147840, 295168, 1285]
@@ -290,3 +297,72 @@ def test_cli_computes_the_profiles_from_a_checkpoint(reproduced, tmp_path):
     assert table.loc[table["chosen"], "boundary"].item() == recommend_freeze(cls, inv).boundary
     again = profile(load_model(target), "mnist5k:0-4", max_samples=128)
     np.testing.assert_allclose(cls["trace"], again["trace"], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- plans drive training
+def _plan_for(model, tmp_path, inversion_first: bool = True):
+    """A saved recommendation for ``model``'s layer map (inversion Fisher in the first layers)."""
+    found = layers(model)
+    n = len(found)
+    cls = [1.0] * n
+    inv = [10.0 if (i < n // 2) == inversion_first else 0.1 for i in range(n)]
+    names, sizes = [x.name for x in found], [x.n_params for x in found]
+    rec = recommend_freeze(frame(cls, names, sizes), frame(inv, names, sizes))
+    write_recommendation(rec, tmp_path / "plan")
+    return rec, tmp_path / "plan"
+
+
+def test_recommended_boundary_reads_the_plan_and_checks_the_model(pretrained, tmp_path):
+    model = load_model(pretrained)
+    rec, plan = _plan_for(model, tmp_path)
+    assert rec.boundary > 0
+    assert recommended_boundary(plan) == rec.boundary
+    assert recommended_boundary(plan / "recommendation.json", model) == rec.boundary
+    other = build_model("eval_cnn", num_classes=10)
+    with pytest.raises(FisherlabError, match="plan on the model you train"):
+        recommended_boundary(plan, other)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no plan"), ("{", "not JSON"), ('{"boundary": "3"}', "not a fisherlab recommendation")],
+)
+def test_a_bad_plan_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "recommendation.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(FisherlabError, match=message):
+        recommended_boundary(path)
+
+
+def test_train_freezes_the_boundary_a_plan_chose(pretrained, tmp_path):
+    rec, plan = _plan_for(load_model(pretrained), tmp_path)
+    out = tmp_path / "ft.pt"
+    args = ["--init", str(pretrained), "--data", "mnist5k:0-4", "--epochs", "1"]
+    proc = run(
+        "train",
+        *args,
+        "--max-train-samples",
+        "128",
+        "--freeze-boundary-from",
+        str(plan),
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "ft.run.json").read_text())
+    assert record["frozen_layers"] == list(range(rec.boundary))
+    assert f"freeze boundary {rec.boundary}" in proc.stderr
+    both = run(
+        "train",
+        *args,
+        "--freeze-boundary",
+        "2",
+        "--freeze-boundary-from",
+        str(plan),
+        "--out",
+        str(tmp_path / "x.pt"),
+    )
+    assert_one_line_error(both, 1, "give one of --freeze-boundary")
+    assert not (tmp_path / "x.pt").exists()

@@ -8,6 +8,12 @@ private training images of the same class), a Fréchet distance in the same
 feature space (:func:`frechet_distance`), and the target's natural accuracy
 on held-out private data.
 
+Beside them, the **target's own accuracy** on the reconstructions
+(``target_accuracy``: the share the target assigns to the class they were
+optimised for) and the ``warnings`` of :mod:`fisherlab.data.chance`: a target
+near chance, an attack within noise of chance, a GAN prior whose optimised
+samples the target itself does not recognise.
+
 Two of these are not what their usual names promise, and are named for what
 they are:
 
@@ -35,6 +41,7 @@ from torch import nn
 from fisherlab._device import model_device
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.method import AttackResult
+from fisherlab.data.chance import attack_warning, natural_accuracy_warning, prior_warning
 from fisherlab.data.datasets import load_dataset
 from fisherlab.data.specs import InputSpec
 from fisherlab.models.layers import layers
@@ -48,6 +55,7 @@ SUMMARY_METRICS = [
     "fd_eval",
     "natural_accuracy",
     "target_confidence",
+    "target_accuracy",
 ]
 """The numbers of an attack's ``summary.json``, in reporting order."""
 
@@ -59,11 +67,12 @@ class AttackOutcome:
     Attributes:
         result: Reconstructions, recorded Fisher and trajectory.
         rows: One row per reconstruction: ``class``, ``restart``,
-            ``target_confidence``, ``eval_prediction``, ``correct_top1``,
+            ``target_confidence``, ``target_correct``, ``eval_prediction``, ``correct_top1``,
             ``correct_top5`` (only with more than 5 evaluation classes),
             ``knn_distance``.
         summary: Attack accuracy, KNN distance, ``fd_eval`` (with
-            ``fd_eval_n`` and ``fd_eval_dims``), natural accuracy, config.
+            ``fd_eval_n`` and ``fd_eval_dims``), natural accuracy,
+            ``target_accuracy``, config and ``warnings`` (one line each).
         private_examples: A few private images per class (pixels), for figures.
     """
 
@@ -173,11 +182,19 @@ def evaluate_attack(
         "n_reconstructions": len(rows),
     }
     summary["target_confidence"] = float(result.confidence.mean())
+    target.eval()
+    with torch.no_grad():
+        own = target(spec.normalize(result.images.to(model_device(target)))).argmax(1).cpu()
+    rows["target_correct"] = (own == result.labels).long().numpy()
+    summary["target_accuracy"] = float(rows["target_correct"].mean())
+    n_classes = _n_outputs(target, spec)
+    found = [prior_warning(summary["target_accuracy"], len(rows), n_classes)]
     examples = None
     if private_data is not None:
         private = load_dataset(private_data, input_spec=spec)
         check_data_classes(private.class_names, target, private_data, same_count=True)
         summary["natural_accuracy"] = natural_accuracy(target, private.test, workers=workers)
+        found.append(natural_accuracy_warning(summary["natural_accuracy"], n_classes, "the target"))
     if eval_model is not None and private_data is not None:
         espec = model_meta(eval_model).input_spec
         assert espec is not None
@@ -212,6 +229,7 @@ def evaluate_attack(
             fd_eval_n=len(feats),
             fd_eval_dims=int(feats.shape[1]),
         )
+        found.append(attack_warning(summary["attack_accuracy_top1"], len(rows), logits.shape[1]))
         examples = (
             torch.stack(
                 [
@@ -223,4 +241,15 @@ def evaluate_attack(
             if all((y_priv == c).any() for c in config.classes)
             else None
         )
+    summary["warnings"] = [w for w in found if w is not None]
     return AttackOutcome(result, rows, summary, examples)
+
+
+def _n_outputs(model: nn.Module, spec: InputSpec) -> int:
+    """The number of classes ``model`` scores (its recorded names, else one forward pass)."""
+    names = model_meta(model).class_names
+    if names:
+        return len(names)
+    with torch.no_grad():
+        probe = spec.normalize(torch.zeros(1, spec.channels, spec.size, spec.size))
+        return int(model(probe.to(model_device(model))).shape[1])

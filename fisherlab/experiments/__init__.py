@@ -7,6 +7,7 @@
 * :mod:`~fisherlab.experiments.statistics`: effect sizes, intervals, p-values, verdicts;
 * :mod:`~fisherlab.experiments.claims`: the paper's claims C1-C6 and their verdicts;
 * :mod:`~fisherlab.experiments.tables`: the tidy results tables;
+* :mod:`~fisherlab.experiments.compare`: one table of attack and training runs;
 * :mod:`~fisherlab.experiments.reproduce`: :func:`reproduce`, the phases.
 """
 
@@ -19,6 +20,7 @@ from fisherlab.experiments.claims import (
     planner_validation,
     select_runs,
 )
+from fisherlab.experiments.compare import compare_runs
 from fisherlab.experiments.config import PRESETS, ReproduceConfig
 from fisherlab.experiments.plan import FineTuned, PlannedFineTune, plan_finetunes
 from fisherlab.experiments.reproduce import reproduce
@@ -38,6 +40,7 @@ __all__ = [
     "PlannedFineTune",
     "plan_finetunes",
     "assemble_tables",
+    "compare_runs",
     # claims
     "ACCURACY_TOLERANCE",
     "assess_claims",

@@ -14,6 +14,8 @@ method that fits how it was sampled:
   sampling noise of a finite set of reconstructions. The p-value is the
   bootstrap's two-sided one, ``2 min(P*(d <= 0), P*(d >= 0))``, so that the
   interval excludes 0 exactly when ``p < 0.05``.
+  :func:`accuracy_level` is the same bootstrap for one arm's accuracy
+  (an interval, no test).
 * **One number per seed** (the Fisher depth of C1, the dominated share of
   C6a) has nothing finer to resample: :func:`seed_level` gives the mean, a
   Student-t interval over seeds and the one-sample t-test's p-value.
@@ -33,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from fisherlab.data.chance import wilson_interval
 from fisherlab.errors import FisherlabError
 
 LEVEL = 0.95
@@ -43,6 +46,8 @@ BOOTSTRAP_REPLICATES = 4000
 
 __all__ = [
     "Estimate",
+    "accuracy_level",
+    "proportion_difference",
     "paired_difference",
     "per_seed_differences",
     "seed_level",
@@ -84,8 +89,11 @@ class Estimate:
             return "n/a"
         if math.isnan(self.low):
             return f"{fmt.format(self.effect)} (no interval from {self.n_seeds} seed)"
+        interval = f"{fmt.format(self.effect)} [{fmt.format(self.low)}, {fmt.format(self.high)}]"
+        if math.isnan(self.p_value):  # a level, not a test
+            return interval
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
-        return f"{fmt.format(self.effect)} [{fmt.format(self.low)}, {fmt.format(self.high)}], {p}"
+        return f"{interval}, {p}"
 
 
 NOT_AVAILABLE = Estimate(math.nan, math.nan, math.nan, math.nan, "none", 0, 0)
@@ -307,3 +315,88 @@ def paired_difference(
     p = max(p, 1.0 / replicates)
     units = int(sum(len(a) + len(b) for s in seeds for a, b in cells[s]))
     return Estimate(effect, float(low), float(high), float(p), "bootstrap", n_seeds, units)
+
+
+def accuracy_level(
+    rows: pd.DataFrame,
+    *,
+    value: str = "correct_top1",
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 0,
+) -> Estimate:
+    """One arm's mean accuracy over seeds, with the two-level bootstrap interval (module docs).
+
+    The mean is that of the per-seed means; the interval resamples the
+    seeds, then the reconstructions inside each. With one seed it is the
+    bootstrap over reconstructions alone. There is no null hypothesis, so
+    ``p_value`` is NaN.
+
+    Args:
+        rows: One row per reconstruction, with ``seed`` and ``value``.
+        value: The 0/1 (or real) outcome per reconstruction.
+        replicates: Bootstrap replicates.
+        seed: Seed of the bootstrap's generator.
+
+    Returns:
+        The estimate (``NOT_AVAILABLE`` for no rows).
+
+    Raises:
+        FisherlabError: When a column is missing.
+
+    Example:
+        >>> rows = pd.DataFrame({"seed": [0, 0, 1, 1], "correct_top1": [1, 1, 1, 0]})
+        >>> accuracy_level(rows).effect  # (1.0 + 0.5) / 2
+        0.75
+    """
+    missing = [c for c in ("seed", value) if c not in rows.columns]
+    if missing:
+        raise FisherlabError(f"the reconstructions lack the columns {missing}")
+    groups = [g[value].to_numpy(dtype=float) for _, g in rows.groupby("seed", sort=True)]
+    if not groups:
+        return NOT_AVAILABLE
+    effect = float(np.mean([g.mean() for g in groups]))
+    rng = np.random.default_rng(seed)
+    draws = np.empty(replicates)
+    for r in range(replicates):
+        picked = rng.integers(0, len(groups), len(groups))
+        draws[r] = np.mean(
+            [groups[i][rng.integers(0, len(groups[i]), len(groups[i]))].mean() for i in picked]
+        )
+    low, high = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    units = int(sum(len(g) for g in groups))
+    return Estimate(effect, float(low), float(high), math.nan, "bootstrap", len(groups), units)
+
+
+def proportion_difference(p1: float, n1: int, p2: float, n2: int) -> Estimate:
+    """``p1 - p2`` of two independent proportions, with Newcombe's hybrid score interval.
+
+    For runs summarised by one accuracy and its count (``fisherlab compare``):
+    the interval combines the two Wilson score intervals (Newcombe 1998,
+    method 10), and the p-value is the two-proportion z-test's (pooled).
+
+    Args:
+        p1: First proportion, measured on ``n1`` items.
+        n1: Its count (> 0).
+        p2: Second proportion, on ``n2`` items.
+        n2: Its count (> 0).
+
+    Returns:
+        The estimate (``method="newcombe"``, ``n_units = n1 + n2``).
+
+    Example:
+        >>> e = proportion_difference(0.6, 100, 0.4, 100)
+        >>> round(e.low, 4), round(e.high, 4)
+        (0.0614, 0.3281)
+    """
+    l1, u1 = wilson_interval(p1 * n1, n1)
+    l2, u2 = wilson_interval(p2 * n2, n2)
+    d = p1 - p2
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        p = 1.0 if d == 0 else 0.0
+    else:
+        p = math.erfc(abs(d) / se / math.sqrt(2))
+    return Estimate(d, low, high, p, "newcombe", 0, n1 + n2)

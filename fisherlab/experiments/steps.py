@@ -14,6 +14,7 @@ while the keys of CPU steps are those they had before devices existed.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,22 +101,70 @@ def attack_step(
         seed=seed,
         fisher_every=cfg.fisher_every,
     )
+    return judged_attack_step(
+        runner,
+        label,
+        config,
+        cfg.private,
+        Input(target, target_key),
+        Input(gan.dir / "gan.pt", gan.key),
+        Input(evaluator.dir / "model.pt", evaluator.key),
+        device,
+        workers,
+    )
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file a step reads, and the key it enters the step's key with.
+
+    Attributes:
+        path: The file.
+        key: Its upstream step's key, or its content digest for a user's file.
+    """
+
+    path: Path
+    key: str
+
+
+def judged_attack_step(
+    runner: Runner,
+    label: str,
+    config: AttackConfig,
+    private: str,
+    target: Input,
+    gan: Input | None,
+    evaluator: Input,
+    device: str = "cpu",
+    workers: int = 0,
+) -> Step:
+    """Attack (or reuse) ``target`` with ``config`` and judge it with the evaluator.
+
+    The step's folder holds the attack's outputs (``summary.json``,
+    ``attack.csv``, ``fisher.csv``, ...); ``gan`` is ``None`` for an attack
+    without a prior.
+    """
     step = runner.step(
         "attack",
         label,
         _on_device(
-            {**config.to_dict(), "target": target_key, "gan": gan.key, "eval": evaluator.key},
+            {
+                **config.to_dict(),
+                "target": target.key,
+                "gan": gan.key if gan is not None else None,
+                "eval": evaluator.key,
+            },
             device,
         ),
     )
 
     def work(d: Path) -> dict[str, Any]:
         outcome = attack(
-            str(target),
-            str(gan.dir / "gan.pt"),
-            str(evaluator.dir / "model.pt"),
+            str(target.path),
+            str(gan.path) if gan is not None else None,
+            str(evaluator.path),
             config,
-            private_data=cfg.private,
+            private_data=private,
             progress=runner.progress,
             device=device,
             workers=workers,
@@ -136,20 +185,32 @@ def profile_step(
     workers: int = 0,
 ) -> Step:
     """The classification profile of a trained model on the private data."""
+    return data_profile_step(
+        runner, label, model, cfg.private, cfg.profile_samples, device, workers
+    )
+
+
+def data_profile_step(
+    runner: Runner,
+    label: str,
+    model: Step,
+    data: str,
+    max_samples: int | None,
+    device: str = "cpu",
+    workers: int = 0,
+) -> Step:
+    """The classification profile of a trained model on ``data`` (a stratified cap)."""
     step = runner.step(
         "profile",
         label,
-        _on_device(
-            {"model": model.key, "data": cfg.private, "max_samples": cfg.profile_samples},
-            device,
-        ),
+        _on_device({"model": model.key, "data": data, "max_samples": max_samples}, device),
     )
 
     def work(d: Path) -> None:
         frame = profile(
             load_model(model.dir / "model.pt"),
-            cfg.private,
-            max_samples=cfg.profile_samples,
+            data,
+            max_samples=max_samples,
             device=device,
             workers=workers,
         )

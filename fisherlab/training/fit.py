@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from fisherlab._device import resolve_device
+from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.datasets import load_dataset
 from fisherlab.errors import FisherlabError
 from fisherlab.models.checkpoint import save_model
@@ -49,6 +50,8 @@ class TrainResult:
         trainable_layers: Indices of the layers trained.
         n_trainable_params: |theta_C|, the number of parameters trained.
         checkpoints: Intermediate and final checkpoint paths written.
+        warnings: One line each when the result means little (a final
+            natural accuracy near chance, :mod:`fisherlab.data.chance`).
     """
 
     model: nn.Module
@@ -57,6 +60,7 @@ class TrainResult:
     trainable_layers: list[int]
     n_trainable_params: int
     checkpoints: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _loader(data: Dataset | DataLoader, batch_size: int, seed: int) -> DataLoader:
@@ -228,7 +232,16 @@ def fit(
         written.append(Path(save_to))
         model.to(device)
     trainable = [i for i in range(len(layers(model))) if i not in frozen]
-    return TrainResult(model, pd.DataFrame(rows), frozen, trainable, n_trainable, written)
+    names, acc = meta.class_names, rows[-1]["natural_accuracy"]
+    found = (
+        natural_accuracy_warning(acc, len(names), "the trained model")
+        if names and acc == acc  # NaN: no test data
+        else None
+    )
+    history = pd.DataFrame(rows)
+    return TrainResult(
+        model, history, frozen, trainable, n_trainable, written, [found] if found else []
+    )
 
 
 def _accuracy(model: nn.Module, test_data: Dataset | None, device: torch.device) -> float:

@@ -52,6 +52,7 @@ from fisherlab._device import (
 )
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
+from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.datasets import (
     DatasetSplits,
     iterate_batches,
@@ -573,6 +574,10 @@ def train(
             )
     bar.close()
     history = pd.DataFrame(rows)
+    found = natural_accuracy_warning(
+        rows[-1]["natural_accuracy"], len(splits.class_names), "the trained model"
+    )
+    warnings = [found] if found else []
     if stem is not None:
         write_atomic(f"{stem}.history.csv", lambda p: history.to_csv(p, index=False))
         write_json(
@@ -591,9 +596,10 @@ def train(
                 "device": describe_device(device),
                 "workers": workers,
                 "versions": versions(),
+                "warnings": warnings,
             },
         )
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    return TrainResult(model, history, frozen, trainable, n_trainable, written)
+    return TrainResult(model, history, frozen, trainable, n_trainable, written, warnings)

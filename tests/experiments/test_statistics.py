@@ -15,7 +15,9 @@ import pytest
 
 from fisherlab.experiments.statistics import (
     Estimate,
+    accuracy_level,
     paired_difference,
+    proportion_difference,
     seed_level,
     student_t_cdf,
     student_t_quantile,
@@ -125,3 +127,48 @@ def test_estimate_describe():
     e = Estimate(0.123, 0.01, 0.2, 0.0004, "t", 5)
     assert e.describe() == "+0.123 [+0.010, +0.200], p < 0.001"
     assert seed_level([0.25]).describe() == "+0.250 (no interval from 1 seed)"
+
+
+def test_accuracy_level_is_the_mean_of_seed_means_and_covers_it():
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame(
+        {
+            "seed": np.repeat([0, 1, 2], [40, 60, 50]),
+            "correct_top1": rng.integers(0, 2, 150),
+        }
+    )
+    e = accuracy_level(rows, replicates=2000)
+    seed_means = [g["correct_top1"].mean() for _, g in rows.groupby("seed")]
+    assert e.effect == pytest.approx(float(np.mean(seed_means)), abs=1e-15)
+    assert e.low < e.effect < e.high
+    assert e.n_seeds == 3 and e.n_units == 150
+    assert math.isnan(e.p_value)
+
+
+def test_accuracy_level_interval_matches_a_loop_bootstrap():
+    rows = pd.DataFrame({"seed": [0] * 6 + [1] * 4, "correct_top1": [1, 0, 1, 1, 0, 1, 0, 0, 1, 0]})
+    e = accuracy_level(rows, replicates=500, seed=7)
+    rng = np.random.default_rng(7)
+    groups = [np.array([1, 0, 1, 1, 0, 1.0]), np.array([0, 0, 1, 0.0])]
+    draws = []
+    for _ in range(500):
+        picked = rng.integers(0, 2, 2)
+        means = []
+        for i in picked:
+            g = groups[i]
+            means.append(g[rng.integers(0, len(g), len(g))].mean())
+        draws.append(np.mean(means))
+    assert e.low == pytest.approx(np.quantile(draws, 0.025), abs=1e-12)
+    assert e.high == pytest.approx(np.quantile(draws, 0.975), abs=1e-12)
+
+
+def test_proportion_difference_matches_newcombe_1998():
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II example (a): 56/70 vs 48/80
+    e = proportion_difference(56 / 70, 70, 48 / 80, 80)
+    assert e.effect == pytest.approx(0.2)
+    assert e.low == pytest.approx(0.0524, abs=5e-5)
+    assert e.high == pytest.approx(0.3339, abs=5e-5)
+    # the pooled z-test by hand
+    pooled = (56 + 48) / 150
+    z = 0.2 / math.sqrt(pooled * (1 - pooled) * (1 / 70 + 1 / 80))
+    assert e.p_value == pytest.approx(math.erfc(z / math.sqrt(2)))

@@ -1,0 +1,101 @@
+"""``fisherlab.defend``: the TL-DMI loop, checked against its own steps read back by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fisherlab import defend, load_model
+from fisherlab.errors import FisherlabError
+from fisherlab.models.layers import layers
+from fisherlab.planner import recommend_freeze, recommended_boundary
+
+TINY = {
+    "finetune_epochs": 1,
+    "finetune_samples": 256,
+    "eval_epochs": 1,
+    "gan_epochs": 1,
+    "gan_samples": 256,
+    "iterations": 6,
+    "per_class": 2,
+    "fisher_every": 3,
+    "profile_samples": 64,
+    "seeds": (0, 1),
+    "compare_boundaries": (5,),
+}
+
+
+@pytest.fixture(scope="module")
+def defended(pretrained, tmp_path_factory):
+    out = tmp_path_factory.mktemp("defend") / "d"
+    report = defend(
+        pretrained, private="mnist5k:0-4", public="mnist5k:5-9", out=out, progress=False, **TINY
+    )
+    return report, out
+
+
+def test_the_report_is_the_steps_read_back(defended, pretrained):
+    report, out = defended
+    table = pd.read_csv(out / "report.csv")
+    recon = pd.read_csv(out / "reconstructions.csv")
+    assert set(table["model"]) >= {"reference", "defended"}
+    assert table.loc[table["model"] == "reference", "boundary"].item() == 0
+    for row in table.itertuples():
+        rows = recon[recon["model"] == row.model]
+        assert len(rows) == row.n_reconstructions == 2 * 5 * len(TINY["seeds"])
+        per_seed = rows.groupby("seed")["correct_top1"].mean()
+        assert row.attack_accuracy == pytest.approx(per_seed.mean(), abs=1e-12)
+        assert row.attack_low <= row.attack_accuracy <= row.attack_high
+        assert row.chance == pytest.approx(0.2)
+    # the plan is the planner's answer on the profiles the report kept
+    plan = out / "recommendation"
+    again = recommend_freeze(
+        pd.read_csv(plan / "classification.csv"), pd.read_csv(plan / "inversion.csv")
+    )
+    assert again.boundary == report.boundary == recommended_boundary(plan)
+    # the verdict's effect: reference minus defended, per seed, averaged
+    if report.boundary != 0:
+        by = recon.groupby(["model", "seed"])["correct_top1"].mean()
+        diff = np.mean([by["reference", s] - by["defended", s] for s in TINY["seeds"]])
+        assert report.removed["effect"] == pytest.approx(diff, abs=1e-12)
+    record = json.loads((out / "report.json").read_text())
+    assert record["boundary"] == report.boundary
+    assert record["verdict"] == report.verdict
+    assert (out / "defend.png").stat().st_size > 0
+
+
+def test_the_defended_checkpoint_froze_the_recommended_layers(defended, pretrained):
+    report, out = defended
+    pre, dfd = load_model(pretrained), load_model(out / "defended.pt")
+    pre_state, dfd_state = pre.state_dict(), dfd.state_dict()
+    for layer in layers(dfd)[:-1]:
+        same = all(torch.equal(pre_state[k], dfd_state[k]) for k in layer.params)
+        assert same == (layer.index < report.boundary), layer
+
+
+def test_a_rerun_reuses_every_step(defended, pretrained):
+    report, out = defended
+    again = defend(
+        pretrained, private="mnist5k:0-4", public="mnist5k:5-9", out=out, progress=False, **TINY
+    )
+    record = json.loads((out / "report.json").read_text())
+    assert all(step["cached"] for step in record["steps"])
+    pd.testing.assert_frame_equal(again.table, report.table)
+
+
+def test_bad_settings_are_refused_before_any_step(pretrained, tmp_path):
+    with pytest.raises(FisherlabError, match="unknown settings"):
+        defend(pretrained, private="mnist5k:0-4", public="mnist5k:5-9", out=tmp_path, epochs=2)
+    with pytest.raises(FisherlabError, match="boundary"):
+        defend(
+            pretrained,
+            private="mnist5k:0-4",
+            public="mnist5k:5-9",
+            out=tmp_path / "x",
+            compare_boundaries=(9,),
+        )
+    assert not (tmp_path / "x").exists()
