@@ -151,15 +151,20 @@ def _open(args: argparse.Namespace, source: str, data: str | None) -> torch.nn.M
     return model
 
 
-def _warn_recorded_accuracy(model: torch.nn.Module, source: str) -> None:
-    """Warn when a checkpoint records a natural accuracy near chance (profile, planner)."""
+def _warn_recorded_accuracy(model: torch.nn.Module, source: str) -> list[str]:
+    """Warn when a checkpoint records a natural accuracy near chance (profile, planner).
+
+    Returns:
+        The warnings printed (for the command's JSON output).
+    """
     meta = getattr(model, "fisherlab_meta", None)
     metrics = getattr(meta, "metrics", None) or {}
     acc, names = metrics.get("natural_accuracy"), getattr(meta, "class_names", None)
+    found = None
     if isinstance(acc, int | float) and names:
         found = natural_accuracy_warning(float(acc), len(names), source)
-        if found:
-            _warn([found])
+    _warn([found] if found else [])
+    return [found] if found else []
 
 
 def _rebuild_spec(model: torch.nn.Module, source: str) -> tuple[str, dict]:
@@ -471,7 +476,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
         )
     if args.checkpoint is not None and (args.classification or args.inversion):
         raise FisherlabError("give a checkpoint or --classification/--inversion profiles, not both")
-    computed = None
+    computed, found = None, []
     if given:
         cls, inv = args.classification, args.inversion
     else:
@@ -480,7 +485,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
                 "computing the profiles needs --data (private data) and --generator (GAN prior)"
             )
         model = _open(args, args.checkpoint, args.data)
-        _warn_recorded_accuracy(model, str(args.checkpoint))
+        found = _warn_recorded_accuracy(model, str(args.checkpoint))
         computed = profiles_for(
             model,
             args.data,
@@ -496,6 +501,7 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
         )
         cls, inv = computed
     rec = recommend_freeze(cls, inv, lam=args.lam, budget=args.budget, aggregate=args.aggregate)
+    rec.warnings = found
     if args.out:
         write_recommendation(rec, args.out, computed)
         table = rec.table.assign(lam=rec.lam, budget=rec.budget)

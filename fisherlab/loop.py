@@ -580,6 +580,7 @@ def defend(
         level = accuracy_level(pair[pair["model"] == "reference"])
         removed = Estimate(0.0, 0.0, 0.0, math.nan, "none", level.n_seeds, level.n_units)
     sentence = _verdict_sentence(cfg, rec.boundary, table, removed, cost)
+    rec.warnings = [w for w in warnings if w.startswith("reference:")]  # what the plan rests on
 
     with output_set(out, "report.json") as tmp:
         write_atomic(tmp / "report.csv", lambda p: table.to_csv(p, index=False))

@@ -119,6 +119,8 @@ class Recommendation:
         layers: One row per layer: ``index``, ``name``, ``n_params``,
             ``inversion_share``, ``classification_share``.
         explanation: One paragraph in words.
+        warnings: One line each where the inputs mean little (e.g. a model
+            whose natural accuracy is near chance; set by the caller).
     """
 
     boundary: int
@@ -130,6 +132,7 @@ class Recommendation:
     layers: pd.DataFrame
     explanation: str = field(default="")
     aggregate: str = "shares"
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (``--json``)."""
@@ -145,6 +148,7 @@ class Recommendation:
             "table": json.loads(self.table.to_json(orient="records")),
             "layers": json.loads(self.layers.to_json(orient="records")),
             "explanation": self.explanation,
+            "warnings": list(self.warnings),
         }
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import run
 
 from fisherlab import defend, load_model
 from fisherlab.errors import FisherlabError
@@ -99,3 +100,22 @@ def test_bad_settings_are_refused_before_any_step(pretrained, tmp_path):
             compare_boundaries=(9,),
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_a_chance_level_model_is_warned_about(tmp_path):
+    """A model that learnt nothing (lr 1e-9): one warning line, and ``warnings`` in run.json."""
+    out = tmp_path / "chance.pt"
+    proc = run(
+        "train", "--arch", "target_cnn", "--data", "mnist5k:0-4", "--epochs", "1", "--lr", "1e-9",
+        "--max-train-samples", "64", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "chance.run.json").read_text())
+    assert record["final_natural_accuracy"] < 0.4
+    assert len(record["warnings"]) == 1 and "near chance" in record["warnings"][0]
+    assert "fisherlab: warning: the trained model has natural accuracy" in proc.stderr
+    # the planner says so too, from the accuracy the checkpoint records
+    profiled = run("profile", str(out), "--data", "mnist5k:0-4", "--max-samples", "32",
+                   "--out", str(tmp_path / "p"), "--quiet")  # fmt: skip
+    assert profiled.returncode == 0, profiled.stderr
+    assert "near chance" in profiled.stderr
