@@ -29,6 +29,14 @@ class FisherlabError(Exception):
         super().__init__(text)
 
 
+class TrainingDiverged(FisherlabError):
+    """Training produced a non-finite loss or parameters (a too-large step or defense strength).
+
+    A :class:`FisherlabError` like any other for the CLI; defense tuning
+    catches it and records the candidate as diverged instead of stopping.
+    """
+
+
 def preview(values: Collection[Any], limit: int = 3) -> str:
     """A short rendering of a collection for an error message: at most ``limit`` values.
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from fisherlab._device import resolve_device
 from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.datasets import load_dataset
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, TrainingDiverged
 from fisherlab.models.checkpoint import save_model
 from fisherlab.models.layers import check_freeze_boundary, layers, resolve_layer_indices
 from fisherlab.models.meta import model_meta
@@ -191,7 +191,7 @@ def fit(
                     logits = model(x)
                     loss = nn.functional.cross_entropy(logits, y)
                     if not torch.isfinite(loss):
-                        raise FisherlabError(
+                        raise TrainingDiverged(
                             f"the training loss became {loss.item()} at epoch {epoch}, batch "
                             f"{batch}: lower the learning rate (now {lr})"
                         )
@@ -199,7 +199,7 @@ def fit(
                     loss.backward()
                     optimizer.step()
                     if not all(bool(torch.isfinite(p).all()) for p in params):
-                        raise FisherlabError(
+                        raise TrainingDiverged(
                             f"the parameters became non-finite after the step at epoch {epoch}, "
                             f"batch {batch}: lower the learning rate (now {lr})"
                         )

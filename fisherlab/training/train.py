@@ -61,7 +61,7 @@ from fisherlab.data.datasets import (
 )
 from fisherlab.data.limits import MAX_IMAGE_SIZE
 from fisherlab.data.subsets import capped_rows, stratified_indices
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, TrainingDiverged
 from fisherlab.models.checkpoint import checkpoint_digest, load_model, save_model
 from fisherlab.models.heads import replace_head
 from fisherlab.models.layers import (
@@ -390,13 +390,13 @@ def _epoch(
         loss_ok, params_ok = (bool(v) for v in torch.stack([finite, _finite(params)]).cpu())
         if not loss_ok:
             bar.close()
-            raise FisherlabError(
+            raise TrainingDiverged(
                 f"the training loss became {loss.item()} at epoch {epoch}, batch {batch}: "
                 f"lower the learning rate (now {lr})"
             )
         if not params_ok:
             bar.close()
-            raise FisherlabError(
+            raise TrainingDiverged(
                 f"the parameters became non-finite (NaN or inf) after the step at epoch "
                 f"{epoch}, batch {batch} (loss {loss.item():.4g}): lower the learning rate "
                 f"(now {lr})"

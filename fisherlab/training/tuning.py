@@ -20,7 +20,11 @@ The rule (:func:`choose_strengths`), for a robustness/utility comparison:
   (the stronger one costs more than ``tolerance``, unless it is noise);
 * if no candidate is within the tolerance, the weakest is the operating
   point (with its stronger neighbour) and its row says so
-  (``within_tolerance`` is false): the grid should start weaker.
+  (``within_tolerance`` is false): the grid should start weaker;
+* a candidate whose training **diverges** (non-finite loss or parameters,
+  :class:`~fisherlab.errors.TrainingDiverged`) in any seed has no validation
+  accuracy (NaN): it is recorded (``diverged`` in its ``run.json``), never
+  within the tolerance and never chosen.
 
 Picking by validation accuracy alone, with no attack in the loop, keeps the
 choice honest: the attack results the comparison reports are not used to
@@ -36,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from fisherlab._io import write_atomic, write_json
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, TrainingDiverged
 from fisherlab.training.defenses import STRENGTH_FIELDS, build_defense
 from fisherlab.training.train import TrainConfig, train
 
@@ -110,10 +114,13 @@ def choose_strengths(
     out["drop"] = out["baseline_accuracy"] - out["validation_accuracy"]
     # a tiny slack so that a drop of exactly `tolerance` counts despite float rounding
     out["within_tolerance"] = out["drop"] <= tolerance + 1e-12
+    trained = out["validation_accuracy"].notna()  # NaN: diverged in some seed
+    if not trained.any():
+        raise FisherlabError("every candidate strength diverged: start the grid weaker")
     ok = out.index[out["within_tolerance"]]
-    operating = int(ok.max()) if len(ok) else 0
+    operating = int(ok.max()) if len(ok) else int(out.index[trained][0])
     roles = {operating - 1: "weaker", operating: "operating", operating + 1: "stronger"}
-    out["role"] = [roles.get(i, "") for i in range(len(out))]
+    out["role"] = [roles.get(i, "") if trained[i] else "" for i in range(len(out))]
     out["chosen"] = out["role"] != ""
     return out
 
@@ -217,7 +224,9 @@ def tune_defense(
     baseline = float(runs.loc[runs["rank"] < 0, "validation_accuracy"].mean())
     grouped = runs[runs["rank"] >= 0].groupby("rank", sort=True)
     table = grouped[["defense", *fields]].first().reset_index()
-    table["validation_accuracy"] = grouped["validation_accuracy"].mean().to_numpy()
+    # a candidate that diverged in any seed has no accuracy (NaN), not that of its other seeds
+    mean = grouped["validation_accuracy"].agg(lambda v: v.mean(skipna=False))
+    table["validation_accuracy"] = mean.to_numpy()
     table["validation_accuracy_std"] = grouped["validation_accuracy"].std(ddof=0).to_numpy()
     table = choose_strengths(table, baseline, tolerance)
     settings = {
@@ -245,9 +254,16 @@ def _last_epoch(config: TrainConfig, out: Path | None, progress: bool) -> pd.Ser
     """The last history row of ``config``'s run: read from ``out`` if there, else trained."""
     if out is not None and (history := out / f"{config.key()}.history.csv").is_file():
         return pd.read_csv(history).iloc[-1]
-    result = train(config, progress=progress)
+    diverged = None
+    try:
+        history = train(config, progress=progress).history
+    except TrainingDiverged as exc:  # a candidate too strong to train: a result, not a crash
+        diverged = str(exc)
+        nan = float("nan")
+        history = pd.DataFrame([{"validation_accuracy": nan, "train_accuracy": nan}])
     if out is not None:
         key = config.key()
-        write_atomic(f"{out / key}.history.csv", lambda p: result.history.to_csv(p, index=False))
-        write_json(f"{out / key}.run.json", {"key": key, "config": config.to_dict()})
-    return result.history.iloc[-1]
+        write_atomic(f"{out / key}.history.csv", lambda p: history.to_csv(p, index=False))
+        record = {"key": key, "config": config.to_dict(), "diverged": diverged}
+        write_json(f"{out / key}.run.json", record)
+    return history.iloc[-1]

@@ -7,6 +7,7 @@ choice rule on fixed accuracy tables, and one tiny end-to-end tuning.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 import fisherlab.training.tuning as tuning
 from fisherlab.data import load_dataset, stratified_split
-from fisherlab.errors import FisherlabError
+from fisherlab.errors import FisherlabError, TrainingDiverged
 from fisherlab.models import model_meta
 from fisherlab.training import TrainConfig, choose_strengths, train, tune_defense
 
@@ -83,13 +84,17 @@ def _table(*accuracies: float) -> pd.DataFrame:
         ((0.98, 0.97), ["weaker", "operating"]),
         # one candidate
         ((0.5,), ["operating"]),
+        # a diverged candidate (NaN) is never chosen, not even as the stronger neighbour
+        ((0.99, 0.985, float("nan")), ["weaker", "operating", ""]),
+        # none within and the weakest diverged: the weakest trained one operates
+        ((float("nan"), 0.9, 0.5), ["", "operating", "stronger"]),
     ],
 )
 def test_choice_rule_on_fixed_tables(accuracies, roles):
     chosen = choose_strengths(_table(*accuracies), baseline_accuracy=0.99, tolerance=0.02)
     assert chosen["role"].tolist() == roles
     assert chosen["chosen"].tolist() == [r != "" for r in roles]
-    assert chosen["drop"].tolist() == pytest.approx([0.99 - a for a in accuracies])
+    assert chosen["drop"].tolist() == pytest.approx([0.99 - a for a in accuracies], nan_ok=True)
     operating = chosen[chosen["role"] == "operating"].iloc[0]
     assert bool(operating["within_tolerance"]) == (
         0.99 - operating["validation_accuracy"] <= 0.02 + 1e-12
@@ -100,6 +105,8 @@ def test_choice_rule_sorts_by_rank_and_rejects_bad_input():
     shuffled = _table(0.99, 0.98, 0.5).iloc[[2, 0, 1]]
     roles = choose_strengths(shuffled, 0.99, 0.02)["role"].tolist()
     assert roles == ["weaker", "operating", "stronger"]
+    with pytest.raises(FisherlabError, match="every candidate strength diverged"):
+        choose_strengths(_table(float("nan"), float("nan")), 0.99, 0.02)
     with pytest.raises(FisherlabError, match="tolerance must be >= 0"):
         choose_strengths(_table(0.9), 0.9, -0.1)
     with pytest.raises(FisherlabError, match="one row per rank"):
@@ -145,4 +152,28 @@ def test_tune_defense_end_to_end_and_reuses_finished_runs(tmp_path, monkeypatch)
 
     monkeypatch.setattr(tuning, "train", no_training)
     again = tune_defense(base, "mid", [0.001, 0.01], validation_fraction=0.25, out_dir=tmp_path)
+    pd.testing.assert_frame_equal(again.table, table)
+
+
+def test_a_diverging_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
+    """MID at beta=1 overflowed in the full preset: the tuning records it and goes on."""
+
+    def fake_train(config, progress=False):
+        if config.defense == "mid" and config.beta >= 1.0 and config.seed == 1:
+            raise TrainingDiverged("the training loss became inf at epoch 1, batch 4")
+        accuracy = 0.99 - (config.beta or 0.0) / 10
+        history = pd.DataFrame([{"validation_accuracy": accuracy, "train_accuracy": 1.0}])
+        return SimpleNamespace(history=history)
+
+    monkeypatch.setattr(tuning, "train", fake_train)
+    base = TrainConfig(**TINY)
+    result = tune_defense(base, "mid", [0.01, 0.1, 1.0], seeds=(0, 1), out_dir=tmp_path)
+    table = result.table
+    assert table["validation_accuracy"].isna().tolist() == [False, False, True]
+    assert table["role"].tolist() == ["weaker", "operating", ""]
+    diverged = [json.loads(f.read_text())["diverged"] for f in sorted(tmp_path.glob("*.run.json"))]
+    assert sum(d is not None for d in diverged) == 1
+    # cached: read back without training, the same table
+    monkeypatch.setattr(tuning, "train", None)
+    again = tune_defense(base, "mid", [0.01, 0.1, 1.0], seeds=(0, 1), out_dir=tmp_path)
     pd.testing.assert_frame_equal(again.table, table)
