@@ -67,6 +67,8 @@ class ReproduceConfig:
             defense grid. ``None``: use ``defense_grid`` as given.
         tune_tolerance: Validation-accuracy drop the operating point may cost.
         tune_seeds: Seeds of the tuning runs.
+        defense_roles: Which tuned strengths the comparison trains: the
+            operating point and its weaker and stronger neighbours, or fewer.
         tl_bido_boundaries: Boundaries at which TL-DMI is combined with BiDO
             (default strengths).
         second_arch: A second target architecture for C1 (``None``: none):
@@ -131,6 +133,7 @@ class ReproduceConfig:
     )
     tune_tolerance: float = 0.02
     tune_seeds: tuple[int, ...] = (0, 1, 2)
+    defense_roles: tuple[str, ...] = ("weaker", "operating", "stronger")
     second_arch: str | None = None
     second_arch_seeds: int = 3
     reference_iterations: int | None = None
@@ -141,6 +144,9 @@ class ReproduceConfig:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise FisherlabError("give at least one seed")
+        roles = ("weaker", "operating", "stronger")
+        if not self.defense_roles or set(self.defense_roles) - set(roles):
+            raise FisherlabError(f"defense_roles must be some of {roles}, got {self.defense_roles}")
         unknown = sorted(set(self.per_seed) - set(PER_SEED))
         if unknown:
             raise FisherlabError(f"unknown per_seed {unknown}: expected some of {PER_SEED}")
@@ -216,6 +222,14 @@ PRESETS["full"] = replace(
         ("ls", tuple((("smoothing", v),) for v in (-0.01, -0.02, -0.03, -0.05, -0.07, -0.1))),
     ),
 )
+# defenses: checks plus the tuned defense comparison at the operating points only, tuned on one
+# seed; what fits a session on 2 CPU cores (full tunes on 3 seeds and trains the neighbours too)
+PRESETS["defenses"] = replace(
+    PRESETS["full"],
+    preset="defenses",
+    tune_seeds=(0,),
+    defense_roles=("operating",),
+)
 # the smoke preset is quick on tiny data: the same steps and tables, for tests
 PRESETS["smoke"] = replace(
     PRESETS["quick"],
@@ -237,6 +251,8 @@ PRESETS["smoke"] = replace(
 on tiny data, for tests; its numbers mean nothing), ``quick`` (minutes, a
 first look), ``default`` (the paper's Figs. 1-II to 5 and claims C1-C5 over
 five seeds; about an hour on 2 CPU cores), ``checks`` (``default`` plus C1 on
-VGG16-bn and the reference-length check) and ``full`` (``checks`` plus the
-defense comparison). Run a larger preset into the same ``--out`` to reuse the
-smaller one's steps."""
+VGG16-bn and the reference-length check), ``full`` (``checks`` plus the
+defense comparison, each defense tuned on 3 seeds and compared at its
+operating point and both neighbours) and ``defenses`` (``full`` tuned on one
+seed and compared at the operating points only; about an hour here). Run
+a larger preset into the same ``--out`` to reuse the smaller one's steps."""

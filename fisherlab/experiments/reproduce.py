@@ -473,7 +473,8 @@ def reproduce(
     tuning = None
     if cfg.compare_defenses and cfg.defense_candidates is not None:
         tuning = _tune_defenses(runner, cfg, pretrained, where)
-        cfg = replace(cfg, defense_grid=tuple(g for t in tuning for g in t.chosen()))
+        grid = tuple(g for t in tuning for g in t.chosen(cfg.defense_roles))
+        cfg = replace(cfg, defense_grid=grid)
     targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
     kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
     rows, fisher, profiles, recon = _attack_and_profile(

@@ -68,13 +68,21 @@ class DefenseTuning:
     runs: pd.DataFrame
     config: dict
 
-    def chosen(self) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    def chosen(
+        self, roles: Sequence[str] = ROLES
+    ) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
         """The chosen strengths, weakest first, as ``(defense, ((field, value), ...))``.
 
         The form of :attr:`fisherlab.experiments.config.ReproduceConfig.defense_grid`.
+
+        Args:
+            roles: Which of :data:`ROLES` to return (default: all three).
         """
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise FisherlabError(f"unknown roles {unknown}: expected some of {list(ROLES)}")
         fields = self.config["strength_fields"]
-        rows = self.table[self.table["chosen"]].sort_values("rank")
+        rows = self.table[self.table["role"].isin(list(roles))].sort_values("rank")
         return tuple(
             (self.config["defense"], tuple((f, float(row[f])) for f in fields))
             for _, row in rows.iterrows()

@@ -142,6 +142,10 @@ def test_tune_defense_end_to_end_and_reuses_finished_runs(tmp_path, monkeypatch)
     assert table["role"].tolist() == expected["role"].tolist()
     assert len(result.chosen()) == table["chosen"].sum() >= 1
     assert result.chosen()[0][0] == "mid" and result.chosen()[0][1][0][0] == "beta"
+    operating = table.loc[table["role"] == "operating", "beta"].item()
+    assert result.chosen(("operating",)) == (("mid", (("beta", operating),)),)
+    with pytest.raises(FisherlabError, match="unknown roles"):
+        result.chosen(("best",))
     saved = json.loads((tmp_path / "tuning-mid.json").read_text())
     assert saved["base"]["defense"] == "none" and saved["base"]["validation_fraction"] == 0.25
     assert saved["baseline_accuracy"] == baseline
