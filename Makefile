@@ -26,13 +26,16 @@ main: setup
 	$(BIN)/fisherlab reproduce --preset quick --out results/quick
 
 # The README's results table: the default preset (about an hour on 2 cores), then the
-# checks preset (second architecture, reference length) into results/checks, starting
+# checks preset (second architecture, reference length) into results/checks and the
+# defenses preset (the tuned defense comparison, C6) into results/defenses, each starting
 # from hard links to the default's cached steps (every step is cached, so an interrupted
 # run resumes). `make figures` then redraws figures/ from results/default.
 reproduce: setup
 	$(BIN)/fisherlab reproduce --preset default --out results/default
 	mkdir -p results/checks && cp -al -n results/default/steps results/checks/
 	$(BIN)/fisherlab reproduce --preset checks --out results/checks
+	mkdir -p results/defenses && cp -al -n results/checks/steps results/defenses/
+	$(BIN)/fisherlab reproduce --preset defenses --out results/defenses
 
 figures: $(STAMP)
 	$(BIN)/python scripts/run_notebooks.py --results results/default --figures figures
