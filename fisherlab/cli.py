@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -1470,6 +1471,7 @@ def _shrink(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    matplotlib.use("Agg")  # files, not windows; only the command line chooses a backend
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(os.environ.get("FISHERLAB_DEBUG"))

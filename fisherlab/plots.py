@@ -1,7 +1,10 @@
 """Figures drawn from fisherlab's tidy result frames; nothing is recomputed here.
 
 All figures share one seaborn style (:func:`use_style`) and take frames as
-written to CSV by the pipeline (e.g. ``profile.csv``).
+written to CSV by the pipeline (e.g. ``profile.csv``). Every function returns
+its figure, so that it shows inline in a notebook; this module never chooses
+a matplotlib backend (the command line selects Agg, a notebook keeps its own).
+:func:`results_folder` finds a reproduction's tables for the notebooks.
 """
 
 from __future__ import annotations
@@ -9,15 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+import fisherlab
 from fisherlab._io import write_atomic
+from fisherlab.errors import FisherlabError
 from fisherlab.experiments.claims import pareto_front, select_runs
 
 
@@ -502,6 +503,37 @@ FIGURES: dict[str, tuple[tuple[str, ...], Callable[[Tables, Path | None], plt.Fi
     ),
 }
 """Figure name -> (the tables it reads, from ``<name>.csv``; how it draws them)."""
+
+
+def results_folder(given: str | Path | None = None, *runs: str) -> Path:
+    """A reproduction's results folder: ``given``, else the first ``results/<run>`` found.
+
+    ``runs`` are the folder names to try in order (default: ``"default"``).
+
+    Without ``given``, it looks in the working directory, its parent (a
+    notebook in ``notebooks/``) and the checkout fisherlab is installed from,
+    so that a notebook copied elsewhere still finds the results.
+
+    Raises:
+        FisherlabError: When no folder holds a ``claims.csv``.
+    """
+    if given is not None:
+        folder = Path(given)
+        if not (folder / "claims.csv").is_file():
+            raise FisherlabError(
+                f"{folder} holds no claims.csv: give the --out folder of fisherlab reproduce"
+            )
+        return folder
+    checkout = Path(fisherlab.__file__).resolve().parents[1]
+    names = runs or ("default",)
+    for run in names:
+        for base in (Path.cwd(), Path.cwd().parent, checkout):
+            if (base / "results" / run / "claims.csv").is_file():
+                return base / "results" / run
+    raise FisherlabError(
+        f"no results/{' or results/'.join(names)} found here, one folder up or in the "
+        "fisherlab checkout: set RESULTS to the --out folder of fisherlab reproduce"
+    )
 
 
 def draw_figure(name: str, results: str | Path, out: str | Path | None = None) -> plt.Figure:
