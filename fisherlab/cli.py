@@ -391,7 +391,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     out = Path(args.out)
-    plot_profile(frame, out / "profile.png")
+    plot_profile(frame, out / "profile.png", about=f"{args.checkpoint} on {args.data}")
     shown = frame[["index", "name", "kind", "n_params", "trace", "mean", "share", "engine"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.explain:
@@ -553,7 +553,8 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
     if args.out:
         write_recommendation(rec, args.out, computed)
         table = rec.table.assign(lam=rec.lam, budget=rec.budget)
-        plot_recommendation(table, Path(args.out) / "recommendation.png")
+        about = f"{args.checkpoint} on {args.data}" if args.checkpoint else None
+        plot_recommendation(table, Path(args.out) / "recommendation.png", about=about)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2))
         return
