@@ -131,7 +131,9 @@ def notebook(title: str, text: str, figures: list[str], claims: list[str], table
             "parameters cell to read another run, and `FIGURES` to save the PNGs."
         ),
         new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-        new_code_cell(SETUP.replace("{runs}", '"full", "defenses", "default"' if defenses else '"default"')),
+        new_code_cell(
+            SETUP.replace("{runs}", '"full", "defenses", "default"' if defenses else '"default"')
+        ),
     ]
     guard = "if HAS_DEFENSES:\n    " if defenses else ""
     if defenses:
