@@ -38,7 +38,7 @@ reproduce: setup
 	$(BIN)/fisherlab reproduce --preset defenses --out results/defenses
 
 figures: $(STAMP)
-	$(BIN)/python scripts/run_notebooks.py --results results/default --figures figures
+	$(BIN)/python scripts/run_notebooks.py --figures figures
 
 # The old demo: pretrain, then one TL-DMI fine-tune with layers 0-3 frozen.
 finetune-demo: setup

@@ -17,12 +17,14 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -74,9 +76,52 @@ from fisherlab.planner import (
 from fisherlab.plots import draw_all, plot_profile, plot_recommendation
 from fisherlab.training import DEFENSES, TrainConfig, flag, train
 
+_MARKUP = [
+    (re.compile(r":[a-z]+:`~?(?:[\w.]+\.)?([\w]+)`"), r"\1"),  # :func:`~a.b.c` -> c
+    (re.compile(r"``([^`]+)``"), r"\1"),
+    (re.compile(r"\s*\((?:see )?the module docs\)"), ""),
+    (re.compile(r"\s*\(module docs\)"), ""),
+    (re.compile(r"[,;]?\s*see the module docs"), ""),
+]
+"""Docstring markup and pointers that mean nothing on a terminal, and what replaces them."""
+
+
+def plain(text: str) -> str:
+    """``text`` without reStructuredText markup (for help texts made from docstrings).
+
+    Example:
+        >>> plain("Run :func:`~fisherlab.loop.defend` on ``model`` (see the module docs).")
+        'Run defend on model.'
+    """
+    for pattern, replacement in _MARKUP:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows every set default and no docstring markup."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = (
+            action.option_strings
+            and "default" not in text
+            and not any(default is v for v in (None, False, argparse.SUPPRESS))
+            and not isinstance(action, argparse._VersionAction)
+        )
+        return f"{text} (default: %(default)s)" if shown else text
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line."""
+    """An ArgumentParser whose usage errors are one line and whose help shows defaults."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -85,7 +130,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _summary(func: Callable) -> str:
     doc = inspect.getdoc(func) or ""
-    return doc.split("\n\n")[0].replace("\n", " ")
+    return plain(doc.split("\n\n")[0].replace("\n", " "))
 
 
 # --------------------------------------------------------------------------- commands
@@ -346,7 +391,7 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     if rank != 0:
         return
     out = Path(args.out)
-    plot_profile(frame, out / "profile.png")
+    plot_profile(frame, out / "profile.png", about=f"{args.checkpoint} on {args.data}")
     shown = frame[["index", "name", "kind", "n_params", "trace", "mean", "share", "engine"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.explain:
@@ -405,6 +450,9 @@ def _print_summary(summary: dict) -> None:
 
 def _cmd_attack(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
+    if args.lam_deprecated is not None:
+        _note("attack --lam is now --id-weight (--lam keeps working for now)")
+        args.lam = args.lam_deprecated
     classes = DataSpec.parse(f"mnist5k:{args.classes}").classes
     config = AttackConfig(
         attack=args.attack,
@@ -505,7 +553,8 @@ def _cmd_recommend_freeze(args: argparse.Namespace) -> None:
     if args.out:
         write_recommendation(rec, args.out, computed)
         table = rec.table.assign(lam=rec.lam, budget=rec.budget)
-        plot_recommendation(table, Path(args.out) / "recommendation.png")
+        about = f"{args.checkpoint} on {args.data}" if args.checkpoint else None
+        plot_recommendation(table, Path(args.out) / "recommendation.png", about=about)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=2))
         return
@@ -762,17 +811,36 @@ def _model_options(p: argparse.ArgumentParser, role: str, input_spec: bool = Tru
         f"{role} (a fisherlab checkpoint; or a spec such as torchvision:resnet18 or "
         "package.module:factory with these options)"
     )
-    g.add_argument("--weights", metavar="FILE", help="state dict of a spec (weights_only load)")
     g.add_argument(
-        "--model-kwargs", type=_json_object, metavar="JSON", help="arguments of the spec's builder"
+        "--weights",
+        metavar="FILE",
+        help="state dict of a spec, loaded with weights_only (default: the spec's own weights)",
+    )
+    g.add_argument(
+        "--model-kwargs",
+        type=_json_object,
+        metavar="JSON",
+        help="arguments of the spec's builder, e.g. '{\"width\": 8}' (default: none)",
     )
     if input_spec:
         g.add_argument(
-            "--input-size", type=int, metavar="S", help="input side of a model recording none"
+            "--input-size",
+            type=int,
+            metavar="S",
+            help="input side of a model that records none (default: the data's)",
         )
-        g.add_argument("--channels", type=int, choices=[1, 3], help="input channels (ditto)")
-        g.add_argument("--mean", type=_floats, metavar="M[,M,M]", help="normalisation mean")
-        g.add_argument("--std", type=_floats, metavar="S[,S,S]", help="normalisation std")
+        g.add_argument(
+            "--channels", type=int, choices=[1, 3], help="input channels (default: the data's)"
+        )
+        g.add_argument(
+            "--mean",
+            type=_floats,
+            metavar="M[,M,M]",
+            help="normalisation mean (default: the data's)",
+        )
+        g.add_argument(
+            "--std", type=_floats, metavar="S[,S,S]", help="normalisation std (default: the data's)"
+        )
     g.add_argument("--trust-pickle", action="store_true", help=TRUST_HELP)
 
 
@@ -828,30 +896,63 @@ def build_parser() -> argparse.ArgumentParser:
         "--init", metavar="MODEL", help="fine-tune this model (new head): " + MODEL_HELP
     )
     p.add_argument("--data", required=True, help="dataset, e.g. fashion or mnist5k:0-4")
-    p.add_argument("--out", required=True, metavar="CKPT", help="final checkpoint path")
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    p.add_argument("--freeze-boundary", type=int, metavar="B", help="freeze layers < B")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.pt",
+        help="the final checkpoint, a file (history and run.json are written beside it)",
+    )
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the data")
+    p.add_argument(
+        "--freeze-boundary",
+        type=int,
+        metavar="B",
+        help="freeze layers 0..B-1 and train the rest (default: train every layer)",
+    )
     p.add_argument(
         "--freeze-boundary-from",
         metavar="PLAN",
         help="freeze the layers a recommendation chose (a recommend-freeze or defend folder, or "
-        "its recommendation.json; checked against the --init model's layers)",
+        "its recommendation.json; checked against the --init model's layers; default: none)",
     )
-    p.add_argument("--train-layers", metavar="LIST", help="train only these layers, e.g. 0,1")
-    p.add_argument("--save-every", type=int, metavar="K", help="also save every K epochs")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--momentum", type=float, default=TrainConfig.momentum)
-    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--split-seed", type=int, default=TrainConfig.split_seed)
+    p.add_argument(
+        "--train-layers",
+        metavar="LIST",
+        help="train only these layers, e.g. 0,1 (default: all, or those after the boundary)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=int,
+        metavar="K",
+        help="also save a checkpoint every K epochs (default: the final one only)",
+    )
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="SGD learning rate")
+    p.add_argument("--momentum", type=float, default=TrainConfig.momentum, help="SGD momentum")
+    p.add_argument(
+        "--weight-decay", type=float, default=TrainConfig.weight_decay, help="L2 weight decay"
+    )
+    p.add_argument(
+        "--seed", type=int, default=TrainConfig.seed, help="seed of initialisation and shuffling"
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=TrainConfig.split_seed,
+        help="seed of the train/test split of sources that have none",
+    )
     p.add_argument(
         "--max-train-samples",
         type=int,
         metavar="N",
-        help="train on a class-balanced seeded subset of N images",
+        help="train on a class-balanced seeded subset of N images (default: all)",
     )
-    p.add_argument("--image-size", type=int, metavar="S", help="pretraining input side")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        metavar="S",
+        help="input side when pretraining (default: the dataset's)",
+    )
     p.add_argument(
         "--defense",
         default="none",
@@ -878,11 +979,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples: fisherlab layers runs/ft.pt; fisherlab layers --arch resnet18_cifar",
     )
     p.add_argument("checkpoint", nargs="?", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--arch", metavar="SPEC", help="a fresh model of this spec")
-    p.add_argument("--num-classes", type=int, default=10, help="of a spec")
-    p.add_argument("--in-channels", type=int, default=1, help="of a spec")
-    p.add_argument("--image-size", type=int, default=28, help="of a spec")
-    p.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument(
+        "--arch", metavar="SPEC", help="a fresh model of this spec instead of MODEL (default: none)"
+    )
+    p.add_argument("--num-classes", type=int, default=10, help="classes of the --arch model")
+    p.add_argument("--in-channels", type=int, default=1, help="input channels of the --arch model")
+    p.add_argument("--image-size", type=int, default=28, help="input side of the --arch model")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     _model_options(p, "model", input_spec=False)
     p.set_defaults(func=_cmd_layers)
 
@@ -895,24 +998,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--data", required=True, help="dataset, e.g. mnist5k:0-4 or npz:FILE")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--objective", default="classification", choices=list(OBJECTIVES))
-    p.add_argument("--fisher", default="empirical", choices=["empirical", "true"])
-    p.add_argument("--mc-samples", type=int, default=1, help="label draws (true Fisher)")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (profile.csv, run.json, ...)"
+    )
+    p.add_argument(
+        "--objective",
+        default="classification",
+        choices=list(OBJECTIVES),
+        help="the per-sample loss whose Fisher is taken",
+    )
+    p.add_argument(
+        "--fisher",
+        default="empirical",
+        choices=["empirical", "true"],
+        help="empirical (the data's labels) or true (labels drawn from the model)",
+    )
+    p.add_argument("--mc-samples", type=int, default=1, help="label draws per sample (true Fisher)")
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the label draws and the --max-samples subset"
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="samples per backward pass")
     p.add_argument(
         "--max-samples",
         type=int,
         metavar="N",
-        help="profile N samples: a class-balanced subset, seeded by --seed "
-        "(fisherlab.data.stratified_indices); data whose labels are not known in advance "
-        "(a DataLoader, in the Python API) keeps its first N",
+        help="profile N samples: a class-balanced subset, seeded by --seed; data whose labels "
+        "are not known in advance (a DataLoader, in the Python API) keeps its first N "
+        "(default: all)",
     )
-    p.add_argument("--split", choices=["train", "test", "all"], help="default: train (npz: all)")
-    p.add_argument("--engine", default="auto", choices=list(ENGINES))
+    p.add_argument(
+        "--split", choices=["train", "test", "all"], help="which split (default: train; npz: all)"
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=list(ENGINES),
+        help="auto: BackPACK fast paths, checked, with a per-module fallback",
+    )
     p.add_argument("--diagonal", action="store_true", help="also save DIR/diagonal.pt")
     p.add_argument(
         "--explain",
@@ -932,27 +1054,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--target runs/target.pt --out runs/gmi_gan.pt",
     )
     p.add_argument("--data", required=True, help="public dataset, e.g. mnist5k:5-9")
-    p.add_argument("--out", required=True, metavar="CKPT")
-    p.add_argument("--kind", default="gmi", choices=list(GAN_KINDS))
-    p.add_argument("--loss", default="dcgan", choices=list(GAN_LOSSES))
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.pt",
+        help="the prior's checkpoint, a file (train-gan resumes from it)",
+    )
+    p.add_argument("--kind", default="gmi", choices=list(GAN_KINDS), help="which attack's prior")
+    p.add_argument(
+        "--loss", default="dcgan", choices=list(GAN_LOSSES), help="GMI's adversarial loss"
+    )
     p.add_argument(
         "--target",
         metavar="MODEL",
-        help="target (needed by kedmi; fixes image size): " + MODEL_HELP,
+        help="target (needed by kedmi; fixes the image size; default: none): " + MODEL_HELP,
     )
-    p.add_argument("--epochs", type=int, default=GANConfig.epochs)
-    p.add_argument("--batch-size", type=int, default=GANConfig.batch_size)
-    p.add_argument("--lr", type=float, default=GANConfig.lr)
-    p.add_argument("--n-critic", type=int, help="critic steps per generator step")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=GANConfig.epochs, help="passes over the data")
+    p.add_argument("--batch-size", type=int, default=GANConfig.batch_size, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=GANConfig.lr, help="Adam learning rate")
+    p.add_argument(
+        "--n-critic",
+        type=int,
+        help="critic steps per generator step (default: 5 for wgan-gp, else 1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and latents")
     p.add_argument(
         "--max-train-samples",
         type=int,
         metavar="N",
-        help="train on a class-balanced seeded subset of N images",
+        help="train on a class-balanced seeded subset of N images (default: all)",
     )
     _model_options(p, "--target model")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device_args(p, amp="both networks (fp16 with a gradient scaler)")
     p.set_defaults(func=_cmd_train_gan)
 
@@ -965,27 +1098,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--fisher-every 10 --out runs/gmi",
     )
     p.add_argument("target", metavar="MODEL", help="the attacked classifier: " + MODEL_HELP)
-    p.add_argument("--attack", default="gmi", choices=attack_names())
-    p.add_argument("--generator", metavar="CKPT", help="GAN prior from fisherlab train-gan")
-    p.add_argument("--eval-model", metavar="CKPT", help="evaluation classifier")
-    p.add_argument("--private-data", help="default: the data the target was trained on")
+    p.add_argument("--attack", default="gmi", choices=attack_names(), help="the attack")
+    p.add_argument(
+        "--generator",
+        metavar="FILE.pt",
+        help="GAN prior from fisherlab train-gan (gmi, kedmi; default: none)",
+    )
+    p.add_argument(
+        "--eval-model",
+        metavar="FILE.pt",
+        help="evaluation classifier (default: none, no attack accuracy)",
+    )
+    p.add_argument(
+        "--private-data", help="private data (default: the data the target was trained on)"
+    )
     p.add_argument("--classes", default="0-4", help="classes to invert, e.g. 0-4")
-    p.add_argument("--per-class", type=int, default=AttackConfig.per_class)
-    p.add_argument("--iterations", type=int, default=AttackConfig.iterations)
-    p.add_argument("--restarts", type=int, default=AttackConfig.restarts)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, help="default: gmi 0.01, kedmi 0.02, whitebox 0.05")
-    p.add_argument("--lam", type=float, default=AttackConfig.lam, help="identity-loss weight")
-    p.add_argument("--fisher-every", type=int, default=0, metavar="K", help="record Fisher")
+    p.add_argument(
+        "--per-class", type=int, default=AttackConfig.per_class, help="reconstructions per class"
+    )
+    p.add_argument(
+        "--iterations", type=int, default=AttackConfig.iterations, help="optimisation steps"
+    )
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=AttackConfig.restarts,
+        help="independent starts; the target's most confident is kept",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    p.add_argument(
+        "--lr", type=float, help="step size (default: gmi 0.01, kedmi 0.02, whitebox 0.05)"
+    )
+    p.add_argument(
+        "--id-weight",
+        dest="lam",
+        metavar="W",
+        type=float,
+        default=AttackConfig.lam,
+        help="weight of the identity loss against the prior's (lambda of GMI)",
+    )
+    p.add_argument("--lam", dest="lam_deprecated", type=float, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--fisher-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="record the identity loss's per-layer Fisher every K iterations (0: never)",
+    )
     p.add_argument(
         "--fisher-samples",
         type=int,
         metavar="N",
-        help="record the first N rows per class of the batch (KEDMI: of its draws)",
+        help="record the first N rows per class of the batch (KEDMI: of its draws; default: all)",
     )
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (attack.csv, summary.json, ...)"
+    )
     _model_options(p, "target model (--trust-pickle covers --eval-model too)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device_args(p, amp="the GAN prior (the target, and its Fisher, stay float32)")
     p.set_defaults(func=_cmd_attack)
 
@@ -993,11 +1163,19 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="judge saved reconstructions with an evaluation model (writes evaluation.csv/.json)",
         description=_summary(evaluate_attack),
+        epilog="example: fisherlab evaluate runs/target.pt --reconstructions runs/gmi "
+        "--eval-model runs/eval.pt",
     )
     p.add_argument("target", metavar="MODEL", help="the attacked classifier: " + MODEL_HELP)
-    p.add_argument("--reconstructions", required=True, metavar="DIR", help="an attack's --out")
-    p.add_argument("--eval-model", required=True, metavar="CKPT")
-    p.add_argument("--private-data", help="default: the data the target was trained on")
+    p.add_argument(
+        "--reconstructions", required=True, metavar="DIR", help="an attack's --out folder"
+    )
+    p.add_argument(
+        "--eval-model", required=True, metavar="FILE.pt", help="the evaluation classifier"
+    )
+    p.add_argument(
+        "--private-data", help="private data (default: the data the target was trained on)"
+    )
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -1021,26 +1199,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "checkpoint", nargs="?", metavar="MODEL", help="compute both profiles for: " + MODEL_HELP
     )
-    p.add_argument("--classification", metavar="PATH", help="profile.csv or its directory")
-    p.add_argument("--inversion", metavar="PATH", help="an attack's fisher.csv or its directory")
-    p.add_argument("--lam", type=float, default=1.0, help="price of classification Fisher")
+    p.add_argument(
+        "--classification",
+        metavar="PATH",
+        help="profile.csv or its folder (default: computed for MODEL)",
+    )
+    p.add_argument(
+        "--inversion",
+        metavar="PATH",
+        help="an attack's fisher.csv or its folder (default: computed for MODEL)",
+    )
+    p.add_argument("--lam", type=float, default=1.0, help="price lambda of classification Fisher")
     p.add_argument("--budget", type=float, default=1.0, help="cap on C(b), in [0, 1]")
     p.add_argument(
         "--aggregate",
         choices=AGGREGATIONS,
         default=AGGREGATIONS[0],
         help="how the attack's recorded steps combine: shares (mean of each step's layer "
-        "shares; default), traces (shares of the mean trace: the largest step decides) or "
+        "shares), traces (shares of the mean trace: the largest step decides) or "
         "late (shares without the first tenth of the iterations)",
     )
-    p.add_argument("--out", metavar="DIR", help="write recommendation.csv/.json/.png here")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder for recommendation.csv/.json/.png (default: print only)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.add_argument("--data", help="private data for the classification profile")
-    p.add_argument("--generator", metavar="CKPT", help="GAN prior for the inversion profile")
-    p.add_argument("--attack", default="gmi", choices=attack_names(needs_prior=True))
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--per-class", type=int, default=5)
-    p.add_argument("--fisher-every", type=int, default=10, metavar="K")
+    p.add_argument(
+        "--data", help="private data for the classification profile (with MODEL; default: none)"
+    )
+    p.add_argument(
+        "--generator",
+        metavar="FILE.pt",
+        help="GAN prior for the inversion profile (with MODEL; default: none)",
+    )
+    p.add_argument(
+        "--attack",
+        default="gmi",
+        choices=attack_names(needs_prior=True),
+        help="the attack along which the inversion Fisher is recorded",
+    )
+    p.add_argument("--iterations", type=int, default=300, help="attack iterations")
+    p.add_argument("--per-class", type=int, default=5, help="reconstructions per class")
+    p.add_argument(
+        "--fisher-every", type=int, default=10, metavar="K", help="record every K iterations"
+    )
     p.add_argument(
         "--max-samples",
         type=int,
@@ -1049,7 +1252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="classification profile on a class-balanced subset of N samples",
     )
     _model_options(p, "model")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device_args(p)
     p.set_defaults(func=_cmd_recommend_freeze)
 
@@ -1065,11 +1268,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights sd.pt --data mnist5k:0-4 --out model.pt",
     )
     p.add_argument("model", metavar="MODEL", help="a spec, or a pickled nn.Module (--trust-pickle)")
-    p.add_argument("--out", required=True, metavar="CKPT", help="the checkpoint to write")
+    p.add_argument(
+        "--out", required=True, metavar="FILE.pt", help="the checkpoint to write, a file"
+    )
     p.add_argument(
         "--classes", metavar="N|NAMES", help="class count or names (default: from --data)"
     )
-    p.add_argument("--data", help="take class names and preprocessing from this dataset")
+    p.add_argument(
+        "--data",
+        help="take class names and preprocessing from this dataset (default: give --classes "
+        "and --input-size/--channels)",
+    )
     p.add_argument(
         "--spec",
         metavar="SPEC",
@@ -1093,55 +1302,78 @@ def build_parser() -> argparse.ArgumentParser:
         "--public", required=True, help="public data for the GAN prior, e.g. mnist5k:5-9"
     )
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="output folder (steps cached in DIR/steps)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder (report.csv, report.md, ...; steps cached in DIR/steps)",
     )
     p.add_argument(
         "--quick", action="store_true", help="quick settings: minutes on a CPU, wide intervals"
     )
-    p.add_argument("--attack", choices=attack_names(), help=f"default {DefendConfig.attack}")
-    p.add_argument("--generator", metavar="CKPT", help="reuse this GAN prior (fisherlab train-gan)")
     p.add_argument(
-        "--eval-model", metavar="CKPT", help="judge with this model (default: train one)"
+        "--attack", choices=attack_names(), help=f"the attack (default: {DefendConfig.attack})"
     )
     p.add_argument(
-        "--eval-arch", help="architecture of the trained evaluation model (default eval_cnn)"
+        "--generator",
+        metavar="FILE.pt",
+        help="reuse this GAN prior from fisherlab train-gan (default: train one)",
+    )
+    p.add_argument(
+        "--eval-model", metavar="FILE.pt", help="judge with this model (default: train one)"
+    )
+    p.add_argument(
+        "--eval-arch", help="architecture of the trained evaluation model (default: eval_cnn)"
     )
     p.add_argument(
         "--seeds", type=int, metavar="N", help="attack seeds 0..N-1 (default 3; quick 1)"
     )
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 5; quick 2)")
     p.add_argument(
-        "--max-train-samples", type=int, metavar="N", help="cap on private training images"
+        "--max-train-samples",
+        type=int,
+        metavar="N",
+        help="cap on private training images (default: all)",
     )
     p.add_argument("--eval-epochs", type=int, help="evaluation model epochs (default 40; quick 6)")
     p.add_argument(
         "--gan-epochs", type=int, help="GAN prior epochs (default gmi 100, kedmi 30; quick 5)"
     )
     p.add_argument(
-        "--gan-samples", type=int, metavar="N", help="cap on public images for the prior"
+        "--gan-samples",
+        type=int,
+        metavar="N",
+        help="cap on public images for the prior (default: all; quick 1500)",
     )
     p.add_argument("--iterations", type=int, help="attack iterations (default 100; quick 40)")
     p.add_argument(
         "--per-class", type=int, help="reconstructions per class and seed (default 20; quick 10)"
     )
     p.add_argument(
-        "--fisher-every", type=int, metavar="K", help="record the Fisher every K iterations"
+        "--fisher-every",
+        type=int,
+        metavar="K",
+        help="record the Fisher every K iterations (default 10; quick 5)",
     )
     p.add_argument(
-        "--max-samples", type=int, metavar="N", help="images of the classification profile"
+        "--max-samples",
+        type=int,
+        metavar="N",
+        help="images of the classification profile (default 500; quick 200)",
     )
     p.add_argument("--lam", type=float, help="planner: price of classification Fisher (default 1)")
     p.add_argument(
         "--budget", type=float, help="planner: cap on frozen classification share (default 1)"
     )
     p.add_argument(
-        "--aggregate", choices=list(AGGREGATIONS), help="planner: how attack steps combine"
+        "--aggregate",
+        choices=list(AGGREGATIONS),
+        help="planner: how attack steps combine (default: shares)",
     )
     p.add_argument(
         "--compare-boundaries",
         type=_boundaries,
         metavar="B,B",
-        help="also fine-tune and attack these",
+        help="also fine-tune and attack these boundaries (default: none)",
     )
     _model_options(p, "PRETRAINED model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -1160,7 +1392,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="an attack folder or summary.json, a training run.json or its checkpoint",
     )
-    p.add_argument("--out", metavar="CSV", help="also write the table here")
+    p.add_argument(
+        "--out", metavar="FILE.csv", help="also write the table to this file (default: print only)"
+    )
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
@@ -1169,10 +1403,20 @@ def build_parser() -> argparse.ArgumentParser:
         description=_summary(reproduce),
         epilog="example: fisherlab reproduce --preset quick --out results/quick",
     )
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    p.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1")
-    p.add_argument("--out", default="results", metavar="DIR")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=sorted(PRESETS),
+        help="smoke (tests), quick (minutes), default (the results table, about an hour), "
+        "checks, full",
+    )
+    p.add_argument(
+        "--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: the preset's)"
+    )
+    p.add_argument(
+        "--out", default="results", metavar="DIR", help="output folder (tables, figures, steps/)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_device_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
@@ -1180,9 +1424,12 @@ def build_parser() -> argparse.ArgumentParser:
         "data",
         help="describe a dataset: split sizes, classes, input spec",
         description=_summary(load_dataset) + " Forms: " + ", ".join(FORMS),
+        epilog="examples: fisherlab data mnist5k:0-4; fisherlab data fashion",
     )
     p.add_argument("data", help="dataset, e.g. mnist5k:0-4")
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the split of sources that have none"
+    )
     p.set_defaults(func=_cmd_data)
     return parser
 
@@ -1225,6 +1472,7 @@ def _shrink(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
+    matplotlib.use("Agg")  # files, not windows; only the command line chooses a backend
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(os.environ.get("FISHERLAB_DEBUG"))

@@ -595,6 +595,7 @@ def defend(
         plot_recommendation(
             rec.table.assign(lam=rec.lam, budget=rec.budget),
             tmp / "recommendation" / "recommendation.png",
+            about=f"the reference fine-tuned on {cfg.private}",
         )
         write_json(
             tmp / "report.json",

@@ -1,31 +1,34 @@
 """Write the thin figure notebooks of notebooks/ (run once after changing their text).
 
-Each notebook reads a reproduction's tables (``FISHERLAB_RESULTS``, default
-``../results/default``), draws one figure with :func:`fisherlab.plots.draw_figure`
-into ``FISHERLAB_FIGURES`` (default ``../figures``) and shows the claim it bears on.
+Each notebook reads a reproduction's tables (the ``RESULTS`` parameter, default
+this checkout's ``results/default``), draws its figures inline with
+:func:`fisherlab.plots.draw_figure` (saving them only when the ``FIGURES``
+parameter names a folder) and shows the claims they bear on.
 
-Usage: python scripts/make_notebooks.py
+Usage: python scripts/make_notebooks.py && ruff format notebooks
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-SETUP = """import os
-import warnings
-from pathlib import Path
+PARAMETERS = """# parameters (papermill-style: `make figures` and scripts/run_notebooks.py set them)
+RESULTS = None  # a `fisherlab reproduce --out` folder; None: this checkout's results/
+FIGURES = None  # save the PNGs into this folder; None: show them here only (figures/ untouched)"""
+
+SETUP = """from pathlib import Path
 
 import pandas as pd
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a bare kernel
 from fisherlab import plots
 
-RESULTS = Path(os.environ.get("FISHERLAB_RESULTS", "../results/default"))
-FIGURES = Path(os.environ.get("FISHERLAB_FIGURES", "../figures"))
-claims = pd.read_csv(RESULTS / "claims.csv").set_index("claim")"""
+RESULTS = plots.results_folder(RESULTS, {runs})
+claims = pd.read_csv(RESULTS / "claims.csv").set_index("claim")
+print(f"results: {RESULTS}" + (f", figures saved to {Path(FIGURES)}" if FIGURES else ""))"""
 
 NOTEBOOKS = {
     "fig1_layer_fisher": (
@@ -108,32 +111,45 @@ NOTEBOOKS = {
 }
 
 
+DEFENSE_CHECK = """HAS_DEFENSES = (RESULTS / "defense_fisher.csv").is_file()
+if not HAS_DEFENSES:
+    print(
+        f"{RESULTS} has no defense comparison, so this notebook draws nothing: run "
+        "fisherlab reproduce --preset full --out results/full (tunes MID, BiDO and LS on "
+        "a validation split first)"
+    )"""
+
+
 def notebook(title: str, text: str, figures: list[str], claims: list[str], table: str):
-    """One thin notebook."""
+    """One thin notebook (the defense notebook reads ``results/full`` and may draw nothing)."""
+    defenses = "defense_fisher" in figures
+    run = "full" if defenses else "default"
     cells = [
         new_markdown_cell(
-            f"# {title}\n\n{text}\n\nThe tables come from `fisherlab reproduce --preset default "
-            "--out results/default`; this notebook only reads them (set `FISHERLAB_RESULTS` "
-            "to read another run)."
+            f"# {title}\n\n{text}\n\nThe tables come from `fisherlab reproduce --preset {run} "
+            f"--out results/{run}`; this notebook only reads them. Set `RESULTS` in the "
+            "parameters cell to read another run, and `FIGURES` to save the PNGs."
         ),
-        new_code_cell(SETUP),
+        new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            SETUP.replace("{runs}", '"full", "defenses", "default"' if defenses else '"default"')
+        ),
     ]
-    if "defense_fisher" in figures:
-        cells.append(
-            new_code_cell(
-                'if not (RESULTS / "defense_fisher.csv").is_file():\n'
-                "    raise FileNotFoundError(\n"
-                '        f"{RESULTS} has no defense comparison: run fisherlab reproduce "\n'
-                '        "--preset full --out results/default"\n'
-                "    )"
-            )
+    guard = "if HAS_DEFENSES:\n    " if defenses else ""
+    if defenses:
+        cells.append(new_code_cell(DEFENSE_CHECK))
+        table = "display(\n    " + table.replace("\n", "\n    ") + "\n)"
+    cells += [
+        new_code_cell(
+            f'{guard}plots.draw_figure("{name}", RESULTS, FIGURES)' + ("" if guard else ";")
         )
-    cells += [new_code_cell(f'plots.draw_figure("{name}", RESULTS, FIGURES);') for name in figures]
-    cells.append(new_code_cell(table))
+        for name in figures
+    ]
+    cells.append(new_code_cell(guard + table.replace("\n", "\n    " if guard else "\n")))
     if claims:
         cells.append(
             new_code_cell(
-                f"for claim in {claims!r}:\n"
+                f"for claim in [c for c in {json.dumps(claims)} if c in claims.index]:\n"
                 "    row = claims.loc[claim]\n"
                 '    print(f"{claim} [{row.verdict}] {row.paper}\\n  {row.metric}\\n  {row.ours}")'
             )

@@ -37,7 +37,7 @@ STAGES = {
 }
 """Stage -> its rank in the flow; an import may point to a lower rank (or its own stage)."""
 
-GROUND = {"errors", "_io", "_version", "_device"}
+GROUND = {"errors", "_io", "_version", "_device", "_progress"}
 FACADE = {"__init__", "__main__", "_compat"}
 NEVER_EACH_OTHER = {frozenset({"training", "fisher"})}
 

@@ -182,6 +182,10 @@ def evaluate_attack(
         "n_reconstructions": len(rows),
     }
     summary["target_confidence"] = float(result.confidence.mean())
+    names = model_meta(target).class_names
+    summary["class_names"] = [
+        str(names[c]) if names and c < len(names) else str(c) for c in config.classes
+    ]
     target.eval()
     with torch.no_grad():
         own = target(spec.normalize(result.images.to(model_device(target)))).argmax(1).cpu()

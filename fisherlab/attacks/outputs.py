@@ -4,7 +4,8 @@ An attack's folder holds ``attack.csv`` (one row per reconstruction),
 ``fisher.csv`` (the Fisher recorded along the attack; only when it was
 recorded, i.e. with ``--fisher-every``), ``trajectory.csv``,
 ``reconstructions.pt`` (read back by :func:`read_reconstructions` for
-``fisherlab evaluate``), ``reconstructions.png`` and, last, ``summary.json``,
+``fisherlab evaluate``), ``reconstructions.png`` (the labelled grid of
+:mod:`fisherlab.attacks.grid`) and, last, ``summary.json``,
 its manifest: a folder without it is an unfinished attack. ``fisherlab
 evaluate`` writes only its own files, ``evaluation.csv`` and
 ``evaluation.json`` (:func:`write_evaluation`), so it never changes an
@@ -17,11 +18,11 @@ import json
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from fisherlab._io import is_complete, output_set, write_atomic, write_json, write_torch
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome
+from fisherlab.attacks.grid import reconstruction_grid
 from fisherlab.attacks.method import AttackResult
 from fisherlab.errors import FisherlabError
 
@@ -74,20 +75,16 @@ def _write_attack_files(outcome: AttackOutcome, out: Path) -> None:
         "config": outcome.summary["config"],
     }
     write_torch(out / "reconstructions.pt", saved)
-    per_class = int(outcome.summary["config"]["per_class"])
+    config = outcome.summary["config"]
+    per_class = int(config["per_class"])
     images = outcome.result.images
-    grid = images
-    if outcome.private_examples is not None:
-        k = outcome.private_examples.shape[1]
-        recon = images.view(-1, per_class, *images.shape[1:])
-        grid = torch.cat([recon, outcome.private_examples.to(images.dtype)[:, :k]], dim=1).flatten(
-            0, 1
-        )
-        per_class = per_class + k
-    write_atomic(
-        out / "reconstructions.png",
-        lambda p: save_image(grid, p, nrow=per_class, format="png", padding=2, pad_value=0.5),
+    recon = images.view(-1, per_class, *images.shape[1:])
+    names = outcome.summary.get("class_names") or [str(c) for c in config["classes"]]
+    private = outcome.private_examples
+    image = reconstruction_grid(
+        recon, names, private.to(images.dtype) if private is not None else None
     )
+    write_atomic(out / "reconstructions.png", lambda p: image.save(p, format="png"))
 
 
 def write_evaluation(outcome: AttackOutcome, out: str | Path) -> None:

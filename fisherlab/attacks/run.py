@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from fisherlab._device import (
     check_amp,
@@ -33,6 +32,7 @@ from fisherlab._device import (
     model_device,
     resolve_device,
 )
+from fisherlab._progress import tqdm
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome, evaluate_attack
 from fisherlab.attacks.outputs import read_reconstructions

@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.utils import save_image
-from tqdm.auto import tqdm
 
 from fisherlab._device import (
     AMP_DTYPES,
@@ -51,6 +50,7 @@ from fisherlab._device import (
     resolve_device,
 )
 from fisherlab._io import write_atomic, write_torch
+from fisherlab._progress import tqdm
 from fisherlab._version import __version__
 from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
 from fisherlab.data.datasets import iterate_batches, load_dataset

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from fisherlab._io import write_json
+from fisherlab._progress import tqdm
 
 
 def step_key(kind: str, config: dict[str, Any]) -> str:

@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from fisherlab._device import check_workers
+from fisherlab._progress import tqdm
 from fisherlab.data.datasets import ImageDataset, iterate_batches, load_all, load_dataset
 from fisherlab.data.sources import DataSpec
 from fisherlab.data.subsets import capped_rows

@@ -22,9 +22,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from fisherlab._device import resolve_device
+from fisherlab._progress import tqdm
 from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.datasets import load_dataset
 from fisherlab.errors import FisherlabError, TrainingDiverged

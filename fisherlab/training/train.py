@@ -37,7 +37,6 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from fisherlab._device import (
     AMP_DTYPES,
@@ -51,6 +50,7 @@ from fisherlab._device import (
     resolve_device,
 )
 from fisherlab._io import write_atomic, write_json
+from fisherlab._progress import tqdm
 from fisherlab._version import versions
 from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.datasets import (

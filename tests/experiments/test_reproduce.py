@@ -8,22 +8,25 @@ preset itself (the README's main job, about 3 minutes) runs in a test marked slo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 from dataclasses import replace
 
-import nbformat
 import pandas as pd
 import pytest
 from helpers import REPO, full_target, read, run
-from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from fisherlab.experiments import PRESETS, reproduce
 from fisherlab.models import layers, load_model
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+_spec = importlib.util.spec_from_file_location("run_notebooks", REPO / "scripts/run_notebooks.py")
+run_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_notebooks)
 TABLES = [
     "runs",
     "reconstructions",
@@ -201,18 +204,30 @@ def test_rerun_reuses_every_step_and_resumes_a_lost_one(reproduced, tmp_path):
     [pytest.param(nb, marks=[pytest.mark.slow] if i else []) for i, nb in enumerate(NOTEBOOKS)],
     ids=lambda p: p.stem,
 )
-def test_notebook_runs_on_the_results(reproduced, notebook, tmp_path, monkeypatch):
-    monkeypatch.setenv("FISHERLAB_RESULTS", str(reproduced))
-    monkeypatch.setenv("FISHERLAB_FIGURES", str(tmp_path))
-    nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": notebook.parent}}
-    ).execute()
+def test_notebook_runs_on_the_results(reproduced, notebook, tmp_path):
+    """Parameters injected as make figures does; every drawing cell shows its figure inline."""
+    nb = run_notebooks.execute(notebook, {"RESULTS": str(reproduced), "FIGURES": str(tmp_path)})
     drawn = sorted(p.name for p in tmp_path.glob("*.png"))
     assert drawn, "the notebook saved no figure"
+    drawing = [c for c in nb.cells if c.cell_type == "code" and "draw_figure(" in c.source]
+    assert drawing
+    for cell in drawing:
+        kinds = [o.get("data", {}).keys() for o in cell.outputs]
+        assert any("image/png" in k for k in kinds), cell.source
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not [o for o in cell.outputs if o.get("output_type") == "error"]
+            streams = "".join(o.get("text", "") for o in cell.outputs)
+            assert "IProgress" not in streams and "TqdmWarning" not in streams
+
+
+def test_a_notebook_without_parameters_saves_nothing_and_finds_no_results(tmp_path):
+    """Run in place without RESULTS: it names what to set; without FIGURES it saves no PNG."""
+    copy = tmp_path / NOTEBOOKS[0].name
+    copy.write_text(NOTEBOOKS[0].read_text())
+    with pytest.raises(CellExecutionError, match="RESULTS"):
+        run_notebooks.execute(copy, {"RESULTS": str(tmp_path / "nothing")})
+    assert not list(tmp_path.glob("*.png"))
 
 
 @pytest.mark.parametrize(
