@@ -10,6 +10,7 @@ a matplotlib backend (the command line selects Agg, a notebook keeps its own).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -509,7 +510,13 @@ def plot_fisher_along_attack(
     return save(fig, path)
 
 
-def _label_column(ax: plt.Axes, xs: pd.Series, ys: pd.Series, texts: list[str]) -> None:
+def _label_column(
+    ax: plt.Axes,
+    xs: pd.Series,
+    ys: pd.Series,
+    texts: list[str],
+    colors: Sequence | None = None,
+) -> None:
     """Label points from a column right of the axes, with leader lines (clusters stay legible)."""
     ax.figure.canvas.draw()  # the axes' limits are final
     low, high = ax.get_ylim()
@@ -527,6 +534,7 @@ def _label_column(ax: plt.Axes, xs: pd.Series, ys: pd.Series, texts: list[str]) 
             textcoords="axes fraction",
             va="center",
             fontsize=7,
+            color="black" if colors is None else colors[i],
             arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey", "shrinkB": 3},
         )
 
@@ -614,6 +622,7 @@ def plot_defense_tradeoff(
     markers = "os^DvP*X"
     colors = sns.color_palette("colorblind", len(series))
     zoom_low = 0.95
+    labels: dict[str, list] = {"x": [], "y": [], "text": [], "color": []}
     for ax, zoom in zip(axes, (False, True), strict=True):
         for (label, g, by), marker, color in zip(series, markers, colors, strict=False):
             agg = _mean_runs(g, [by]).sort_values("natural_accuracy")
@@ -632,19 +641,23 @@ def plot_defense_tradeoff(
             )
             if zoom:
                 for r in shown.itertuples():
-                    value = getattr(r, by)
-                    text = f"b={value}" if by == "boundary" else str(value).split(" ", 1)[-1]
-                    ax.annotate(
-                        text,
-                        (r.natural_accuracy, r.attack),
-                        fontsize=6,
-                        color=color,
-                        xytext=(3, 2),
-                        textcoords="offset points",
-                    )
+                    value = str(getattr(r, by))
+                    if by == "boundary":
+                        text = f"b={value}"
+                    elif " + " in value:
+                        text = value.split(" + ")[0]  # TL-DMI + BiDO: its boundary
+                    else:
+                        text = value.split(" ", 1)[-1]  # a strength
+                    labels["x"].append(r.natural_accuracy)
+                    labels["y"].append(r.attack)
+                    labels["text"].append(text)
+                    labels["color"].append(color)
         ax.set_xlabel("natural accuracy on private test data")
         ax.set_ylim(0, 1.0)
     axes[1].set_xlim(zoom_low, 1.0)
+    _label_column(
+        axes[1], pd.Series(labels["x"]), pd.Series(labels["y"]), labels["text"], labels["color"]
+    )
     axes[0].set_ylabel("GMI attack accuracy (evaluator top-1)")
     axes[0].set_title("all models")
     axes[1].set_title(f"natural accuracy ≥ {zoom_low}")
@@ -689,6 +702,7 @@ def plot_defense_fisher(
             .pivot_table(index="setting", columns="index", values="share", aggfunc="mean")
             .reindex(order)
         )
+        table.index = [pretty_setting(v) for v in table.index]
         sns.heatmap(
             table,
             annot=True,
@@ -700,13 +714,14 @@ def plot_defense_fisher(
             annot_kws={"fontsize": 6},
             ax=ax,
         )
-        ax.set_title(f"{objective} Fisher, share per layer")
+        name = re.sub(r"\((\w+)\)", lambda m: f"({pretty(m.group(1))})", objective)
+        ax.set_title(f"{name} Fisher")
         ax.set_xlabel("layer index")
         ax.set_ylabel("")
-        ax.set_yticklabels([pretty_setting(t.get_text()) for t in ax.get_yticklabels()])
     _title(
         fig,
-        f"Where each defense moves the Fisher information (mean, {frame['seed'].nunique()} seeds)",
+        f"Where each defense moves the Fisher information: share per layer "
+        f"(mean, {frame['seed'].nunique()} seeds)",
         about,
     )
     return save(fig, path)
@@ -714,6 +729,8 @@ def plot_defense_fisher(
 
 def pretty_setting(setting: str) -> str:
     """A defense setting (``mid beta=0.01``, ``b=4 + bido ...``) spelt as in figures."""
+    if setting == "b=0":
+        return "no defense (b=0)"
     out = setting
     for raw in ("mid", "bido", "ls"):
         out = out.replace(f"{raw} ", f"{pretty(raw)} ").replace(f"+ {raw}", f"+ {pretty(raw)}")
