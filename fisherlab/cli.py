@@ -1336,7 +1336,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eval-epochs", type=int, help="evaluation model epochs (default 40; quick 6)")
     p.add_argument(
-        "--gan-epochs", type=int, help="GAN prior epochs (default gmi 100, kedmi 30; quick 5)"
+        "--gan-epochs", type=int, help="GAN prior epochs (default: gmi 100, kedmi 30; quick 20)"
     )
     p.add_argument(
         "--gan-samples",

@@ -178,7 +178,7 @@ QUICK: dict[str, Any] = {
     "seeds": (0,),
     "finetune_epochs": 2,
     "eval_epochs": 6,
-    "gan_epochs": 5,
+    "gan_epochs": 20,
     "gan_samples": 1500,
     "iterations": 40,
     "per_class": 10,
