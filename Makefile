@@ -49,7 +49,7 @@ finetune-demo: setup
 
 # The default test suite (slow tests excluded); CI runs this.
 test: setup
-	$(BIN)/python -m pytest --durations=20
+	$(BIN)/python -m pytest --durations=40
 
 test-all: setup
 	$(BIN)/python -m pytest -m ""

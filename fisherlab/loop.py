@@ -449,10 +449,13 @@ def defend(
         FisherlabError: For bad settings, files or data, before the first step
             where possible.
 
-    Example:
-        >>> report = fisherlab.defend(  # doctest: +SKIP
-        ...     "runs/pretrained.pt", private="mnist5k:0-4", public="mnist5k:5-9",
-        ...     out="runs/defend", quick=True)
+    Example (minutes on a CPU; ``tests/test_loop.py`` runs it at token sizes)::
+
+        report = fisherlab.defend(
+            "runs/pretrained.pt", private="mnist5k:0-4", public="mnist5k:5-9",
+            out="runs/defend", quick=True,
+        )
+        print(report.verdict)
     """
     names = {f.name for f in fields(DefendConfig)}
     unknown = sorted(set(settings) - names)

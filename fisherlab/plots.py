@@ -18,7 +18,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-import fisherlab
 from fisherlab._io import write_atomic
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments.claims import pareto_front, select_runs
@@ -558,7 +557,7 @@ def plot_pareto(
     sweep = select_runs(runs, "boundary_sweep", final=True)
     agg = _mean_runs(sweep, ["boundary"]).reset_index(drop=True)
     front = agg.iloc[pareto_front(agg)].sort_values("natural_accuracy")
-    fig, ax = plt.subplots(figsize=(2 * COLUMN_WIDTH, 3.0))
+    fig, ax = plt.subplots(figsize=(2 * COLUMN_WIDTH, 3.2), layout="constrained")
     ax.errorbar(
         agg["natural_accuracy"],
         agg["attack"],
@@ -587,7 +586,8 @@ def plot_pareto(
         )
     ax.set_xlabel("natural accuracy on private test data")
     ax.set_ylabel("GMI attack accuracy\n(evaluator top-1)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, ncols=2)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", frameon=False, ncols=2)
     _title(ax, "The planner's pick against the measured sweep's Pareto front", about)
     return save(fig, path)
 
@@ -618,7 +618,9 @@ def plot_defense_tradeoff(
         series.append((label, g, "setting"))
     if combined.any():
         series.append(("TL-DMI + BiDO", defended[combined], "setting"))
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH, 3.4), layout="constrained")
+    fig, axes = plt.subplots(
+        1, 2, figsize=(2 * COLUMN_WIDTH, 3.4), layout="constrained", sharey=True
+    )
     markers = "os^DvP*X"
     colors = sns.color_palette("colorblind", len(series))
     zoom_low = 0.95
@@ -815,7 +817,7 @@ def results_folder(given: str | Path | None = None, *runs: str) -> Path:
                 f"{folder} holds no claims.csv: give the --out folder of fisherlab reproduce"
             )
         return folder
-    checkout = Path(fisherlab.__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[1]  # fisherlab/plots.py -> the checkout
     names = runs or ("default",)
     for run in names:
         for base in (Path.cwd(), Path.cwd().parent, checkout):

@@ -119,12 +119,19 @@ def test_true_fisher_converges_to_its_expectation():
 
         part = profile(model, torch.utils.data.TensorDataset(x, labels), weighted_ce)["trace"]
         exact = part if exact is None else exact + part
-    errors = [
-        rel(profile(model, data, fisher="true", mc_samples=m, seed=0)["trace"], exact)
-        for m in (2, 32, 512)
-    ]
-    assert errors[0] > errors[2] and errors[1] > errors[2]
-    assert errors[2] < 0.1
+
+    def errors(m: int) -> np.ndarray:  # over three seeds: one draw's error is itself noisy
+        return np.array(
+            [
+                rel(profile(model, data, fisher="true", mc_samples=m, seed=s)["trace"], exact)
+                for s in (0, 1, 2)
+            ]
+        )
+
+    few, many = errors(2), errors(64)
+    # the MC error shrinks like 1/sqrt(m): sqrt(32) ~ 5.7x from 2 to 64 draws (measured: about 7x)
+    assert few.mean() > 2.5 * many.mean()
+    assert many.max() < 0.05
 
 
 @pytest.mark.parametrize(
