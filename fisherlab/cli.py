@@ -674,10 +674,17 @@ def _cmd_defend(args: argparse.Namespace) -> None:
     resolve_device(args.device)
     pretrained = args.pretrained
     if not (Path(pretrained).is_file() and _is_fisherlab_checkpoint(pretrained)):
+        made = [d for d in (out, out / "steps") if not d.exists()]
         (out / "steps").mkdir(parents=True, exist_ok=True)
-        pretrained = _as_checkpoint(
-            args, pretrained, args.private, out / "steps" / "imported-pretrained.pt"
-        )
+        try:
+            pretrained = _as_checkpoint(
+                args, pretrained, args.private, out / "steps" / "imported-pretrained.pt"
+            )
+        except BaseException:
+            for folder in reversed(made):  # a failed import leaves no empty folders behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
     settings = {
         k: v
         for k, v in {

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import run
+from helpers import assert_one_line_error, run
 
 from fisherlab import defend, load_model
 from fisherlab.errors import FisherlabError
@@ -119,3 +119,13 @@ def test_a_chance_level_model_is_warned_about(tmp_path):
                    "--out", str(tmp_path / "p"), "--quiet")  # fmt: skip
     assert profiled.returncode == 0, profiled.stderr
     assert "near chance" in profiled.stderr
+
+
+def test_cli_wrong_inputs_are_one_line_and_leave_nothing(tmp_path, pretrained):
+    out = tmp_path / "d"
+    common = ["--private", "mnist5k:0-4", "--public", "mnist5k:5-9", "--out", str(out)]
+    missing = run("defend", str(tmp_path / "nothing.pt"), *common)
+    assert_one_line_error(missing, 1, "does not exist")
+    bad = run("defend", str(pretrained), *common, "--compare-boundaries", "9")
+    assert_one_line_error(bad, 1, "out of range")
+    assert not out.exists()
