@@ -87,6 +87,9 @@ AGGREGATIONS = ("shares", "traces", "late")
 LATE_START = 0.1
 """``"late"`` drops the steps in the first this fraction of each restart's iterations."""
 
+MODEL_COLUMNS = ("arch", "domain", "setting", "boundary", "seed", "attack", "objective", "defense")
+"""Columns of the results tables that tell models apart (named when a profile mixes them)."""
+
 STEP_KEYS = ["restart", "iteration"]
 """Columns that identify a recorded step of an attack's Fisher."""
 
@@ -289,6 +292,15 @@ def layer_shares(
     steps = [c for c in STEP_KEYS if c in frame.columns]
     if "iteration" not in steps:
         steps = []
+    repeated = frame.duplicated([*steps, "index"])
+    if repeated.any():  # several models' rows (a results table): their mean would be no model's
+        marks = [c for c in MODEL_COLUMNS if c in frame.columns and frame[c].nunique() > 1]
+        where = f" (they differ in {', '.join(marks)})" if marks else ""
+        per = "recorded step and layer" if steps else "layer"
+        raise FisherlabError(
+            f"the {what} profile has {int(repeated.sum())} repeated rows per {per}{where}: it "
+            "holds several profiles; select one model's rows (one profile.csv or fisher.csv)"
+        )
     if aggregate == "late" and steps:
         last = (
             frame.groupby("restart")["iteration"].transform("max")

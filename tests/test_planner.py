@@ -366,3 +366,19 @@ def test_train_freezes_the_boundary_a_plan_chose(pretrained, tmp_path):
     )
     assert_one_line_error(both, 1, "give one of --freeze-boundary")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_table_of_several_models_is_refused_not_averaged():
+    """profiles.csv or attack_fisher.csv of a reproduction hold many models: no silent mean."""
+    one = frame([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    table = pd.concat([one.assign(seed=0), one.assign(seed=1, trace=one["trace"] * 2)])
+    with pytest.raises(FisherlabError, match="they differ in seed"):
+        layer_shares(table, "classification")
+    steps = attack_frame(np.ones((6, 6)))
+    mixed = pd.concat([steps.assign(setting="b=0"), steps.assign(setting="b=4")])
+    with pytest.raises(FisherlabError, match="repeated rows per recorded step and layer"):
+        recommend_freeze(one, mixed)
+    # one model's rows still pass, whatever extra columns they carry
+    assert layer_shares(table[table["seed"] == 1], "classification")["share"].sum() == (
+        pytest.approx(1.0)
+    )
