@@ -580,8 +580,10 @@ def defend(
     if rec.boundary != 0:
         removed = paired_difference(pair, "model", ("reference", "defended"))
     else:  # the defended model is the reference: nothing removed, by construction
-        level = accuracy_level(pair[pair["model"] == "reference"])
-        removed = Estimate(0.0, 0.0, 0.0, math.nan, "none", level.n_seeds, level.n_units)
+        ref = table.set_index("model").loc["reference"]
+        removed = Estimate(
+            0.0, 0.0, 0.0, math.nan, "none", int(ref["n_seeds"]), int(ref["n_reconstructions"])
+        )
     sentence = _verdict_sentence(cfg, rec.boundary, table, removed, cost)
     rec.warnings = [w for w in warnings if w.startswith("reference:")]  # what the plan rests on
 

@@ -188,10 +188,10 @@ def evaluate_attack(
     ]
     target.eval()
     with torch.no_grad():
-        own = target(spec.normalize(result.images.to(model_device(target)))).argmax(1).cpu()
-    rows["target_correct"] = (own == result.labels).long().numpy()
+        scores = target(spec.normalize(result.images.to(model_device(target)))).cpu()
+    rows["target_correct"] = (scores.argmax(1) == result.labels).long().numpy()
     summary["target_accuracy"] = float(rows["target_correct"].mean())
-    n_classes = _n_outputs(target, spec)
+    n_classes = scores.shape[1]
     found = [prior_warning(summary["target_accuracy"], len(rows), n_classes)]
     examples = None
     if private_data is not None:
@@ -247,13 +247,3 @@ def evaluate_attack(
         )
     summary["warnings"] = [w for w in found if w is not None]
     return AttackOutcome(result, rows, summary, examples)
-
-
-def _n_outputs(model: nn.Module, spec: InputSpec) -> int:
-    """The number of classes ``model`` scores (its recorded names, else one forward pass)."""
-    names = model_meta(model).class_names
-    if names:
-        return len(names)
-    with torch.no_grad():
-        probe = spec.normalize(torch.zeros(1, spec.channels, spec.size, spec.size))
-        return int(model(probe.to(model_device(model))).shape[1])

@@ -77,9 +77,13 @@ def wilson_interval(successes: float, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _within_noise(accuracy: float, n: int, chance: float) -> tuple[bool, float, float]:
+def _no_better_than_chance(
+    accuracy: float, n: int, n_classes: int
+) -> tuple[float, float, float] | None:
+    """``(low, high, chance)`` when ``accuracy`` over ``n`` is within noise of (or below) chance."""
+    chance = chance_level(n_classes)
     low, high = wilson_interval(accuracy * n, n)
-    return low <= chance <= high or high < chance, low, high
+    return (low, high, chance) if low <= chance else None  # covers chance, or lies below it
 
 
 def natural_accuracy_warning(
@@ -112,10 +116,10 @@ def attack_warning(accuracy: float, n: int, n_classes: int) -> str | None:
         >>> attack_warning(0.6, 100, 5) is None
         True
     """
-    chance = chance_level(n_classes)
-    near, low, high = _within_noise(accuracy, n, chance)
-    if not near:
+    found = _no_better_than_chance(accuracy, n, n_classes)
+    if found is None:
         return None
+    low, high, chance = found
     return (
         f"attack accuracy {accuracy:.3f} [{low:.3f}, {high:.3f}] over {n} reconstructions is "
         f"within noise of chance ({chance:.3f}): the evaluator cannot tell these "
@@ -135,10 +139,10 @@ def prior_warning(target_accuracy: float, n: int, n_classes: int) -> str | None:
         >>> prior_warning(0.2, 50, 5)  # doctest: +ELLIPSIS
         "the target classifies the GAN prior's optimised samples as their intended class ..."
     """
-    chance = chance_level(n_classes)
-    near, low, high = _within_noise(target_accuracy, n, chance)
-    if not near:
+    found = _no_better_than_chance(target_accuracy, n, n_classes)
+    if found is None:
         return None
+    low, high, chance = found
     return (
         f"the target classifies the GAN prior's optimised samples as their intended class "
         f"at {target_accuracy:.3f} [{low:.3f}, {high:.3f}] over {n}, within noise of chance "
