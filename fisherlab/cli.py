@@ -44,6 +44,7 @@ from fisherlab.attacks import (
     write_evaluation,
     write_outputs,
 )
+from fisherlab.attacks.surrogates import DEFAULT_SURROGATES, DistillConfig, distill
 from fisherlab.attacks.train_gan import KINDS as GAN_KINDS
 from fisherlab.attacks.train_gan import LOSSES as GAN_LOSSES
 from fisherlab.attacks.train_gan import GANConfig, train_gan
@@ -404,6 +405,38 @@ def _cmd_profile(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_distill(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
+    resolve_device(args.device)  # a bad device is named before any model loads
+    configs = [
+        DistillConfig(
+            public=args.public,
+            arch=arch,
+            epochs=args.epochs,
+            lr=args.lr,
+            temperature=args.temperature,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+        for arch in args.arch
+    ]
+    stem = Path(args.out).with_suffix("")
+    target = _as_checkpoint(args, args.target, args.public, Path(f"{stem}.target.pt"))
+    outs = [Path(args.out)] if len(configs) == 1 else [Path(f"{stem}.{c.arch}.pt") for c in configs]
+    for config, out in zip(configs, outs, strict=True):
+        model = distill(
+            target,
+            config,
+            out,
+            progress=not args.quiet,
+            trust_pickle=args.trust_pickle,
+            device=args.device,
+        )
+        agreement = model.fisherlab_meta.metrics.get("agreement")
+        shown = "n/a" if agreement is None else f"{agreement:.3f}"
+        print(f"{out}: {config.arch} distilled from {args.target}, agreement {shown}")
+
+
 def _cmd_train_gan(args: argparse.Namespace) -> None:
     config = GANConfig(
         data=args.data,
@@ -414,6 +447,8 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         lr=args.lr,
         n_critic=args.n_critic,
+        top_n=args.top_n,
+        inversion_weight=args.inversion_weight,
         seed=args.seed,
         max_train_samples=args.max_train_samples,
         device=args.device,
@@ -432,9 +467,9 @@ def _cmd_train_gan(args: argparse.Namespace) -> None:
         trust_pickle=args.trust_pickle,
         workers=args.workers,
     )
+    kind = config.kind if config.kind != "gmi" else "gmi/" + config.loss
     print(
-        f"{args.out}: {config.kind if config.kind == 'kedmi' else 'gmi/' + config.loss} GAN "
-        f"after {prior.epoch} epochs on "
+        f"{args.out}: {kind} GAN after {prior.epoch} epochs on "
         f"{args.data}; samples in {Path(args.out).with_suffix('')}.samples.png"
     )
 
@@ -465,9 +500,14 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         lam=args.lam,
         fisher_every=args.fisher_every,
         fisher_samples=args.fisher_samples,
+        feature_weight=args.feature_weight,
+        views=args.views,
         amp=args.amp,
     )
     check_amp(config.amp, resolve_device(args.device))  # before the models load
+    for path in args.surrogates or ():
+        if not Path(path).is_file():
+            raise FisherlabError(f"surrogate {path} does not exist; make it with fisherlab distill")
     private = args.private_data
     if private is None and Path(args.target).is_file():
         private = default_private_data(args.target, trust_pickle=args.trust_pickle)
@@ -483,6 +523,8 @@ def _cmd_attack(args: argparse.Namespace) -> None:
         trust_pickle=args.trust_pickle,
         device=args.device,
         workers=args.workers,
+        surrogates=args.surrogates or (),
+        public_data=args.public_data,
     )
     write_outputs(outcome, args.out)
     _print_summary(outcome.summary)
@@ -1055,7 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train-gan",
-        help="train a GMI or KEDMI GAN prior on public data",
+        help="train a GMI, KEDMI or PLG-MI GAN prior on public data",
         description=_summary(train_gan) + " " + _summary(GANConfig),
         epilog="example: fisherlab train-gan --data mnist5k:5-9 --kind gmi --epochs 120 "
         "--target runs/target.pt --out runs/gmi_gan.pt",
@@ -1074,7 +1116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target",
         metavar="MODEL",
-        help="target (needed by kedmi; fixes the image size; default: none): " + MODEL_HELP,
+        help="target (needed by kedmi and plgmi; fixes the image size; default: none): "
+        + MODEL_HELP,
     )
     p.add_argument("--epochs", type=int, default=GANConfig.epochs, help="passes over the data")
     p.add_argument("--batch-size", type=int, default=GANConfig.batch_size, help="mini-batch size")
@@ -1082,7 +1125,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-critic",
         type=int,
-        help="critic steps per generator step (default: 5 for wgan-gp, else 1)",
+        help="critic steps per generator step (default: 5 for wgan-gp and plgmi, else 1)",
+    )
+    p.add_argument(
+        "--top-n",
+        type=int,
+        default=GANConfig.top_n,
+        metavar="N",
+        help="plgmi: public images pseudo-labelled per target class",
+    )
+    p.add_argument(
+        "--inversion-weight",
+        type=float,
+        default=GANConfig.inversion_weight,
+        metavar="ALPHA",
+        help="plgmi: weight of the target's max-margin loss in the generator's loss",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and latents")
     p.add_argument(
@@ -1097,8 +1154,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_gan)
 
     p = sub.add_parser(
+        "distill",
+        help="distil surrogates of other architectures from a target (LOMMA)",
+        description=_summary(distill) + " " + _summary(DistillConfig),
+        epilog="example: fisherlab distill runs/target.pt --public mnist5k:5-9 --arch lenet5 mlp "
+        "vit_small --out runs/surrogate.pt (writes runs/surrogate.lenet5.pt, ...)",
+    )
+    p.add_argument("target", metavar="MODEL", help="the target: " + MODEL_HELP)
+    p.add_argument("--public", required=True, help="public dataset, e.g. mnist5k:5-9")
+    p.add_argument(
+        "--arch",
+        nargs="+",
+        default=list(DEFAULT_SURROGATES),
+        choices=available_architectures(),
+        metavar="ARCH",
+        help="surrogate architectures (one file each): " + ", ".join(available_architectures()),
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.pt",
+        help="the surrogate (with several --arch: FILE.ARCH.pt each); a finished one is reused",
+    )
+    p.add_argument("--epochs", type=int, default=DistillConfig.epochs, help="passes over the data")
+    p.add_argument("--lr", type=float, default=DistillConfig.lr, help="SGD learning rate")
+    p.add_argument(
+        "--temperature", type=float, default=DistillConfig.temperature, help="softmax temperature"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=DistillConfig.batch_size, help="mini-batch size"
+    )
+    p.add_argument("--seed", type=int, default=DistillConfig.seed, help="seed of init and order")
+    _model_options(p, "target model")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device_args(p)
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser(
         "attack",
-        help="invert a target with GMI, KEDMI or a white-box baseline, then evaluate",
+        help="invert a target with GMI, KEDMI, LOMMA, PLG-MI or a white-box baseline, then "
+        "evaluate",
         description=_summary(attack),
         epilog="example: fisherlab attack runs/target.pt --attack gmi --generator runs/gmi_gan.pt "
         "--eval-model runs/eval.pt --classes 0-4 --per-class 5 --iterations 600 --restarts 5 "
@@ -1109,7 +1204,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--generator",
         metavar="FILE.pt",
-        help="GAN prior from fisherlab train-gan (gmi, kedmi; default: none)",
+        help="GAN prior from fisherlab train-gan (gmi and lomma-gmi: a gmi prior; kedmi and "
+        "lomma-kedmi: kedmi; plgmi: plgmi; default: none)",
+    )
+    p.add_argument(
+        "--surrogates",
+        nargs="+",
+        metavar="FILE.pt",
+        help="lomma-*: surrogates distilled from the target (fisherlab distill)",
+    )
+    p.add_argument(
+        "--public-data",
+        help="lomma-*: public data of the feature mean (default: the GAN prior's data)",
+    )
+    p.add_argument(
+        "--feature-weight",
+        type=float,
+        default=AttackConfig.feature_weight,
+        metavar="W",
+        help="lomma-*: weight of the feature regulariser",
+    )
+    p.add_argument(
+        "--views",
+        type=int,
+        default=AttackConfig.views,
+        metavar="V",
+        help="plgmi: augmented views per latent and step",
     )
     p.add_argument(
         "--eval-model",
@@ -1134,7 +1254,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the latents")
     p.add_argument(
-        "--lr", type=float, help="step size (default: gmi 0.01, kedmi 0.02, whitebox 0.05)"
+        "--lr",
+        type=float,
+        help="step size (default: gmi and lomma-gmi 0.01, kedmi and lomma-kedmi 0.02, "
+        "plgmi 0.1, whitebox 0.05)",
     )
     p.add_argument(
         "--id-weight",

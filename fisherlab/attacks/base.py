@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 
+ATTACK_OPTIONS = ("feature_weight", "views")
+"""Fields that some attacks read and others ignore (each attack names its own)."""
+
 MAX_RECONSTRUCTIONS = 100_000
 """The most reconstructions (classes x per class) one attack makes."""
 
@@ -69,19 +72,23 @@ class AttackConfig:
 
     Attributes:
         attack: A name of :data:`~fisherlab.attacks.registry.ATTACKS`
-            (``"gmi"``, ``"kedmi"`` or ``"whitebox"``).
+            (``"gmi"``, ``"kedmi"``, ``"whitebox"``, ``"lomma-gmi"``,
+            ``"lomma-kedmi"`` or ``"plgmi"``).
         classes: Target classes to invert.
         per_class: Reconstructions per class.
         iterations: Optimisation steps per restart.
         restarts: Independent restarts; the best by target confidence is kept.
         seed: Seed of the latents (and KEDMI's samples).
         lr: Step size (``None``: the attack's ``default_lr`` in the registry;
-            GMI: 0.01 for MNIST-like data, 0.02 for faces; KEDMI: 0.02;
-            white-box: 0.05).
+            GMI and LOMMA-GMI: 0.01 for MNIST-like data, 0.02 for faces;
+            KEDMI and LOMMA-KEDMI: 0.02; PLG-MI: 0.1; white-box: 0.05).
         lam: Weight of the identity loss (100 in GMI and KEDMI).
         momentum: SGD momentum of GMI.
         kedmi_samples: Latents drawn per class and step in KEDMI.
         tv_weight: Total-variation prior weight of the white-box baseline.
+        feature_weight: Weight of LOMMA's feature regulariser (1 in the
+            authors' configs; ``lomma-*`` only).
+        views: Augmented views per latent and step (2 in PLG-MI; ``plgmi`` only).
         fisher_every: Record the Fisher every this many iterations (0: never).
         fisher_samples: Record the Fisher on only the first this many rows
             of each class of the recorded batch (default all): GMI's latents,
@@ -105,13 +112,15 @@ class AttackConfig:
     momentum: float = 0.9
     kedmi_samples: int = 8
     tv_weight: float = 0.05
+    feature_weight: float = 1.0
+    views: int = 2
     fisher_every: int = 0
     fisher_samples: int | None = None
     amp: str | None = None
 
     def __post_init__(self) -> None:
         attack_method(self.attack)
-        for name in ("per_class", "iterations", "restarts", "kedmi_samples"):
+        for name in ("per_class", "iterations", "restarts", "kedmi_samples", "views"):
             _check_count(name, getattr(self, name), 1)
         _check_count("fisher_every", self.fisher_every, 0)
         if self.fisher_samples is not None:
@@ -126,6 +135,7 @@ class AttackConfig:
         _check_number("lam", self.lam, "> 0", lambda v: v > 0)
         _check_number("momentum", self.momentum, "in [0, 1)", lambda v: 0 <= v < 1)
         _check_number("tv_weight", self.tv_weight, ">= 0", lambda v: v >= 0)
+        _check_number("feature_weight", self.feature_weight, ">= 0", lambda v: v >= 0)
         if self.lr is not None:
             _check_number("lr", self.lr, "> 0", lambda v: v > 0)
         if self.amp is not None:
@@ -145,9 +155,18 @@ class AttackConfig:
         return attack_method(self.attack).default_lr
 
     def to_dict(self) -> dict:
-        """Plain-JSON form (``amp`` only when set, so keys of float32 runs are unchanged)."""
+        """Plain-JSON form.
+
+        ``amp`` only when set, and an attack's own options
+        (:attr:`~fisherlab.attacks.method.AttackMethod.options`) only for that
+        attack, so the keys of runs that do not use them are unchanged.
+        """
         d = asdict(self)
         d["classes"] = list(self.classes)
         if d["amp"] is None:
             del d["amp"]
+        own = attack_method(self.attack).options
+        for name in ATTACK_OPTIONS:
+            if name not in own:
+                del d[name]
         return d

@@ -14,12 +14,19 @@ images whose side is a multiple of 4 (28x28 MNIST-like inputs, 32, 64, ...).
   probability of "real" is ``Z/(Z+1)`` with ``Z = sum_k exp(logit_k)``, i.e. a
   ``(K+1)``-way classifier whose fake logit is fixed at 0 (Salimans et al.
   2016, as used by KEDMI, Chen et al. 2021).
+* :class:`ConditionalGenerator` and :class:`ProjectionDiscriminator` (PLG-MI,
+  Yuan et al. 2023): the generator's BatchNorms are class-conditional (a
+  per-class scale and shift, initialised to 1 and 0, after a BatchNorm
+  without its own affine); the discriminator is spectrally normalised and
+  scores ``psi(h) + <embed(y), h>`` on its sum-pooled features ``h`` (the
+  projection discriminator of Miyato and Koyama 2018).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from fisherlab.errors import FisherlabError
 
@@ -120,3 +127,96 @@ class KEDMIDiscriminator(nn.Module):
     def score(self, x: Tensor) -> Tensor:
         """Realness logit per image, the prior term of the KEDMI attack."""
         return self.real_logit(self(x)[0])
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without affine, then a per-class scale (init 1) and shift (init 0).
+
+    Args:
+        features: Channels (``BatchNorm2d``) or features (``BatchNorm1d``).
+        num_classes: Classes of the conditioning label.
+        dims: 1 or 2, the BatchNorm's kind.
+    """
+
+    def __init__(self, features: int, num_classes: int, dims: int = 2):
+        super().__init__()
+        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+        self.norm = norm(features, affine=False)
+        self.scale = nn.Embedding(num_classes, features)
+        self.shift = nn.Embedding(num_classes, features)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """``scale_y * BN(x) + shift_y``."""
+        shape = (-1, x.shape[1]) + (1,) * (x.dim() - 2)
+        return self.scale(y).view(shape) * self.norm(x) + self.shift(y).view(shape)
+
+
+class ConditionalGenerator(nn.Module):
+    """PLG-MI's class-conditional generator ``(z, y) -> image in [0, 1]``.
+
+    :class:`Generator`'s shapes with every BatchNorm made class-conditional
+    (:class:`ConditionalBatchNorm`), the only way the class enters, as in
+    PLG-MI's SNGAN-projection ResNet generator.
+
+    Args:
+        num_classes: Classes (the target's).
+        channels: Output image channels.
+        image_size: Output side (multiple of 4).
+        z_dim: Latent dimension.
+        width: Channels of the last hidden map.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        channels: int = 1,
+        image_size: int = 28,
+        z_dim: int = Z_DIM,
+        width: int = 64,
+    ):
+        super().__init__()
+        side = _check_size(image_size)
+        self.num_classes, self.z_dim, self.side, self.width = num_classes, z_dim, side, width
+        self.fc = nn.Linear(z_dim, 2 * width * side * side)
+        self.bn0 = ConditionalBatchNorm(2 * width, num_classes)
+        self.up1 = nn.ConvTranspose2d(2 * width, width, 4, 2, 1)
+        self.bn1 = ConditionalBatchNorm(width, num_classes)
+        self.up2 = nn.ConvTranspose2d(width, channels, 4, 2, 1)
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        """Images ``(N, C, S, S)`` in [0, 1] for latents ``(N, z_dim)`` and classes ``(N,)``."""
+        h = self.fc(z).view(-1, 2 * self.width, self.side, self.side)
+        h = torch.relu(self.bn0(h, y))
+        h = torch.relu(self.bn1(self.up1(h), y))
+        return torch.sigmoid(self.up2(h))
+
+
+class ProjectionDiscriminator(nn.Module):
+    """PLG-MI's discriminator: spectrally normalised, with a class projection.
+
+    Two strided spectrally normalised convolutions with LeakyReLU, summed over
+    space into ``h``; the score is ``psi(h) + <embed(y), h>`` (``psi`` and
+    ``embed`` spectrally normalised too), one real value per image.
+    """
+
+    def __init__(self, num_classes: int, channels: int = 1, image_size: int = 28, width: int = 64):
+        super().__init__()
+        _check_size(image_size)
+        self.num_classes = num_classes
+        self.net = nn.Sequential(
+            spectral_norm(nn.Conv2d(channels, width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+        )
+        self.psi = spectral_norm(nn.Linear(2 * width, 1))
+        self.embed = spectral_norm(nn.Embedding(num_classes, 2 * width))
+        nn.init.xavier_uniform_(self.psi.parametrizations.weight.original)
+        nn.init.xavier_uniform_(self.embed.parametrizations.weight.original)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Scores ``(N,)`` for images in [0, 1] of classes ``y``."""
+        h = self.net(x * 2 - 1).sum(dim=(2, 3))
+        return self.psi(h).view(-1) + (self.embed(y) * h).sum(1)

@@ -14,11 +14,11 @@ Defaults: ``lam = 100``, momentum 0.9, lr 0.01 (MNIST; 0.02 for faces).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fisherlab._device import autocast, grad_scaler, model_device
 from fisherlab.attacks.gan import Z_DIM
+from fisherlab.attacks.identity import IdentityLoss, ModelAugmentation
 from fisherlab.attacks.method import (
     AttackMethod,
     AttackResult,
@@ -39,15 +39,23 @@ def run_gmi(
     config: AttackSettings,
     recorder: FisherRecorder,
     progress=None,
+    augmentation: ModelAugmentation | None = None,
+    loss: IdentityLoss = IdentityLoss.CROSS_ENTROPY,
 ) -> AttackResult:
-    """Run GMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`."""
+    """Run GMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`.
+
+    ``loss`` replaces the identity cross-entropy (LOMMA-GMI,
+    :mod:`fisherlab.attacks.lomma`, passes ``IdentityLoss.LOMMA`` with its
+    ``augmentation``); the schedule is GMI's either way.
+    """
     device = model_device(target)
     labels = class_labels(config.classes, config.per_class, device)
     gen = torch.Generator().manual_seed(config.seed)  # drawn on the CPU, then moved
     scaler = grad_scaler(config.amp, device)
     candidates, scores, rows = [], [], []
     scale = config.lam / len(labels)  # weight of each identity loss in the mean
-    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM, device=device)))
+    example = prior.generator(torch.zeros(2, Z_DIM, device=device))
+    term = recorder.identity_term(example, loss, augmentation)
     for restart in range(config.restarts):
         z = torch.randn(len(labels), Z_DIM, generator=gen).clamp_(-1, 1).to(device)
         z.requires_grad_(True)
@@ -57,7 +65,7 @@ def run_gmi(
                 images = prior.generator(z)
                 prior_loss = -prior.prior_score(images)
             images, prior_loss = images.float(), prior_loss.float()
-            identity = F.cross_entropy(net(spec.normalize(images)), labels, reduction="none")
+            identity = term(images, labels)[0]
             loss = (prior_loss + config.lam * identity).mean()
             observed = (it, restart, images, labels, scale, config.per_class)
             descend(loss, [z], opt, scaler, recorder, observed)

@@ -21,6 +21,7 @@ from torch import nn
 
 from fisherlab._device import autocast, grad_scaler, model_device
 from fisherlab.attacks.gan import Z_DIM
+from fisherlab.attacks.identity import IdentityLoss, ModelAugmentation
 from fisherlab.attacks.method import (
     AttackMethod,
     AttackResult,
@@ -41,8 +42,15 @@ def run_kedmi(
     config: AttackSettings,
     recorder: FisherRecorder,
     progress=None,
+    augmentation: ModelAugmentation | None = None,
+    loss: IdentityLoss = IdentityLoss.CROSS_ENTROPY,
 ) -> AttackResult:
-    """Run KEDMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`."""
+    """Run KEDMI (see module docs); ``prior`` is a :class:`fisherlab.attacks.train_gan.GANPrior`.
+
+    ``loss`` replaces the identity cross-entropy (LOMMA-KEDMI,
+    :mod:`fisherlab.attacks.lomma`, passes ``IdentityLoss.LOMMA`` with its
+    ``augmentation``); the schedule is KEDMI's either way.
+    """
     device = model_device(target)
     k = len(config.classes)
     draws = config.kedmi_samples
@@ -52,7 +60,8 @@ def run_kedmi(
     scaler = grad_scaler(config.amp, device)
     candidates, scores, rows = [], [], []
     scale = config.lam / len(step_labels)  # weight of each identity loss in the mean
-    net = recorder.network(prior.generator(torch.zeros(2, Z_DIM, device=device)))
+    example = prior.generator(torch.zeros(2, Z_DIM, device=device))
+    term = recorder.identity_term(example, loss, augmentation)
     for restart in range(config.restarts):
         mu = torch.zeros(k, Z_DIM, device=device, requires_grad=True)
         logvar = torch.zeros(k, Z_DIM, device=device, requires_grad=True)
@@ -64,7 +73,7 @@ def run_kedmi(
                 images = prior.generator(z)
                 prior_loss = F.softplus(-prior.prior_score(images))
             images, prior_loss = images.float(), prior_loss.float()
-            identity = F.cross_entropy(net(spec.normalize(images)), step_labels, reduction="none")
+            identity = term(images, step_labels)[0]
             loss = (prior_loss + config.lam * identity).mean()
             observed = (it, restart, images, step_labels, scale, draws)  # draws per class
             descend(loss, [mu, logvar], opt, scaler, recorder, observed)

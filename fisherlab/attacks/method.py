@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from fisherlab.attacks.identity import IdentityLoss, ModelAugmentation
 from fisherlab.attacks.recorder import FisherRecorder
 from fisherlab.data.specs import InputSpec
 
@@ -38,6 +39,8 @@ class AttackSettings(Protocol):
     momentum: float
     kedmi_samples: int
     tv_weight: float
+    feature_weight: float
+    views: int
     amp: str | None
 
     @property
@@ -78,14 +81,24 @@ class AttackMethod:
         name: The name of ``--attack``.
         summary: One line for help texts.
         default_lr: Step size when the config gives none.
-        prior: The kind of GAN prior it needs (``"gmi"``, ``"kedmi"``), or
-            ``None`` for none.
+        prior: The kind of GAN prior it needs (``"gmi"``, ``"kedmi"``,
+            ``"plgmi"``), or ``None`` for none.
+        identity: Its identity loss (:class:`~fisherlab.attacks.identity.IdentityLoss`).
+        options: The fields of :class:`~fisherlab.attacks.base.AttackConfig`
+            only this attack reads (they enter its config's keys only for it).
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     default_lr: ClassVar[float]
     prior: ClassVar[str | None]
+    identity: ClassVar[IdentityLoss] = IdentityLoss.CROSS_ENTROPY
+    options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def needs_surrogates(cls) -> bool:
+        """Whether the attack averages its loss over distilled surrogates (LOMMA)."""
+        return cls.identity is IdentityLoss.LOMMA
 
     @staticmethod
     def run(
@@ -95,6 +108,7 @@ class AttackMethod:
         config: AttackSettings,
         recorder: FisherRecorder,
         progress: Callable[[int], Any] | None = None,
+        augmentation: ModelAugmentation | None = None,
     ) -> AttackResult:
         """Invert ``target``.
 
@@ -112,6 +126,7 @@ class AttackMethod:
             recorder: Records the Fisher along the attack; the attack runs the
                 target as ``recorder.network(...)``.
             progress: Called with the number of iterations done since the last call.
+            augmentation: LOMMA's surrogates and feature mean (LOMMA only).
 
         Returns:
             The reconstructions and what was recorded.

@@ -1,9 +1,11 @@
 """Recording the per-layer Fisher of an attack's identity loss along the attack: the paper's Fig. 5.
 
-The Fisher information of the identity loss ``L_j = CE(T(x_j), y_j)`` with
-respect to the target's parameters, recorded every ``fisher_every``
-iterations with fisherlab's BackPACK extension during the attack's own
-backward pass, gives one row per (restart, iteration, layer).
+The Fisher information of the identity loss (``L_j = CE(T(x_j), y_j)`` for
+GMI and KEDMI; LOMMA's logit loss with its feature regulariser, PLG-MI's
+max-margin loss: :mod:`fisherlab.attacks.identity`) with respect to the
+target's parameters, recorded every ``fisher_every`` iterations with
+fisherlab's BackPACK extension during the attack's own backward pass, gives
+one row per (restart, iteration, layer); ``identity_loss`` names the loss.
 """
 
 from __future__ import annotations
@@ -17,9 +19,36 @@ from backpack import backpack
 from torch import Tensor, nn
 
 from fisherlab._device import full_precision, model_device
+from fisherlab.attacks.identity import (
+    IdentityLoss,
+    IdentityTerm,
+    ModelAugmentation,
+    head_input_hook,
+)
 from fisherlab.data.specs import InputSpec
+from fisherlab.errors import FisherlabError
 from fisherlab.fisher.backpack_engine import PerSampleFisher
 from fisherlab.fisher.engine import FisherEngine, layer_row
+from fisherlab.fisher.functorch_engine import functorch_pass
+from fisherlab.models.layers import layers
+from fisherlab.models.meta import model_meta
+
+RecordedLoss = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+"""``(logits, labels, features or None) -> (N,)``: the per-sample loss whose Fisher is recorded."""
+
+
+class _WithFeatures(nn.Module):
+    """``model`` returning ``[logits | head input]`` side by side, for the torch.func fallback."""
+
+    def __init__(self, model: nn.Module, head: str) -> None:
+        super().__init__()
+        self.inner = model
+        self.captured, self.remove = head_input_hook(dict(model.named_modules())[head])
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.captured.clear()
+        logits = self.inner(x)
+        return torch.cat([logits, self.captured[0].flatten(1)], dim=1)
 
 
 class FisherRecorder:
@@ -63,6 +92,56 @@ class FisherRecorder:
             target, "classification", "empirical", device=model_device(target)
         )
         self.rows: list[dict] = []
+        self.loss_name = IdentityLoss.CROSS_ENTROPY.value
+        self.recorded_loss: RecordedLoss | None = None  # None: the engine's cross-entropy
+        self.uses_features = False
+        self.head = layers(target)[-1].name
+
+    def identity_term(
+        self,
+        example: Tensor,
+        loss: IdentityLoss,
+        augmentation: ModelAugmentation | None = None,
+    ) -> IdentityTerm:
+        """The attack's identity loss through :meth:`network`; fixes the recorded loss.
+
+        Args:
+            example: An image batch in pixel space (builds the network once).
+            loss: The identity loss.
+            augmentation: LOMMA's surrogates and feature mean (``lomma`` only).
+
+        Raises:
+            FisherlabError: For ``lomma`` without an augmentation, or a target
+                whose head cannot be found in the hooked copy.
+        """
+        if loss is IdentityLoss.LOMMA and augmentation is None:
+            raise FisherlabError("the LOMMA loss needs surrogates and a feature mean")
+        net = self.network(example)
+        captured: list[Tensor] = []
+        if loss is IdentityLoss.LOMMA:
+            modules = dict(self.engine.fast_model(self.spec.normalize(example)).named_modules())
+            if self.head not in modules:
+                raise FisherlabError(
+                    f"the target's head {self.head!r} is not a module of its traced copy; "
+                    "LOMMA's feature regulariser cannot read its input: use lomma's "
+                    "--feature-weight 0"
+                )
+            captured, _ = head_input_hook(modules[self.head])
+
+        def run(x: Tensor) -> tuple[Tensor, Tensor | None]:
+            captured.clear()
+            logits = net(x)
+            return logits, (captured[0] if captured else None)
+
+        specs = []
+        for model in augmentation.surrogates if augmentation is not None else ():
+            spec = model_meta(model).input_spec
+            specs.append(spec if spec is not None else self.spec)
+        term = IdentityTerm(loss, run, self.spec, augmentation, specs)
+        self.loss_name = loss.value
+        self.recorded_loss = None if loss is IdentityLoss.CROSS_ENTROPY else term.recorded()
+        self.uses_features = loss is IdentityLoss.LOMMA
+        return term
 
     def network(self, example: Tensor) -> Callable[[Tensor], Tensor]:
         """The target as the attack must run it (same outputs as the target).
@@ -121,7 +200,7 @@ class FisherRecorder:
         results = self.engine.take_fast_results()
         with full_precision(self.engine.device):
             pixels = pixels.detach().to(self.engine.dtype)
-            fallback = self.engine.fallback_results(self.spec.normalize(pixels), labels)
+            fallback = self._fallback(self.spec.normalize(pixels), labels)
         keep = torch.ones(len(labels), dtype=torch.bool)
         if self.samples is not None and self.samples < per_class:
             keep = (torch.arange(len(labels)) % per_class) < self.samples
@@ -143,7 +222,36 @@ class FisherRecorder:
                 n_samples=n,
                 mc_samples=1,
             )
+            row["identity_loss"] = self.loss_name
             self.rows.append({"restart": restart, "iteration": iteration, **row})
+
+    def _fallback(self, x: Tensor, labels: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """The torch.func fallback's per-sample results for the recorded loss."""
+        if self.recorded_loss is None:
+            return self.engine.fallback_results(x, labels)
+        names = [p for p, e in self.engine.engines.items() if e == "functorch"]
+        if not names:
+            return {}
+        loss = self.recorded_loss
+        if not self.uses_features:
+            return functorch_pass(
+                self.engine.plain, names, x, labels, lambda out, y: loss(out, y, None), False
+            )
+        wrapped = _WithFeatures(self.engine.plain, self.head)
+        with torch.no_grad():
+            k = int(self.engine.plain(x[:1]).shape[1])
+        try:
+            results = functorch_pass(
+                wrapped,
+                ["inner." + n for n in names],
+                x,
+                labels,
+                lambda out, y: loss(out[:, :k], y, out[:, k:]),
+                False,
+            )
+        finally:
+            wrapped.remove()
+        return {n.removeprefix("inner."): v for n, v in results.items()}
 
     def frame(self) -> pd.DataFrame:
         """All recorded rows, one per (restart, iteration, layer), with ``share``."""

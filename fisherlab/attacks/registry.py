@@ -1,10 +1,15 @@
 """The attack registry: name -> :class:`~fisherlab.attacks.method.AttackMethod`, with its defaults.
 
-==============  ============================================  ==============
-``gmi``         :class:`~fisherlab.attacks.gmi.GMI`           GAN prior gmi
-``kedmi``       :class:`~fisherlab.attacks.kedmi.KEDMI`       GAN prior kedmi
-``whitebox``    :class:`~fisherlab.attacks.whitebox.WhiteBox` none
-==============  ============================================  ==============
+===============  ==============================================  ===============
+``gmi``          :class:`~fisherlab.attacks.gmi.GMI`             GAN prior gmi
+``kedmi``        :class:`~fisherlab.attacks.kedmi.KEDMI`         GAN prior kedmi
+``whitebox``     :class:`~fisherlab.attacks.whitebox.WhiteBox`   none
+``lomma-gmi``    :class:`~fisherlab.attacks.lomma.LommaGMI`      GAN prior gmi,
+                                                                 surrogates
+``lomma-kedmi``  :class:`~fisherlab.attacks.lomma.LommaKEDMI`    GAN prior kedmi,
+                                                                 surrogates
+``plgmi``        :class:`~fisherlab.attacks.plgmi.PLGMI`         GAN prior plgmi
+===============  ==============================================  ===============
 
 This table is the one list of attacks: the CLI's ``--attack`` choices, the
 checks of :class:`~fisherlab.attacks.base.AttackConfig` and of
@@ -15,11 +20,15 @@ from __future__ import annotations
 
 from fisherlab.attacks.gmi import GMI
 from fisherlab.attacks.kedmi import KEDMI
+from fisherlab.attacks.lomma import LommaGMI, LommaKEDMI
 from fisherlab.attacks.method import AttackMethod
+from fisherlab.attacks.plgmi import PLGMI
 from fisherlab.attacks.whitebox import WhiteBox
 from fisherlab.errors import FisherlabError
 
-ATTACKS: dict[str, type[AttackMethod]] = {m.name: m for m in (GMI, KEDMI, WhiteBox)}
+ATTACKS: dict[str, type[AttackMethod]] = {
+    m.name: m for m in (GMI, KEDMI, WhiteBox, LommaGMI, LommaKEDMI, PLGMI)
+}
 """Attack name -> its class."""
 
 
@@ -46,8 +55,8 @@ def attack_names(needs_prior: bool | None = None) -> list[str]:
             those without; ``None``: all.
 
     Example:
-        >>> attack_names(needs_prior=True)
-        ['gmi', 'kedmi']
+        >>> attack_names(needs_prior=False)
+        ['whitebox']
     """
     return [
         name

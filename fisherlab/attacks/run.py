@@ -2,14 +2,24 @@
 
 The attacks are those of the registry (:data:`fisherlab.attacks.registry.ATTACKS`):
 
-=============  =================================================  ====================
-``gmi``        :mod:`fisherlab.attacks.gmi`, latent SGD with a     GAN prior (gmi)
-               critic prior
-``kedmi``      :mod:`fisherlab.attacks.kedmi`, a learned latent    GAN prior (kedmi)
-               distribution per class
-``whitebox``   :mod:`fisherlab.attacks.whitebox`, pixels with a    none
-               total-variation prior
-=============  =================================================  ====================
+===============  =================================================  ====================
+``gmi``          :mod:`fisherlab.attacks.gmi`, latent SGD with a     GAN prior (gmi)
+                 critic prior
+``kedmi``        :mod:`fisherlab.attacks.kedmi`, a learned latent    GAN prior (kedmi)
+                 distribution per class
+``whitebox``     :mod:`fisherlab.attacks.whitebox`, pixels with a    none
+                 total-variation prior
+``lomma-gmi``    :mod:`fisherlab.attacks.lomma`, GMI with the        GAN prior (gmi),
+                 logit loss and model augmentation                   surrogates
+``lomma-kedmi``  the same on KEDMI                                   GAN prior (kedmi),
+                                                                     surrogates
+``plgmi``        :mod:`fisherlab.attacks.plgmi`, a conditional GAN   GAN prior (plgmi)
+                 on pseudo-labels, max-margin loss
+===============  =================================================  ====================
+
+LOMMA's surrogates come from :func:`fisherlab.attacks.surrogates.distill`
+(``fisherlab distill``); its feature mean is computed here from up to 5,000
+public images (``public_data``, by default the GAN prior's training data).
 
 After the attack, :func:`fisherlab.attacks.evaluation.evaluate_attack` judges
 the reconstructions.
@@ -18,6 +28,7 @@ the reconstructions.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,13 +46,16 @@ from fisherlab._device import (
 from fisherlab._progress import tqdm
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.evaluation import AttackOutcome, evaluate_attack
+from fisherlab.attacks.identity import ModelAugmentation, feature_mean
 from fisherlab.attacks.outputs import read_reconstructions
 from fisherlab.attacks.recorder import FisherRecorder
 from fisherlab.attacks.registry import attack_method
 from fisherlab.attacks.train_gan import GANPrior, load_gan
 from fisherlab.data.datasets import load_dataset
 from fisherlab.data.specs import InputSpec
+from fisherlab.data.subsets import capped_rows
 from fisherlab.errors import FisherlabError, preview
+from fisherlab.models.layers import layers
 from fisherlab.models.meta import check_data_classes, model_meta
 from fisherlab.models.source import open_model
 
@@ -86,6 +100,63 @@ def _prior_on(prior: GANPrior | None, device: torch.device, owned: bool) -> GANP
     return replace(prior, generator=generator, discriminator=discriminator)
 
 
+FEATURE_MEAN_IMAGES = 5000
+"""Public images LOMMA's feature mean is taken over (the authors' cap)."""
+
+
+def _check_surrogates(surrogates, method, spec: InputSpec, n_classes: int) -> None:
+    """Surrogates only for LOMMA, at least one, each taking the target's input and classes."""
+    if not method.needs_surrogates():
+        if surrogates:
+            raise FisherlabError(
+                f"the {method.name} attack uses no surrogates: drop --surrogates (LOMMA's "
+                "attacks, lomma-gmi and lomma-kedmi, take them)"
+            )
+        return
+    if not surrogates:
+        raise FisherlabError(
+            f"the {method.name} attack averages its loss over surrogates distilled from the "
+            "target: give --surrogates (make them with fisherlab distill)"
+        )
+    for i, model in enumerate(surrogates):
+        own = model_meta(model).input_spec or spec
+        if (own.channels, own.size) != (spec.channels, spec.size):
+            raise FisherlabError(
+                f"surrogate {i + 1} takes {own.channels}x{own.size}x{own.size} images but the "
+                f"target takes {spec.channels}x{spec.size}x{spec.size}: distil it from this target"
+            )
+        probe = torch.rand(2, spec.channels, spec.size, spec.size).to(model_device(model))
+        with torch.no_grad():
+            out = model(own.normalize(probe))
+        if tuple(out.shape) != (2, n_classes):
+            raise FisherlabError(
+                f"surrogate {i + 1} has {tuple(out.shape)[1:]} outputs but the target has "
+                f"{n_classes} classes: distil it from this target"
+            )
+
+
+def _augmentation(
+    target: nn.Module, spec: InputSpec, surrogates, public: str | None, config: AttackConfig
+) -> ModelAugmentation:
+    """LOMMA's surrogates with the target's mean penultimate feature over public images."""
+    if public is None:
+        raise FisherlabError(
+            f"the {config.attack} attack needs public images for its feature mean: give "
+            "--public-data"
+        )
+    data = load_dataset(public, input_spec=spec).train
+    rows = capped_rows(data, FEATURE_MEAN_IMAGES, 0)
+    if rows is None:
+        pixels = data.tensors()[0][:FEATURE_MEAN_IMAGES]
+    else:
+        pixels = torch.stack([data[int(r)][0] for r in rows])
+    head = dict(target.named_modules())[layers(target)[-1].name]
+    mean = feature_mean(target, head, pixels.to(model_device(target)))
+    for model in surrogates:
+        model.eval().requires_grad_(False)
+    return ModelAugmentation(tuple(surrogates), mean, config.feature_weight)
+
+
 def _check(target, spec, prior, eval_model, config, private_data) -> int:
     meta = model_meta(target)
     probe = torch.rand(1, spec.channels, spec.size, spec.size).to(model_device(target))
@@ -108,9 +179,17 @@ def _check(target, spec, prior, eval_model, config, private_data) -> int:
                 f"the target takes {spec.channels}x{spec.size}x{spec.size}"
             )
         if prior.kind != needed:
+            what = {True: "a class-conditional", False: "an unconditional"}
             raise FisherlabError(
-                f"the {config.attack} attack needs a {needed} GAN, got a {prior.kind} "
-                "one (fisherlab train-gan --kind ...)"
+                f"the {config.attack} attack needs {what[needed == 'plgmi']} {needed} GAN, got "
+                f"{what[prior.conditional]} {prior.kind} one (fisherlab train-gan --kind "
+                f"{needed})"
+            )
+        if prior.conditional and prior.num_classes != n_classes:
+            raise FisherlabError(
+                f"the conditional generator was trained for {prior.num_classes} classes and the "
+                f"target has {n_classes}: train it on this target (fisherlab train-gan --kind "
+                f"{needed} --target ...)"
             )
     if eval_model is not None:
         _spec(eval_model, "evaluation model")
@@ -140,6 +219,8 @@ def attack(
     input_spec: InputSpec | None = None,
     device: str | torch.device | None = None,
     workers: int = 0,
+    surrogates: Sequence[nn.Module | str | Path] = (),
+    public_data: str | None = None,
     **options: Any,
 ) -> AttackOutcome:
     """Invert ``target`` and evaluate the reconstructions.
@@ -168,6 +249,11 @@ def attack(
         device: Where to compute: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, or
             ``None``/``"auto"`` (CUDA when available, else the CPU).
         workers: Data-loading processes for image folders (0: this one).
+        surrogates: LOMMA's surrogate models (models or checkpoint paths,
+            :func:`fisherlab.attacks.surrogates.distill`); only ``lomma-*``
+            attacks take them, and they need at least one.
+        public_data: Public dataset string of LOMMA's feature mean (default:
+            the GAN prior's training data).
         **options: Fields of :class:`AttackConfig`.
 
     Returns:
@@ -196,19 +282,33 @@ def attack(
     spec = _spec(target_model, "target", input_spec)
     prior = _prior_on(_prior(generator), chosen, not isinstance(generator, GANPrior))
     judge = _on(_model(eval_model, trust_pickle), chosen, not isinstance(eval_model, nn.Module))
-    _check(target_model, spec, prior, judge, config, private_data)
+    n_classes = _check(target_model, spec, prior, judge, config, private_data)
+    method = attack_method(config.attack)
+    helpers = [
+        _on(_model(m, trust_pickle), chosen, not isinstance(m, nn.Module)) for m in surrogates
+    ]
+    _check_surrogates(helpers, method, spec, n_classes)
     target_model.eval()
+    augmentation = None
+    if method.needs_surrogates():
+        public = public_data or (prior.config.get("data") if prior is not None else None)
+        augmentation = _augmentation(target_model, spec, helpers, public, config)
     if prior is not None:
         prior.generator.requires_grad_(False)
         prior.discriminator.requires_grad_(False)
     recorder = FisherRecorder(target_model, spec, config.fisher_every, config.fisher_samples)
     total = config.restarts * config.iterations
     bar = tqdm(total=total, disable=None if progress else True, unit="it", desc=config.attack)
-    method = attack_method(config.attack)
-    result = method.run(target_model, spec, prior, config, recorder, bar.update)
+    result = method.run(target_model, spec, prior, config, recorder, bar.update, augmentation)
     bar.close()
     outcome = evaluate_attack(result, target_model, judge, private_data, config, workers=workers)
     outcome.summary["device"] = describe_device(chosen)
+    outcome.summary["identity_loss"] = method.identity.value
+    if augmentation is not None:
+        outcome.summary["surrogates"] = [
+            {"arch": model_meta(m).arch, "agreement": model_meta(m).metrics.get("agreement")}
+            for m in helpers
+        ]
     return outcome
 
 

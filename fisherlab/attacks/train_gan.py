@@ -16,6 +16,16 @@ Two kinds, as in the attacks' papers:
   weighted ``1e-4``, as in KEDMI's reference code (``k+1_gan.py``, its
   ``HLoss`` in ``utils.py``; see :func:`discriminator_entropy`). The target
   enters only the discriminator's loss, through its soft labels.
+* ``plgmi`` (Yuan et al., AAAI 2023): a class-conditional generator and a
+  projection discriminator trained with the hinge loss on the public images
+  the target is most confident about, labelled with those classes
+  (:mod:`fisherlab.attacks.pseudo_labels`, ``top_n`` per class). The
+  generator's loss adds ``inversion_weight`` (PLG-MI's alpha, 0.2) times the
+  target's max-margin loss (:func:`fisherlab.attacks.identity.max_margin`) on
+  augmented fakes (:data:`fisherlab.attacks.augment.PLGMI_GAN_AUGMENT`) of
+  uniformly drawn classes. Adam with betas (0, 0.9) and 5 discriminator steps
+  per generator step, as in the authors' ``train_cgan.py``; they train 30,000
+  generator steps on 64x64 faces, fisherlab's presets far fewer on digits.
 
 A GAN checkpoint (``format = "fisherlab-gan"``) holds both networks, their
 arguments, the optimiser states and the epoch, and loads with
@@ -52,7 +62,17 @@ from fisherlab._device import (
 from fisherlab._io import write_atomic, write_torch
 from fisherlab._progress import tqdm
 from fisherlab._version import __version__
-from fisherlab.attacks.gan import Z_DIM, Critic, Generator, KEDMIDiscriminator
+from fisherlab.attacks.augment import PLGMI_GAN_AUGMENT, augment
+from fisherlab.attacks.gan import (
+    Z_DIM,
+    ConditionalGenerator,
+    Critic,
+    Generator,
+    KEDMIDiscriminator,
+    ProjectionDiscriminator,
+)
+from fisherlab.attacks.identity import max_margin
+from fisherlab.attacks.pseudo_labels import target_probabilities, top_n_pseudo_labels
 from fisherlab.data.datasets import iterate_batches, load_dataset
 from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.data.specs import InputSpec
@@ -62,7 +82,9 @@ from fisherlab.models.checkpoint import checkpoint_digest, load_model, non_finit
 from fisherlab.models.meta import model_meta
 
 GAN_FORMAT = "fisherlab-gan"
-KINDS = ("gmi", "kedmi")
+KINDS = ("gmi", "kedmi", "plgmi")
+CONDITIONAL_KINDS = ("plgmi",)
+"""GAN kinds whose generator takes a class: ``G(z, y)``."""
 LOSSES = ("dcgan", "wgan-gp")
 
 
@@ -72,20 +94,24 @@ class GANConfig:
 
     Attributes:
         data: Public dataset string, e.g. ``"mnist5k:5-9"``.
-        kind: ``"gmi"`` or ``"kedmi"``.
-        loss: For ``gmi``: ``"dcgan"`` or ``"wgan-gp"``.
-        target: Target checkpoint (``kedmi`` needs it; it also fixes the image
-            size and channels for ``gmi`` when given).
+        kind: ``"gmi"``, ``"kedmi"`` or ``"plgmi"``.
+        loss: For ``gmi``: ``"dcgan"`` or ``"wgan-gp"`` (``plgmi`` always
+            uses the hinge loss).
+        target: Target checkpoint (``kedmi`` and ``plgmi`` need it; it also
+            fixes the image size and channels for ``gmi`` when given).
         epochs: Passes over the public data.
         batch_size: Mini-batch size.
         lr: Adam learning rate of both networks.
         n_critic: Discriminator steps per generator step (default 5 for
-            WGAN-GP, 1 otherwise).
+            WGAN-GP and ``plgmi``, 1 otherwise).
         gp_weight: Gradient-penalty weight (WGAN-GP).
         entropy_weight: Weight of the entropy term of the KEDMI generator, the
             entropy of the discriminator's class prediction on the fakes,
             summed over the batch (:func:`discriminator_entropy`); ``1e-4`` as
             in KEDMI's reference code.
+        top_n: ``plgmi``: public images pseudo-labelled per target class.
+        inversion_weight: ``plgmi``: weight of the target's max-margin loss
+            in the generator's loss (PLG-MI's alpha).
         seed: Seed of initialisation, shuffling and latents.
         max_train_samples: Use only this many public images, a class-balanced
             subset (:func:`public_pixels`).
@@ -107,6 +133,8 @@ class GANConfig:
     n_critic: int | None = None
     gp_weight: float = 10.0
     entropy_weight: float = 1e-4
+    top_n: int = 200
+    inversion_weight: float = 0.2
     seed: int = 0
     max_train_samples: int | None = None
     device: str | None = None
@@ -119,6 +147,16 @@ class GANConfig:
             raise FisherlabError(f"unknown GAN loss {self.loss!r}: expected one of {LOSSES}")
         if self.kind == "kedmi" and self.target is None:
             raise FisherlabError("a KEDMI GAN learns the target's soft labels: give --target")
+        if self.kind == "plgmi" and self.target is None:
+            raise FisherlabError(
+                "a PLG-MI GAN learns from the target's pseudo-labels: give --target"
+            )
+        if self.top_n < 1:
+            raise FisherlabError(f"--top-n must be >= 1, got {self.top_n}")
+        if not (math.isfinite(self.inversion_weight) and self.inversion_weight >= 0):
+            raise FisherlabError(
+                f"--inversion-weight must be finite and >= 0, got {self.inversion_weight}"
+            )
         if self.epochs < 1 or self.batch_size < 2:
             raise FisherlabError("epochs must be >= 1 and batch_size >= 2")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -131,7 +169,7 @@ class GANConfig:
     @property
     def critic_steps(self) -> int:
         """Discriminator updates per generator update."""
-        return self.n_critic or (5 if self.loss == "wgan-gp" else 1)
+        return self.n_critic or (5 if self.loss == "wgan-gp" or self.kind == "plgmi" else 1)
 
     def key(self) -> str:
         """A 12-hex-digit hash of the config (``epochs`` excluded, so runs extend).
@@ -162,6 +200,8 @@ def keyed(config: GANConfig) -> dict[str, Any]:
         d["entropy_of"] = "discriminator"
     else:
         d["entropy_weight"] = 1e-2
+    if config.kind != "plgmi":  # PLG-MI's settings: absent from other kinds' (older) keys
+        del d["top_n"], d["inversion_weight"]
     del d["device"]
     if (kind := device_key(config.device)) is not None:
         d["device"] = kind
@@ -175,21 +215,33 @@ class GANPrior:
     """A loaded GAN prior.
 
     Attributes:
-        generator: ``z -> image in [0, 1]`` (eval mode).
-        discriminator: :class:`~fisherlab.attacks.gan.Critic` or
-            :class:`~fisherlab.attacks.gan.KEDMIDiscriminator` (eval mode).
-        kind: ``"gmi"`` or ``"kedmi"``.
+        generator: ``z -> image in [0, 1]`` (eval mode), or ``(z, y) -> image``
+            for a conditional kind (:class:`~fisherlab.attacks.gan.ConditionalGenerator`).
+        discriminator: :class:`~fisherlab.attacks.gan.Critic`,
+            :class:`~fisherlab.attacks.gan.KEDMIDiscriminator` or
+            :class:`~fisherlab.attacks.gan.ProjectionDiscriminator` (eval mode).
+        kind: ``"gmi"``, ``"kedmi"`` or ``"plgmi"``.
         image_spec: Channels and size of the generated images.
         epoch: Epochs trained.
         config: The training config.
     """
 
-    generator: Generator
+    generator: nn.Module
     discriminator: nn.Module
     kind: str
     image_spec: InputSpec
     epoch: int
     config: dict
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the generator takes a class, ``G(z, y)``."""
+        return self.kind in CONDITIONAL_KINDS
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of a conditional generator (``None`` for an unconditional one)."""
+        return getattr(self.generator, "num_classes", None)
 
     def prior_score(self, images: Tensor) -> Tensor:
         """The discriminator's realness score per image (higher = more real)."""
@@ -199,6 +251,12 @@ class GANPrior:
 
 def _build(config: GANConfig, channels: int, size: int, num_classes: int | None):
     torch.manual_seed(config.seed)
+    if config.kind == "plgmi":
+        assert num_classes is not None
+        return (
+            ConditionalGenerator(num_classes, channels, size),
+            ProjectionDiscriminator(num_classes, channels, size),
+        )
     generator = Generator(channels, size)
     if config.kind == "kedmi":
         assert num_classes is not None
@@ -280,7 +338,7 @@ def load_gan(path: str | Path) -> GANPrior:
             f"{path} is a damaged GAN checkpoint ({type(exc).__name__}: {exc}); train it "
             "again with fisherlab train-gan"
         ) from None
-    if (num_classes is not None or config.kind == "kedmi") and (
+    if (num_classes is not None or config.kind != "gmi") and (
         not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES
     ):
         raise FisherlabError(
@@ -316,16 +374,23 @@ def load_gan(path: str | Path) -> GANPrior:
     return GANPrior(generator.eval(), discriminator.eval(), obj["kind"], spec, epoch, obj["config"])
 
 
-def save_samples(prior_or_generator: GANPrior | Generator, path: str | Path, n: int = 64) -> Path:
-    """Write a grid of ``n`` samples (fixed latents, seed 0) as a PNG, atomically."""
+def save_samples(prior_or_generator: GANPrior | nn.Module, path: str | Path, n: int = 64) -> Path:
+    """Write a grid of ``n`` samples (fixed latents, seed 0) as a PNG, atomically.
+
+    A conditional generator's samples cycle through its classes, one class per row.
+    """
     generator = getattr(prior_or_generator, "generator", prior_or_generator)
     was_training = generator.training
     generator.eval()
+    nrow = math.ceil(math.sqrt(n))
     with torch.no_grad():
         z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(0))
-        images = generator(z)
+        if isinstance(generator, ConditionalGenerator):
+            y = (torch.arange(n) // nrow) % generator.num_classes
+            images = generator(z, y)
+        else:
+            images = generator(z)
     generator.train(was_training)
-    nrow = math.ceil(math.sqrt(n))
     return write_atomic(path, lambda p: save_image(images, p, nrow=nrow, format="png"))
 
 
@@ -414,12 +479,19 @@ def train_gan(
     pixels = public_pixels(config, spec, workers)[0]
     num_classes = None
     if target is not None:
+        target.eval()
         with torch.no_grad():
             num_classes = int(target(spec.normalize(pixels[:2].to(device))).shape[1])
+    pseudo = torch.zeros(len(pixels), dtype=torch.int64)  # labels of the real images (plgmi)
+    if config.kind == "plgmi":
+        rows, pseudo = top_n_pseudo_labels(target_probabilities(target, spec, pixels), config.top_n)
+        pixels = pixels[rows]
     generator, discriminator = _build(config, spec.channels, spec.size, num_classes)
     generator.to(device)
     discriminator.to(device)
     betas = (0.5, 0.999) if config.loss == "dcgan" or config.kind == "kedmi" else (0.5, 0.9)
+    if config.kind == "plgmi":
+        betas = (0.0, 0.9)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas)
     scaler = grad_scaler(amp, device)
@@ -440,25 +512,38 @@ def train_gan(
         total=(config.epochs - start_epoch) * steps,
         disable=None if progress else True,
         unit="batch",
-        desc=f"train-gan {config.kind}/{config.loss}",
+        desc=f"train-gan {config.kind}" + ("" if config.kind == "plgmi" else f"/{config.loss}"),
     )
     for epoch in range(start_epoch + 1, config.epochs + 1):
         generator.train()
         discriminator.train()
         order = torch.randperm(n, generator=gen)
         for step in range(steps):
-            real = pixels[order[step * config.batch_size : (step + 1) * config.batch_size]]
-            real = real.to(device, non_blocking=True)
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+            real = pixels[batch].to(device, non_blocking=True)
             z = torch.randn(real.shape[0], Z_DIM, generator=gen).to(device)
             with autocast(amp, device):
-                fake = generator(z)
-                d_loss = _discriminator_loss(config, discriminator, target, spec, real, fake, gen)
+                if config.kind == "plgmi":
+                    real_labels = pseudo[batch].to(device)
+                    d_loss = _plgmi_discriminator_loss(
+                        discriminator, generator, real, real_labels, z, gen
+                    )
+                else:
+                    fake = generator(z)
+                    d_loss = _discriminator_loss(
+                        config, discriminator, target, spec, real, fake, gen
+                    )
             opt_d.zero_grad(set_to_none=True)
             scaler.scale(d_loss).backward()
             scaler.step(opt_d)
             if step % config.critic_steps == 0:
                 with autocast(amp, device):
-                    g_loss = _generator_loss(config, discriminator, real, generator, gen)
+                    if config.kind == "plgmi":
+                        g_loss = _plgmi_generator_loss(
+                            config, discriminator, generator, target, spec, real, gen
+                        )
+                    else:
+                        g_loss = _generator_loss(config, discriminator, real, generator, gen)
                 opt_g.zero_grad(set_to_none=True)
                 scaler.scale(g_loss).backward()
                 scaler.step(opt_g)
@@ -540,3 +625,23 @@ def _generator_loss(config, disc, real, generator, gen) -> Tensor:
     if config.loss == "wgan-gp":
         return -disc(fake).mean()
     return F.softplus(-disc(fake)).mean()
+
+
+def _plgmi_discriminator_loss(disc, generator, real, real_labels, z, gen) -> Tensor:
+    """The hinge loss on pseudo-labelled real images and fakes of uniformly drawn classes."""
+    fake_labels = torch.randint(disc.num_classes, (len(z),), generator=gen).to(z.device)
+    with torch.no_grad():
+        fake = generator(z, fake_labels)
+    return F.relu(1 - disc(real, real_labels)).mean() + F.relu(1 + disc(fake, fake_labels)).mean()
+
+
+def _plgmi_generator_loss(config, disc, generator, target, spec, real, gen) -> Tensor:
+    """``-mean D(G(z, y), y) + alpha * mean max-margin(T(aug(G(z, y))), y)`` on fresh ``z, y``."""
+    n = real.shape[0]
+    z = torch.randn(n, Z_DIM, generator=gen).to(real)
+    labels = torch.randint(disc.num_classes, (n,), generator=gen).to(real.device)
+    fake = generator(z, labels)
+    adversarial = -disc(fake, labels).mean()
+    views = augment(fake, PLGMI_GAN_AUGMENT, gen)
+    inversion = max_margin(target(spec.normalize(views)), labels).mean()
+    return adversarial + config.inversion_weight * inversion

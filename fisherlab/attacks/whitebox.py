@@ -44,8 +44,9 @@ def run_whitebox(
     config: AttackSettings,
     recorder: FisherRecorder,
     progress=None,
+    augmentation=None,
 ) -> AttackResult:
-    """Run the pixel-space baseline (see module docs); ``prior`` is unused."""
+    """Run the pixel-space baseline (see module docs); ``prior`` and ``augmentation`` are unused."""
     device = model_device(target)
     labels = class_labels(config.classes, config.per_class, device)
     gen = torch.Generator().manual_seed(config.seed)  # drawn on the CPU, then moved

@@ -9,6 +9,9 @@
 ``resnet18_cifar``    torchvision ResNet-18, CIFAR-style 3x3 stem, no max-pool
 ``vit_small``         a small vision transformer (patch embedding, 4 pre-norm
                       blocks with ``nn.MultiheadAttention``, final LayerNorm)
+``lenet5``            LeNet-5 (LeCun et al. 1998): two 5x5 convs with
+                      average pooling, 120- and 84-unit linear layers
+``mlp``               a multilayer perceptron: 512 and 256 hidden units
 ====================  ======================================================
 
 Every model takes ``in_channels`` (1 or 3) and any ``num_classes`` and
@@ -228,6 +231,54 @@ class SmallViT(nn.Module):
         return self.head(self.norm(tokens[:, 0]))
 
 
+# --------------------------------------------------------------------------- small families
+class LeNet5(nn.Module):
+    """LeNet-5 for small grey images (LeCun et al. 1998), with ReLU.
+
+    5x5 convolutions of 6 and 16 channels (the first padded to keep the
+    side), each followed by 2x2 average pooling, then 120- and 84-unit linear
+    layers and ``head``. One of LOMMA's default surrogate families
+    (:mod:`fisherlab.attacks.surrogates`).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        side = (image_size // 2 - 4) // 2
+        if side < 1:
+            raise FisherlabError(f"lenet5 needs image_size >= 12, got {image_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+        )
+        self.fc1 = nn.Linear(16 * side * side, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.head = nn.Linear(84, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch ``x`` of shape (N, C, H, W)."""
+        h = torch.relu(self.fc1(self.features(x).flatten(1)))
+        return self.head(torch.relu(self.fc2(h)))
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron on the flattened image: 512 and 256 ReLU units, then ``head``."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, image_size: int = 28):
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels * image_size * image_size, 512)
+        self.fc2 = nn.Linear(512, 256)
+        self.head = nn.Linear(256, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for a batch ``x`` of shape (N, C, H, W)."""
+        h = torch.relu(self.fc2(torch.relu(self.fc1(x.flatten(1)))))
+        return self.head(h)
+
+
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Architecture:
@@ -250,6 +301,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "vgg16_bn_small": Architecture(_vgg16_bn, "torchvision VGG16-bn for small inputs", 64),
     "resnet18_cifar": Architecture(_resnet18, "torchvision ResNet-18, 3x3 stem, no max-pool", 64),
     "vit_small": Architecture(SmallViT, "small ViT: patch embed, 4 blocks", 28),
+    "lenet5": Architecture(LeNet5, "LeNet-5: two 5x5 convs with average pooling, 3 linear", 28),
+    "mlp": Architecture(MLP, "multilayer perceptron: 512 and 256 hidden units", 28),
 }
 
 RENAMED: dict[str, str] = {"vgg16_bn": "vgg16_bn_small", "resnet18": "resnet18_cifar"}

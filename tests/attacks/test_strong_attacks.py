@@ -1,0 +1,204 @@
+"""LOMMA (on GMI and KEDMI) and PLG-MI: their losses, and the Fisher recorded along them.
+
+The recorded per-layer Fisher of iteration 1 is compared with a float64
+per-sample autograd loop written here (it shares nothing with the recorder:
+one backward pass per sample on a float64 copy), for the BackPACK fast paths
+and for the torch.func fallback. The inputs of iteration 1 are rebuilt from
+the attacks' seeded draws.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fisherlab.attacks import AttackConfig, FisherRecorder, GANPrior
+from fisherlab.attacks.augment import PLGMI_AUGMENT, AugmentPolicy, augment
+from fisherlab.attacks.gan import (
+    Z_DIM,
+    ConditionalGenerator,
+    Critic,
+    Generator,
+    KEDMIDiscriminator,
+    ProjectionDiscriminator,
+)
+from fisherlab.attacks.identity import (
+    IdentityLoss,
+    ModelAugmentation,
+    max_margin,
+)
+from fisherlab.attacks.lomma import run_lomma_gmi, run_lomma_kedmi
+from fisherlab.attacks.method import class_labels
+from fisherlab.attacks.plgmi import run_plgmi
+from fisherlab.data import InputSpec
+from fisherlab.models import build_model, layers, model_meta
+
+SPEC = InputSpec(1, 28, (0.5,), (0.5,))
+CLASSES = (0, 2)
+N_CLASSES = 3
+
+
+def _model(arch: str, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(arch, N_CLASSES, in_channels=1, image_size=28).eval()
+    model_meta(model).input_spec = SPEC
+    return model
+
+
+def _prior(kind: str) -> GANPrior:
+    torch.manual_seed(1)
+    if kind == "plgmi":
+        gen, disc = ConditionalGenerator(N_CLASSES), ProjectionDiscriminator(N_CLASSES)
+    else:
+        gen = Generator(1, 28)
+        disc = KEDMIDiscriminator(N_CLASSES, 1, 28) if kind == "kedmi" else Critic(1, 28)
+    return GANPrior(gen.eval(), disc.eval(), kind, InputSpec(1, 28, None, None), 0, {})
+
+
+def _augmentation() -> ModelAugmentation:
+    surrogates = [_model("lenet5", 3), _model("mlp", 4)]
+    mean = torch.rand(256, generator=torch.Generator().manual_seed(5))
+    return ModelAugmentation(surrogates, mean, 0.5)
+
+
+def _loop_traces(target, pixels, labels, loss) -> list[float]:
+    """Per-layer ``1/n sum_i ||d loss_i / d theta_layer||^2`` by one backward pass per sample."""
+    model = copy.deepcopy(target).double().eval()
+    head = dict(model.named_modules())[layers(model)[-1].name]
+    captured = []
+    head.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    params = dict(model.named_parameters())
+    totals = {name: 0.0 for name in params}
+    for x, y in zip(SPEC.normalize(pixels.double()), labels, strict=True):
+        captured.clear()
+        value = loss(model(x[None]), y[None], captured[0]).sum()
+        grads = torch.autograd.grad(value, list(params.values()))
+        for name, g in zip(params, grads, strict=True):
+            totals[name] += float(g.square().sum())
+    return [sum(totals[p] for p in layer.params) / len(labels) for layer in layers(model)]
+
+
+def _first(fisher):
+    return fisher[fisher["iteration"] == 1]["trace"].to_numpy()
+
+
+def _lomma_loss(aug: ModelAugmentation):
+    m = 1 + len(aug.surrogates)
+
+    def loss(logits, y, features):
+        own = -logits[torch.arange(len(y)), y] / m
+        reg = (features.flatten(1) - aug.feature_mean.double()).square().mean(1)
+        return own + aug.feature_weight * reg
+
+    return loss
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["fast", "fallback"])
+@pytest.mark.parametrize("kind", ["lomma-gmi", "lomma-kedmi"])
+def test_lomma_records_the_fisher_of_its_logit_loss_with_feature_regulariser(kind, fallback):
+    target, aug = _model("target_cnn", 0), _augmentation()
+    base = "kedmi" if kind == "lomma-kedmi" else "gmi"
+    prior = _prior(base)
+    config = AttackConfig(
+        attack=kind, classes=CLASSES, per_class=2, iterations=1, restarts=1, seed=3,
+        fisher_every=1, kedmi_samples=2,
+    )  # fmt: skip
+    recorder = FisherRecorder(target, SPEC, 1, None)
+    if fallback:
+        recorder.engine._to_fallback(set(recorder.engine.owners.values()), "forced by the test")
+    run = run_lomma_kedmi if base == "kedmi" else run_lomma_gmi
+    result = run(target, SPEC, prior, config, recorder, augmentation=aug)
+    gen = torch.Generator().manual_seed(config.seed)
+    if base == "gmi":
+        labels = class_labels(CLASSES, 2)
+        z = torch.randn(len(labels), Z_DIM, generator=gen).clamp_(-1, 1)
+    else:  # mu = 0, logvar = 0 at the first step: z = eps
+        labels = class_labels(CLASSES, config.kedmi_samples)
+        z = torch.randn(len(CLASSES), config.kedmi_samples, Z_DIM, generator=gen).reshape(-1, Z_DIM)
+    with torch.no_grad():
+        pixels = prior.generator(z)
+    expected = _loop_traces(target, pixels, labels, _lomma_loss(aug))
+    assert _first(result.fisher) == pytest.approx(expected, rel=1e-4)
+    assert set(result.fisher["identity_loss"]) == {"lomma"}
+    assert set(result.fisher["engine"]) == ({"functorch"} if fallback else {"backpack"})
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["fast", "fallback"])
+def test_plgmi_records_the_fisher_of_the_max_margin_loss_per_augmented_view(fallback):
+    target, prior = _model("target_cnn", 0), _prior("plgmi")
+    config = AttackConfig(
+        attack="plgmi", classes=CLASSES, per_class=2, iterations=1, restarts=1, seed=6,
+        fisher_every=1, views=2,
+    )  # fmt: skip
+    recorder = FisherRecorder(target, SPEC, 1, None)
+    if fallback:
+        recorder.engine._to_fallback(set(recorder.engine.owners.values()), "forced by the test")
+    result = run_plgmi(target, SPEC, prior, config, recorder)
+    gen = torch.Generator().manual_seed(config.seed)
+    labels = class_labels(CLASSES, 2)
+    z = torch.randn(len(labels), Z_DIM, generator=gen)
+    with torch.no_grad():
+        images = prior.generator(z, labels).repeat_interleave(2, dim=0)
+    viewed = augment(images, PLGMI_AUGMENT, gen)
+    expected = _loop_traces(
+        target, viewed, labels.repeat_interleave(2), lambda out, y, f: max_margin(out, y)
+    )
+    assert _first(result.fisher) == pytest.approx(expected, rel=1e-4)
+    assert set(result.fisher["identity_loss"]) == {"max-margin"}
+    assert set(result.fisher["n_samples"]) == {4 * 2}  # every view is a recorded sample
+
+
+@pytest.mark.parametrize("kind", ["lomma-gmi", "lomma-kedmi", "plgmi"])
+def test_recording_leaves_the_new_attacks_bitwise_unchanged(kind):
+    target, aug = _model("target_cnn", 0), _augmentation()
+    prior = _prior({"lomma-gmi": "gmi", "lomma-kedmi": "kedmi", "plgmi": "plgmi"}[kind])
+    run = {"lomma-gmi": run_lomma_gmi, "lomma-kedmi": run_lomma_kedmi, "plgmi": run_plgmi}[kind]
+    results = []
+    for every in (0, 1, 0):
+        config = AttackConfig(
+            attack=kind, classes=CLASSES, per_class=2, iterations=4, restarts=2, seed=1,
+            fisher_every=every, kedmi_samples=2,
+        )  # fmt: skip
+        recorder = FisherRecorder(target, SPEC, every, None)
+        results.append(run(target, SPEC, prior, config, recorder, augmentation=aug))
+    plain, recorded, again = results
+    assert torch.equal(plain.images, recorded.images)
+    assert torch.equal(plain.latents, recorded.latents)
+    assert torch.equal(plain.images, again.images)
+    assert len(recorded.fisher) == 2 * 4 * len(layers(target)) and plain.fisher.empty
+
+
+def test_max_margin_and_lomma_term_by_hand():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.5, 4.0, -1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 2])
+    by_hand = [-3.0 + 2.0, 1.0 + 4.0]  # -own + best other
+    assert max_margin(logits, labels).tolist() == pytest.approx(by_hand)
+    target, aug = _model("target_cnn", 0), _augmentation()
+    recorder = FisherRecorder(target, SPEC, 0, None)
+    pixels = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    term = recorder.identity_term(pixels[:2], IdentityLoss.LOMMA, aug)
+    y = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        loss, _ = term(pixels, y)
+        x = SPEC.normalize(pixels)
+        models = [target, *aug.surrogates]
+        logit = sum(m(x)[torch.arange(4), y] for m in models) / len(models)
+        features = F.relu(target.fc(target.features(x).flatten(1)))
+        reg = (features - aug.feature_mean).square().mean(1)
+    assert loss.tolist() == pytest.approx((-logit + 0.5 * reg).tolist(), rel=1e-5)
+
+
+def test_augment_is_per_image_and_the_identity_when_it_draws_nothing():
+    images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    still = AugmentPolicy(min_area=1.0, degrees=0.0, brightness=0.0, contrast=0.0)
+    same = augment(images, still, torch.Generator().manual_seed(1))
+    assert torch.allclose(same, images, atol=1e-5)
+    a = augment(images, PLGMI_AUGMENT, torch.Generator().manual_seed(2))
+    changed = images.clone()
+    changed[1] = torch.rand(1, 28, 28)
+    b = augment(changed, PLGMI_AUGMENT, torch.Generator().manual_seed(2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) and not torch.equal(a[1], b[1])
+    assert not torch.allclose(a, images, atol=1e-3)  # it does augment
