@@ -48,6 +48,13 @@ The claims (TL-DMI, Ho et al., CVPR 2024):
 * **C6b** TL-DMI + BiDO improves on TL-DMI. Effect: GMI top-1 of TL-DMI
   minus that of TL-DMI + BiDO at the same boundary, averaged over the
   boundaries.
+* **C7** (one row per stronger attack: LOMMA-GMI, PLG-MI) TL-DMI at the
+  planner's boundary reduces the stronger attack's accuracy too. Effect:
+  the attack's top-1 on full fine-tuning (b=0) minus on TL-DMI at each
+  seed's planner pick (from the GMI Fisher, as in C5), paired by seed; the
+  natural-accuracy cost, GMI's reduction on the same models, and the
+  boundary the planner picks from each attack's own Fisher are stated
+  beside it.
 
 Every attack claim also states the **floor**: chance (1 / classes) and the
 head-only target's attack accuracy (the largest boundary of the sweep).
@@ -63,6 +70,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fisherlab.experiments.config import STRONG_ATTACKS
 from fisherlab.experiments.statistics import (
     NOT_AVAILABLE,
     Estimate,
@@ -561,6 +569,78 @@ CLAIM_COLUMNS = [
 """The columns of ``claims.csv``."""
 
 
+def _c7(
+    runs: pd.DataFrame,
+    recon: pd.DataFrame,
+    recommendations: pd.DataFrame,
+    by_attack: pd.DataFrame,
+    domain: str,
+    attack: str,
+) -> dict:
+    name = f"C7 ({attack})"
+    paper = "TL-DMI (the planner's boundary) reduces the stronger attacks' accuracy too"
+    metric = f"{attack} top-1 (b=0) - (b = the seed's planner pick), paired by seed"
+    picks = (
+        recommendations.groupby("seed")["pick"].first().astype(int)
+        if not recommendations.empty
+        else pd.Series(dtype=int)
+    )
+
+    def labelled(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+        rows = select_runs(frame, "boundary_sweep", attack=kind, final=True, domain=domain)
+        parts = []
+        for seed, pick in picks.items():
+            if pick == 0:
+                continue
+            mine = rows[rows["seed"] == seed]
+            parts.append(mine[mine["boundary"] == 0].assign(role="full"))
+            parts.append(mine[mine["boundary"] == pick].assign(role="planner"))
+        return pd.concat(parts, ignore_index=True) if parts else rows.iloc[:0].assign(role="")
+
+    rows = labelled(recon, attack)
+    seeds = sorted(
+        set(rows.loc[rows["role"] == "full", "seed"])
+        & set(rows.loc[rows["role"] == "planner", "seed"])
+    )
+    if not seeds:
+        return _claim(
+            name,
+            paper,
+            metric,
+            "n/a: no seed has the attack at b=0 and at its "
+            "planner pick (pick 0, or the attack did not run there)",
+            NOT_AVAILABLE,
+            [],
+        )
+    est = paired_difference(rows, "role", ("full", "planner"))
+    gmi = paired_difference(
+        labelled(recon, "gmi").loc[lambda f: f["seed"].isin(seeds)], "role", ("full", "planner")
+    )
+    summary = labelled(runs, attack)
+    top = summary.groupby("role")["attack_accuracy_top1"].apply(list)
+    natural = summary.groupby("role")["natural_accuracy"].apply(list)
+    cost = [f - p for f, p in zip(natural["full"], natural["planner"], strict=False)]
+    changed = ""
+    if not by_attack.empty:
+        table = by_attack.pivot_table(index="seed", columns="attack", values="pick")
+        if attack in table and "gmi" in table:
+            both = table[[attack, "gmi"]].dropna()
+            differ = int((both[attack] != both["gmi"]).sum())
+            changed = (
+                f"; the planner on {attack}'s own Fisher picks "
+                + ", ".join(f"b={int(v)}" for v in both[attack])
+                + f" (GMI's: {', '.join(f'b={int(v)}' for v in both['gmi'])}; differs in "
+                f"{differ} of {len(both)} seeds)"
+            )
+    ours = (
+        f"{est.describe()}; {attack} top-1 full {_pm(top['full'])} vs planner "
+        f"{_pm(top['planner'])} (picks {', '.join(f'b={int(picks[s])}' for s in seeds)}); "
+        f"natural-accuracy cost {_pm(cost)}; GMI on the same models: {gmi.describe()}{changed}"
+    )
+    per_seed = per_seed_differences(rows, "role", ("full", "planner"))
+    return _claim(name, paper, metric, ours, est, per_seed)
+
+
 def assess_claims(
     tables: dict[str, pd.DataFrame],
     domain: str,
@@ -596,6 +676,11 @@ def assess_claims(
     ]
     if "defense" in runs and runs["experiments"].str.contains("defenses").any():
         rows += _c6(runs, recon, domain)
+    recommendations = tables.get("recommendations", pd.DataFrame())
+    by_attack = tables.get("recommendations_by_attack", pd.DataFrame())
+    for attack in STRONG_ATTACKS:
+        if (runs["attack"] == attack).any():
+            rows.append(_c7(runs, recon, recommendations, by_attack, domain, attack))
     out = []
     for row in rows:
         est: Estimate = row.pop("estimate")

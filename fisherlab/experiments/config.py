@@ -9,6 +9,9 @@ from typing import Any
 from fisherlab.errors import FisherlabError
 from fisherlab.planner import check_rule
 
+STRONG_ATTACKS = ("lomma-gmi", "plgmi")
+"""The stronger attacks a reproduction can add to the sweep (C7)."""
+
 PER_SEED = ("pretraining", "evaluator", "priors")
 """The shared models a reproduction can train again for every seed."""
 
@@ -82,6 +85,17 @@ class ReproduceConfig:
         reference_boundaries: Boundaries of the reference-length check.
         reference_seeds: How many of ``seeds`` (the first ones) it runs.
         reference_per_class: Reconstructions per class in the check.
+        strong_attacks: The stronger attacks (LOMMA, PLG-MI) that also
+            attack the Fig. 2 sweep's final checkpoints, with GMI's
+            iterations, restarts and reconstructions (claim C7).
+        strong_seeds: How many of ``seeds`` (the first ones) they run.
+        strong_boundaries: The sweep's boundaries they attack (``None``: all).
+        surrogates: LOMMA's surrogate architectures, each distilled from
+            every attacked model on the public data.
+        surrogate_epochs: Their distillation epochs.
+        plgmi_gan_epochs: Epochs of each attacked model's PLG-MI GAN.
+        plgmi_top_n: Public images pseudo-labelled per class for it.
+        plgmi_n_critic: Its discriminator steps per generator step.
     """
 
     preset: str = "default"
@@ -140,6 +154,14 @@ class ReproduceConfig:
     reference_boundaries: tuple[int, ...] = (0, 4)
     reference_seeds: int = 2
     reference_per_class: int = 5
+    strong_attacks: tuple[str, ...] = ("lomma-gmi", "plgmi")
+    strong_seeds: int = 3
+    strong_boundaries: tuple[int, ...] | None = None
+    surrogates: tuple[str, ...] = ("lenet5", "mlp", "vit_small")
+    surrogate_epochs: int = 20
+    plgmi_gan_epochs: int = 100
+    plgmi_top_n: int = 200
+    plgmi_n_critic: int = 1
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -155,6 +177,13 @@ class ReproduceConfig:
         ):
             raise FisherlabError("pretrain_epochs and pretrain_samples need one entry per domain")
         check_rule(self.planner_lam, self.planner_budget)
+        unknown = sorted(set(self.strong_attacks) - set(STRONG_ATTACKS))
+        if unknown:
+            raise FisherlabError(
+                f"unknown strong_attacks {unknown}: expected some of {STRONG_ATTACKS}"
+            )
+        if any(a.startswith("lomma") for a in self.strong_attacks) and not self.surrogates:
+            raise FisherlabError("LOMMA needs at least one surrogate architecture")
         if self.fisher_every < 1:
             raise FisherlabError(
                 f"fisher_every must be >= 1, got {self.fisher_every}: the reproduction needs the "
@@ -197,6 +226,9 @@ PRESETS: dict[str, ReproduceConfig] = {
         reference_iterations=60,
         reference_seeds=1,
         reference_per_class=2,
+        strong_seeds=1,
+        surrogate_epochs=5,
+        plgmi_gan_epochs=20,
     ),
 }
 # checks: the default plus C1 on a second architecture and the reference-length check
@@ -246,6 +278,11 @@ PRESETS["smoke"] = replace(
     second_arch="eval_cnn",  # plumbing only: a second architecture that trains in seconds
     reference_iterations=20,
     reference_per_class=2,  # not per_class: its attacks are steps of their own
+    strong_boundaries=(0, 4),
+    surrogates=("mlp",),
+    surrogate_epochs=1,
+    plgmi_gan_epochs=1,
+    plgmi_top_n=20,
 )
 """The presets: ``smoke`` (about a minute: every step and table of ``quick``
 on tiny data, for tests; its numbers mean nothing), ``quick`` (minutes, a

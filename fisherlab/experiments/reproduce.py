@@ -14,7 +14,12 @@ public: digits 5-9) it runs what stands behind the TL-DMI paper's figures:
 * **Fig. 5** the layer shares of the inversion Fisher at every recorded attack
   iteration;
 * the planner (:func:`fisherlab.planner.recommend_freeze`) applied to each
-  seed's fully fine-tuned model and checked against the measured sweep.
+  seed's fully fine-tuned model and checked against the measured sweep;
+* **C7** the stronger attacks (``strong_attacks``: LOMMA-GMI and PLG-MI) on
+  the sweep's final checkpoints of the first ``strong_seeds`` seeds, each
+  attacked model with its own distilled surrogates (``distill`` steps) and
+  its own PLG-MI GAN (a ``gan`` step on its pseudo-labels), and the planner
+  run on the Fisher recorded along each attack.
 
 Every step (pretraining, evaluator, GAN prior, fine-tuning, attack, profile)
 is cached under ``OUT/steps/<kind>-<key>/``, where ``key`` hashes the step's
@@ -61,6 +66,7 @@ import torch
 from fisherlab._device import check_workers, describe_device, resolve_device
 from fisherlab._io import write_atomic, write_json
 from fisherlab._version import versions
+from fisherlab.attacks.surrogates import DistillConfig
 from fisherlab.attacks.train_gan import GANConfig
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments.cache import Runner, Step, locked
@@ -75,6 +81,7 @@ from fisherlab.experiments.plan import (
 from fisherlab.experiments.steps import (
     attack_step,
     checkpoint_path,
+    distill_step,
     gan_step,
     private_classes,
     profile_step,
@@ -328,6 +335,12 @@ def _attacks_of(t: FineTuned, cfg: ReproduceConfig, has_kedmi: bool) -> list[_At
     attacks = [_Attack("gmi", e) for e in epochs]
     if has_kedmi and is_full_finetune(t, cfg.domains[0], cfg.arch):
         attacks.append(_Attack("kedmi", last))
+    if (
+        "boundary_sweep" in t.experiments
+        and t.seed in cfg.seeds[: cfg.strong_seeds]
+        and (cfg.strong_boundaries is None or t.boundary in cfg.strong_boundaries)
+    ):
+        attacks += [_Attack(kind, last) for kind in cfg.strong_attacks]
     checked = cfg.seeds[: cfg.reference_seeds]
     if (
         cfg.reference_iterations is not None
@@ -359,14 +372,21 @@ def _attack_and_profile(
         columns = describe(t, count_layers(cfg, t.arch))
         history = {r["epoch"]: r for r in t.step.result["history"]}
         for spec in _attacks_of(t, cfg, t.seed in kedmi_priors):
-            gan = (gmi_priors if spec.kind == "gmi" else kedmi_priors)[t.seed]
+            checkpoint = checkpoint_path(t.step, spec.epoch, last)
+            surrogates: list[Step] = []
+            if spec.kind == "plgmi":
+                gan = _plgmi_prior(runner, cfg, t, checkpoint, where)
+            else:
+                gan = (kedmi_priors if spec.kind.endswith("kedmi") else gmi_priors)[t.seed]
+            if spec.kind.startswith("lomma"):
+                surrogates = _surrogates(runner, cfg, t, checkpoint, device)
             length = "" if spec.iterations is None else f", {spec.iterations} iterations"
             a = attack_step(
                 runner,
                 cfg,
                 f"{spec.kind} on {t.setting} from {t.domain} ({t.arch}), epoch {spec.epoch}, "
                 f"seed {t.seed}{length}",
-                checkpoint_path(t.step, spec.epoch, last),
+                checkpoint,
                 f"{t.step.key}@{spec.epoch}",
                 gan,
                 evaluators[t.seed],
@@ -376,6 +396,7 @@ def _attack_and_profile(
                 workers,
                 iterations=spec.iterations,
                 per_class=spec.per_class,
+                surrogates=surrogates,
             )
             labels = {
                 **columns,
@@ -413,6 +434,48 @@ def _attack_and_profile(
         )
 
     return run_rows, fisher_frames, profile_frames, recon_frames
+
+
+def _surrogates(
+    runner: Runner, cfg: ReproduceConfig, t: FineTuned, checkpoint: Path, device: str
+) -> list[Step]:
+    """LOMMA's surrogates of one fine-tuned model, distilled on the public data."""
+    return [
+        distill_step(
+            runner,
+            f"distil {arch} from {t.setting} ({t.arch}), seed {t.seed}",
+            checkpoint,
+            t.step.key,
+            DistillConfig(cfg.public, arch, epochs=cfg.surrogate_epochs),
+            device,
+        )
+        for arch in cfg.surrogates
+    ]
+
+
+def _plgmi_prior(
+    runner: Runner, cfg: ReproduceConfig, t: FineTuned, checkpoint: Path, where: _Where
+) -> Step:
+    """The PLG-MI GAN of one fine-tuned model: its pseudo-labels and its inversion loss."""
+    device, workers = where
+    own = _per_seed(cfg, "priors")[t.seed]
+    return gan_step(
+        runner,
+        f"PLG-MI prior on {cfg.public} (target: {t.setting}, seed {t.seed})",
+        GANConfig(
+            data=cfg.public,
+            kind="plgmi",
+            target=str(checkpoint),
+            epochs=cfg.plgmi_gan_epochs,
+            n_critic=cfg.plgmi_n_critic,
+            top_n=cfg.plgmi_top_n,
+            max_train_samples=cfg.gan_samples,
+            seed=own,
+            device=device,
+        ),
+        {"epochs": cfg.plgmi_gan_epochs, "target_step": t.step.key},
+        workers,
+    )
 
 
 def reproduce(

@@ -14,7 +14,8 @@ while the keys of CPU steps are those they had before devices existed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from fisherlab._io import write_atomic
 from fisherlab.attacks.base import AttackConfig
 from fisherlab.attacks.outputs import write_outputs
 from fisherlab.attacks.run import attack
+from fisherlab.attacks.surrogates import DistillConfig, distill
 from fisherlab.attacks.train_gan import GANConfig, keyed, save_samples, train_gan
 from fisherlab.data.sources import DataSpec
 from fisherlab.experiments.cache import Runner, Step
@@ -86,10 +88,13 @@ def attack_step(
     *,
     iterations: int | None = None,
     per_class: int | None = None,
+    surrogates: Sequence[Step] = (),
 ) -> Step:
-    """Attack (or reuse) ``target`` with GMI or KEDMI and judge it with the evaluator.
+    """Attack (or reuse) ``target`` with ``kind`` and judge it with the evaluator.
 
-    ``iterations`` and ``per_class`` override the config's (the reference-length check).
+    ``iterations`` and ``per_class`` override the config's (the
+    reference-length check); ``surrogates`` are LOMMA's distilled models
+    (:func:`distill_step`), whose feature mean is taken over ``cfg.public``.
     """
     n_classes = len(private_classes(cfg))
     config = AttackConfig(
@@ -111,7 +116,30 @@ def attack_step(
         Input(evaluator.dir / "model.pt", evaluator.key),
         device,
         workers,
+        surrogates=[Input(s.dir / "surrogate.pt", s.key) for s in surrogates],
+        public=cfg.public if surrogates else None,
     )
+
+
+def distill_step(
+    runner: Runner,
+    label: str,
+    target: Path,
+    target_key: str,
+    config: DistillConfig,
+    device: str = "cpu",
+) -> Step:
+    """Distil (or reuse) one of LOMMA's surrogates from ``target``; kept as ``surrogate.pt``."""
+    step = runner.step(
+        "distill", label, _on_device({**asdict(config), "target": target_key}, device)
+    )
+
+    def work(d: Path) -> dict[str, Any]:
+        model = distill(target, config, d / "surrogate.pt", progress=runner.progress, device=device)
+        return {"agreement": model.fisherlab_meta.metrics.get("agreement")}
+
+    runner.run(step, work)
+    return step
 
 
 @dataclass(frozen=True)
@@ -137,13 +165,20 @@ def judged_attack_step(
     evaluator: Input,
     device: str = "cpu",
     workers: int = 0,
+    *,
+    surrogates: Sequence[Input] = (),
+    public: str | None = None,
 ) -> Step:
     """Attack (or reuse) ``target`` with ``config`` and judge it with the evaluator.
 
     The step's folder holds the attack's outputs (``summary.json``,
     ``attack.csv``, ``fisher.csv``, ...); ``gan`` is ``None`` for an attack
-    without a prior.
+    without a prior. ``surrogates`` and ``public`` (LOMMA's) enter the key
+    only when given, so the keys of other attacks are unchanged.
     """
+    extra: dict[str, Any] = {}
+    if surrogates:
+        extra = {"surrogates": [s.key for s in surrogates], "public": public}
     step = runner.step(
         "attack",
         label,
@@ -153,6 +188,7 @@ def judged_attack_step(
                 "target": target.key,
                 "gan": gan.key if gan is not None else None,
                 "eval": evaluator.key,
+                **extra,
             },
             device,
         ),
@@ -168,6 +204,8 @@ def judged_attack_step(
             progress=runner.progress,
             device=device,
             workers=workers,
+            surrogates=[str(s.path) for s in surrogates],
+            public_data=public,
         )
         write_outputs(outcome, d)
         return {k: v for k, v in outcome.summary.items() if k != "config"}

@@ -4,7 +4,8 @@
 reconstruction), ``attack_fisher``, ``profiles``, ``layer_fisher`` (per-layer
 shares of the fully fine-tuned models), ``second_arch_fisher`` (the same for
 the second architecture), ``defense_fisher``, ``recommendations`` (the
-planner per seed), ``planner_validation``, ``planner_baselines`` (C5),
+planner per seed), ``recommendations_by_attack`` (the planner on each attack's Fisher),
+``planner_validation``, ``planner_baselines`` (C5),
 ``aggregation_sensitivity`` (C1 and the planner's picks under every way of
 combining an attack's recorded steps), ``reference_length``, ``claims`` and
 ``steps``: :func:`assemble_tables`.
@@ -37,6 +38,7 @@ TABLE_NAMES = (
     "defense_fisher",
     "defense_tuning",
     "recommendations",
+    "recommendations_by_attack",
     "planner_validation",
     "planner_baselines",
     "aggregation_sensitivity",
@@ -82,6 +84,7 @@ def assemble_tables(
     if cfg.compare_defenses:
         tables["defense_fisher"] = _defense_fisher(tables, main_domain, cfg.arch)
     tables["recommendations"] = _recommendations(tables, cfg, main_domain)
+    tables["recommendations_by_attack"] = _recommendations_by_attack(tables, cfg, main_domain)
     tables["planner_validation"] = planner_validation(
         tables["runs"], tables["recommendations"], main_domain
     )
@@ -158,19 +161,41 @@ def _layer_fisher(
     return shares.assign(arch=arch)
 
 
+def _recommendations_by_attack(
+    tables: dict[str, pd.DataFrame], cfg: ReproduceConfig, domain: str
+) -> pd.DataFrame:
+    """The planner's pick per seed and attack: does the boundary change with the attack?
+
+    One row per (seed, attack) whose Fisher was recorded along the fully
+    fine-tuned model: the boundary, its score and the explanation.
+    """
+    fish = tables["attack_fisher"]
+    rows = []
+    for attack in fish["attack"].unique():
+        recs = _recommendations(tables, cfg, domain, attack=attack)
+        if recs.empty:
+            continue
+        firsts = recs.groupby("seed").first().reset_index()
+        rows.append(firsts[["seed", "pick", "explanation"]].assign(attack=attack))
+    if not rows:
+        return pd.DataFrame(columns=["seed", "attack", "pick", "explanation"])
+    return pd.concat(rows, ignore_index=True)[["seed", "attack", "pick", "explanation"]]
+
+
 def _recommendations(
     tables: dict[str, pd.DataFrame],
     cfg: ReproduceConfig,
     domain: str,
     aggregate: str = "shares",
+    attack: str = "gmi",
 ) -> pd.DataFrame:
-    """The planner's table per seed, from the full fine-tune's GMI and classification Fisher."""
+    """The planner's table per seed: the full fine-tune's ``attack`` and classification Fisher."""
     prof, fish = tables["profiles"], tables["attack_fisher"]
     rows = []
     for seed in cfg.seeds:
         cls = prof[_full_rows(prof, domain, cfg.arch) & (prof["seed"] == seed)]
         inv = fish[
-            _full_rows(fish, domain, cfg.arch) & (fish["seed"] == seed) & (fish["attack"] == "gmi")
+            _full_rows(fish, domain, cfg.arch) & (fish["seed"] == seed) & (fish["attack"] == attack)
         ]
         if cls.empty or inv.empty:
             continue

@@ -15,7 +15,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fisherlab.attacks import AttackConfig, FisherRecorder, GANPrior
+from fisherlab.attacks import (
+    AttackConfig,
+    FisherRecorder,
+    GANConfig,
+    GANPrior,
+    attack,
+    load_gan,
+    train_gan,
+)
 from fisherlab.attacks.augment import PLGMI_AUGMENT, AugmentPolicy, augment
 from fisherlab.attacks.gan import (
     Z_DIM,
@@ -33,8 +41,11 @@ from fisherlab.attacks.identity import (
 from fisherlab.attacks.lomma import run_lomma_gmi, run_lomma_kedmi
 from fisherlab.attacks.method import class_labels
 from fisherlab.attacks.plgmi import run_plgmi
+from fisherlab.attacks.pseudo_labels import top_n_pseudo_labels
+from fisherlab.attacks.surrogates import DistillConfig, distill
 from fisherlab.data import InputSpec
-from fisherlab.models import build_model, layers, model_meta
+from fisherlab.errors import FisherlabError
+from fisherlab.models import build_model, layers, load_model, model_meta, save_model
 
 SPEC = InputSpec(1, 28, (0.5,), (0.5,))
 CLASSES = (0, 2)
@@ -202,3 +213,82 @@ def test_augment_is_per_image_and_the_identity_when_it_draws_nothing():
     b = augment(changed, PLGMI_AUGMENT, torch.Generator().manual_seed(2))
     assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2]) and not torch.equal(a[1], b[1])
     assert not torch.allclose(a, images, atol=1e-3)  # it does augment
+
+
+def test_bad_inputs_are_refused_before_work():
+    target, aug = _model("target_cnn", 0), _augmentation()
+    common = dict(classes=CLASSES, per_class=1, iterations=1, restarts=1)
+    with pytest.raises(FisherlabError, match="give --surrogates"):
+        attack(target, _prior("gmi"), attack="lomma-gmi", **common)
+    with pytest.raises(FisherlabError, match="uses no surrogates"):
+        attack(target, _prior("gmi"), attack="gmi", surrogates=aug.surrogates, **common)
+    with pytest.raises(FisherlabError, match="class-conditional plgmi GAN, got an uncond"):
+        attack(target, _prior("gmi"), attack="plgmi", **common)
+    with pytest.raises(FisherlabError, match="unconditional gmi GAN, got a class-conditional"):
+        attack(target, _prior("plgmi"), attack="gmi", **common)
+    other = _prior("plgmi")
+    other.generator = ConditionalGenerator(N_CLASSES + 1).eval()
+    with pytest.raises(FisherlabError, match="trained for 4 classes and the target has 3"):
+        attack(target, other, attack="plgmi", **common)
+    big = build_model("lenet5", N_CLASSES, image_size=32).eval()
+    model_meta(big).input_spec = InputSpec(1, 32, (0.5,), (0.5,))
+    with pytest.raises(FisherlabError, match="surrogate 2 takes 1x32x32 images"):
+        attack(
+            target, _prior("gmi"), attack="lomma-gmi", surrogates=[aug.surrogates[0], big], **common
+        )
+    wide = _model("mlp", 0)
+    wide.head = torch.nn.Linear(256, 7)
+    with pytest.raises(FisherlabError, match="surrogate 1 has .7,. outputs"):
+        attack(target, _prior("gmi"), attack="lomma-gmi", surrogates=[wide], **common)
+
+
+def test_pseudo_labels_are_each_classs_top_n_by_a_loop():
+    probs = torch.softmax(torch.randn(40, 4, generator=torch.Generator().manual_seed(0)), 1)
+    rows, labels = top_n_pseudo_labels(probs, 5)
+    for c in range(4):
+        by_loop = sorted(range(40), key=lambda i: -float(probs[i, c]))[:5]
+        assert sorted(rows[labels == c].tolist()) == sorted(by_loop)
+    with pytest.raises(FisherlabError, match="at least 2"):
+        top_n_pseudo_labels(torch.ones(10, 1), 3)
+    with pytest.raises(FisherlabError, match="--top-n 50 needs at least that many"):
+        top_n_pseudo_labels(probs, 50)
+
+
+def test_plgmi_prior_trains_resumes_and_is_refused_without_a_target(target, tmp_path):
+    with pytest.raises(FisherlabError, match="give --target"):
+        GANConfig(data="mnist5k:5-9", kind="plgmi")
+    base = dict(
+        data="mnist5k:5-9", kind="plgmi", target=str(target), max_train_samples=256, top_n=40,
+        batch_size=32,
+    )  # fmt: skip
+    out = tmp_path / "p.pt"
+    first = train_gan(GANConfig(epochs=1, **base), out, progress=False)
+    assert first.conditional and first.num_classes == 5 and first.epoch == 1
+    w1 = first.generator.fc.weight.detach().clone()
+    second = train_gan(GANConfig(epochs=2, **base), out, progress=False)
+    assert second.epoch == 2 and not torch.equal(second.generator.fc.weight, w1)
+    assert load_gan(out).kind == "plgmi" and (tmp_path / "p.samples.png").is_file()
+    with pytest.raises(FisherlabError, match="--top-n 300 needs at least that many"):
+        train_gan(GANConfig(epochs=1, **{**base, "top_n": 300}), tmp_path / "q.pt")
+    # PLG-MI's settings stay out of the other kinds' keys
+    gmi = GANConfig(data="mnist5k:5-9")
+    assert gmi.key() == GANConfig(data="mnist5k:5-9", top_n=7, inversion_weight=1.0).key()
+
+
+def test_distilled_surrogate_agrees_with_the_target_and_is_reused(target, tmp_path):
+    config = DistillConfig("mnist5k:5-9", "mlp", epochs=2)
+    out = tmp_path / "s.pt"
+    student = distill(target, config, out, progress=False)
+    meta = model_meta(student)
+    assert meta.arch == "mlp" and meta.input_spec == model_meta(load_model(target)).input_spec
+    assert meta.metrics["agreement"] > 0.5  # far above the 0.2 of a random 5-class guess
+    again = distill(target, config, out, progress=False)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.state_dict().values(), student.state_dict().values(), strict=True)
+    )
+    small = build_model("target_cnn", 5, image_size=8).eval()
+    save_model(small, tmp_path / "small.pt", input_spec=InputSpec(1, 8, (0.5,), (0.5,)),
+               class_names=list("01234"))  # fmt: skip
+    with pytest.raises(FisherlabError, match="lenet5 does not take the target's 1x8x8 input"):
+        distill(tmp_path / "small.pt", DistillConfig("mnist5k:5-9", "lenet5"), progress=False)
