@@ -50,7 +50,7 @@ from fisherlab.attacks.identity import ModelAugmentation, feature_mean
 from fisherlab.attacks.outputs import read_reconstructions
 from fisherlab.attacks.recorder import FisherRecorder
 from fisherlab.attacks.registry import attack_method
-from fisherlab.attacks.train_gan import GANPrior, load_gan
+from fisherlab.attacks.train_gan import CONDITIONAL_KINDS, GANPrior, load_gan
 from fisherlab.data.datasets import load_dataset
 from fisherlab.data.specs import InputSpec
 from fisherlab.data.subsets import capped_rows
@@ -179,11 +179,13 @@ def _check(target, spec, prior, eval_model, config, private_data) -> int:
                 f"the target takes {spec.channels}x{spec.size}x{spec.size}"
             )
         if prior.kind != needed:
-            what = {True: "a class-conditional", False: "an unconditional"}
+            wants = needed in CONDITIONAL_KINDS
+            what = {True: "a class-conditional ", False: "an unconditional "}
+            differ = wants != prior.conditional
             raise FisherlabError(
-                f"the {config.attack} attack needs {what[needed == 'plgmi']} {needed} GAN, got "
-                f"{what[prior.conditional]} {prior.kind} one (fisherlab train-gan --kind "
-                f"{needed})"
+                f"the {config.attack} attack needs {what[wants] if differ else 'a '}{needed} "
+                f"GAN, got {what[prior.conditional] if differ else 'a '}{prior.kind} one "
+                f"(fisherlab train-gan --kind {needed})"
             )
         if prior.conditional and prior.num_classes != n_classes:
             raise FisherlabError(

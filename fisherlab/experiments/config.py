@@ -159,7 +159,7 @@ class ReproduceConfig:
     strong_boundaries: tuple[int, ...] | None = None
     surrogates: tuple[str, ...] = ("lenet5", "mlp", "vit_small")
     surrogate_epochs: int = 20
-    plgmi_gan_epochs: int = 100
+    plgmi_gan_epochs: int = 150
     plgmi_top_n: int = 200
     plgmi_n_critic: int = 1
 
@@ -278,7 +278,7 @@ PRESETS["smoke"] = replace(
     second_arch="eval_cnn",  # plumbing only: a second architecture that trains in seconds
     reference_iterations=20,
     reference_per_class=2,  # not per_class: its attacks are steps of their own
-    strong_boundaries=(0, 4),
+    strong_boundaries=(0, 5),
     surrogates=("mlp",),
     surrogate_epochs=1,
     plgmi_gan_epochs=1,

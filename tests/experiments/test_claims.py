@@ -86,7 +86,18 @@ def test_planner_pick_and_front_recomputed_independently(reproduced):
 def test_claims_trace_back_to_the_runs(reproduced):
     claims = read(reproduced, "claims").set_index("claim")
     second = PRESETS["smoke"].second_arch
-    assert list(claims.index) == ["C1", f"C1 ({second})", "C2", "C3", "C4", "C5", "C6a", "C6b"]
+    assert list(claims.index) == [
+        "C1",
+        f"C1 ({second})",
+        "C2",
+        "C3",
+        "C4",
+        "C5",
+        "C6a",
+        "C6b",
+        "C7 (lomma-gmi)",
+        "C7 (plgmi)",
+    ]
     runs = read(reproduced, "runs")
     # C4: top-1 with the first layers trained minus with the middle ones
     fvm = runs[runs["experiments"].str.contains("first_vs_middle")].set_index("setting")
@@ -278,3 +289,43 @@ def test_c6_on_a_hand_made_runs_table():
     assert by_hand_b == pytest.approx([0.10, 0.05], abs=1e-12)
     # C1 on the same tables: depth 0.8 - 0.3 in both seeds
     assert json.loads(claims.loc["C1", "values"]) == pytest.approx([0.5, 0.5], abs=1e-6)
+
+
+def test_c7_on_a_hand_made_sweep_with_stronger_attacks():
+    """Three seeds whose planner picks b=2, b=1, b=2; PLG-MI's numbers chosen by hand."""
+    sweeps = {  # natural accuracy, (GMI, PLG-MI) top-1 per boundary 0..2
+        0: [(0.99, 0.8, 0.9), (0.99, 0.7, 0.8), (0.98, 0.5, 0.6)],
+        1: [(0.99, 0.7, 0.9), (0.98, 0.5, 0.7), (0.97, 0.4, 0.5)],
+        2: [(0.98, 0.9, 1.0), (0.98, 0.8, 0.9), (0.97, 0.6, 0.7)],
+    }
+    picks = {0: 2, 1: 1, 2: 2}
+    runs = pd.DataFrame(
+        [
+            _run("boundary_sweep", f"b={b}", b, seed, nat, atk, attack=attack)
+            for seed, pts in sweeps.items()
+            for b, (nat, gmi, plgmi) in enumerate(pts)
+            for attack, atk in (("gmi", gmi), ("plgmi", plgmi))
+        ]
+    )
+    recommendations = pd.DataFrame([{"seed": s, "pick": p} for s, p in picks.items()])
+    by_attack = pd.DataFrame(
+        [{"seed": s, "attack": "gmi", "pick": p} for s, p in picks.items()]
+        + [{"seed": s, "attack": "plgmi", "pick": 1} for s in picks]
+    )
+    tables = {
+        "runs": runs,
+        "reconstructions": _reconstructions(runs, 100),
+        "layer_fisher": pd.DataFrame(),
+        "planner_validation": pd.DataFrame(),
+        "planner_baselines": pd.DataFrame(),
+        "recommendations": recommendations,
+        "recommendations_by_attack": by_attack,
+    }
+    claims = assess_claims(tables, "fashion", [], 5).set_index("claim")
+    c7 = claims.loc["C7 (plgmi)"]
+    # per seed: PLG-MI top-1 at b=0 minus at the pick: 0.9-0.6, 0.9-0.7, 1.0-0.7
+    assert json.loads(c7["values"]) == pytest.approx([0.3, 0.2, 0.3], abs=1e-6)
+    assert c7["effect"] == pytest.approx(0.8 / 3, abs=1e-9)
+    assert c7["n_seeds"] == 3 and c7["verdict"] == "holds"
+    assert "differs in 2 of 3 seeds" in c7["ours"]  # its own Fisher picks b=1 everywhere
+    assert "C7 (lomma-gmi)" not in claims.index  # not run: no row

@@ -34,6 +34,7 @@ TABLES = [
     "profiles",
     "layer_fisher",
     "recommendations",
+    "recommendations_by_attack",
     "planner_validation",
     "planner_baselines",
     "aggregation_sensitivity",
@@ -93,12 +94,25 @@ def test_runs_cover_every_experiment(reproduced):
         "first": "0,1,5",
         "middle": "2,3,5",
     }
-    assert set(runs["attack"]) == {"gmi", "kedmi"}
+    assert set(runs["attack"]) == {"gmi", "kedmi", "lomma-gmi", "plgmi"}
+    strong = runs[runs["attack"].isin(["lomma-gmi", "plgmi"])]
+    smoke = PRESETS["smoke"]
+    assert set(strong["boundary"]) == set(smoke.strong_boundaries) and strong["final"].all()
+    fisher = read(reproduced, "attack_fisher")
+    losses = fisher.groupby("attack")["identity_loss"].unique().map(list).to_dict()
+    assert losses == {
+        "gmi": ["cross-entropy"],
+        "kedmi": ["cross-entropy"],
+        "lomma-gmi": ["lomma"],
+        "plgmi": ["max-margin"],
+    }
+    picks = read(reproduced, "recommendations_by_attack")
+    assert set(picks["attack"]) == {"gmi", "kedmi", "lomma-gmi", "plgmi"}
     for col in ["natural_accuracy", "attack_accuracy_top1"]:
         assert runs[col].between(0, 1).all(), col
     # 5 private classes: top-5 would be 1.0 whatever the attack did, so it is left empty
     assert runs["attack_accuracy_top5"].isna().all()
-    smoke, checked = PRESETS["smoke"], runs["experiments"] == "reference_length"
+    checked = runs["experiments"] == "reference_length"
     assert (runs.loc[~checked, "fd_eval_n"] == 5 * smoke.per_class).all()
     assert (runs.loc[checked, "fd_eval_n"] == 5 * smoke.reference_per_class).all()
 
