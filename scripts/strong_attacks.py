@@ -28,8 +28,8 @@ import pandas as pd
 from fisherlab._io import write_atomic, write_json
 from fisherlab.attacks import SUMMARY_METRICS as METRICS
 from fisherlab.attacks import attack, load_gan, write_outputs
-from fisherlab.models import load_model, model_meta
 from fisherlab.experiments.statistics import paired_difference
+from fisherlab.models import load_model, model_meta
 
 PAIRS = [
     ("lomma-gmi", "gmi"),

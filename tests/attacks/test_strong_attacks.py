@@ -238,7 +238,7 @@ def test_bad_inputs_are_refused_before_work():
         )
     wide = _model("mlp", 0)
     wide.head = torch.nn.Linear(256, 7)
-    with pytest.raises(FisherlabError, match="surrogate 1 has .7,. outputs"):
+    with pytest.raises(FisherlabError, match=r"surrogate 1 has \(7,\) outputs"):
         attack(target, _prior("gmi"), attack="lomma-gmi", surrogates=[wide], **common)
 
 
