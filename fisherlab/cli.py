@@ -1211,7 +1211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--surrogates",
         nargs="+",
         metavar="FILE.pt",
-        help="lomma-*: surrogates distilled from the target (fisherlab distill)",
+        help="lomma-*: surrogates distilled from the target (fisherlab distill; default: none)",
     )
     p.add_argument(
         "--public-data",

@@ -398,3 +398,58 @@ def test_model_spec_errors_are_one_line(tmp_path, monkeypatch, args, message):
     proc = run(*args)
     assert_one_line_error(proc, 2 if "JSON" in message else 1, message)
     assert not (tmp_path / "o").exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_distill_plgmi_and_lomma_through_the_cli(finetuned, tmp_path):
+    """``distill`` then ``attack --attack lomma-gmi``; ``train-gan --kind plgmi`` then ``plgmi``."""
+    surrogate = tmp_path / "s.pt"
+    proc = run(
+        "distill", str(finetuned), "--public", "mnist5k:5-9", "--arch", "mlp", "lenet5",
+        "--epochs", "1", "--quiet", "--out", str(surrogate),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    made = [tmp_path / "s.mlp.pt", tmp_path / "s.lenet5.pt"]
+    assert all(p.is_file() for p in made) and "agreement" in proc.stdout
+    gmi_gan, plgmi_gan = tmp_path / "g.pt", tmp_path / "p.pt"
+    for kind, out in (("gmi", gmi_gan), ("plgmi", plgmi_gan)):
+        proc = run(
+            "train-gan", "--data", "mnist5k:5-9", "--kind", kind, "--target", str(finetuned),
+            "--epochs", "1", "--max-train-samples", "256", "--top-n", "30", "--quiet",
+            "--out", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    common = ["--classes", "0-1", "--per-class", "2", "--iterations", "2", "--restarts", "1"]
+    common += ["--fisher-every", "1", "--quiet"]
+    proc = run(
+        "attack", str(finetuned), "--attack", "lomma-gmi", "--generator", str(gmi_gan),
+        "--surrogates", *map(str, made), *common, "--out", str(tmp_path / "lomma"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "lomma" / "summary.json").read_text())
+    assert summary["identity_loss"] == "lomma" and len(summary["surrogates"]) == 2
+    assert summary["config"]["feature_weight"] == 1.0 and "views" not in summary["config"]
+    proc = run(
+        "attack", str(finetuned), "--attack", "plgmi", "--generator", str(plgmi_gan), *common,
+        "--out", str(tmp_path / "plgmi"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fisher = pd.read_csv(tmp_path / "plgmi" / "fisher.csv")
+    assert set(fisher["identity_loss"]) == {"max-margin"} and set(fisher["n_samples"]) == {8}
+    # wrong pairings: one line each, nothing written
+    wrong = [
+        (["--attack", "plgmi", "--generator", str(gmi_gan)], "class-conditional plgmi GAN"),
+        (["--attack", "gmi", "--generator", str(plgmi_gan)], "unconditional gmi GAN"),
+        (["--attack", "lomma-gmi", "--generator", str(gmi_gan)], "give --surrogates"),
+        (
+            ["--attack", "lomma-gmi", "--generator", str(gmi_gan), "--surrogates", "nope.pt"],
+            "surrogate nope.pt does not exist",
+        ),
+    ]
+    for args, message in wrong:
+        proc = run("attack", str(finetuned), *args, *common, "--out", str(tmp_path / "bad"))
+        assert_one_line_error(proc, 1, message)
+        assert not (tmp_path / "bad").exists()
+    proc = run(
+        "train-gan", "--data", "mnist5k:5-9", "--kind", "plgmi", "--out", str(tmp_path / "x.pt")
+    )
+    assert_one_line_error(proc, 1, "give --target")
