@@ -1,11 +1,13 @@
 """Overhead of recording the Fisher at every attack iteration, side by side.
 
-Runs the same GMI attack (same target, GAN prior, seed) with and without
-``fisher_every=1``, alternating, and prints the median wall time of each and
-their ratio, plus peak resident-memory growth of each in a subprocess.
-Target on the 2-core CPU: ratio <= 1.5.
+Runs the same attack (same target, GAN prior, seed; GMI by default) with and
+without ``fisher_every=1``, alternating, and prints the median wall time of
+each and their ratio, plus peak resident-memory growth of each in a
+subprocess. Target on the 2-core CPU: ratio <= 1.5 (GMI's bound; the other
+attacks are held to the same).
 
 Usage: python benchmarks/attack_overhead.py TARGET.pt GAN.pt [--iterations 50] [--device cuda]
+    [--attack lomma-gmi --surrogates S1.pt S2.pt ...] [--attack plgmi] (GAN.pt of the attack's kind)
 (on a GPU, memory is the peak of CUDA's allocator; --amp bf16|fp16 runs the prior in it)
 """
 
@@ -29,12 +31,15 @@ def one_run(
     per_class: int,
     device: str = "cpu",
     amp: str | None = None,
+    kind: str = "gmi",
+    surrogates: tuple[str, ...] = (),
 ) -> float:
     start = time.perf_counter()
     attack(
         target,
         gan,
-        attack="gmi",
+        attack=kind,
+        surrogates=surrogates,
         classes=(0, 1, 2, 3, 4),
         per_class=per_class,
         iterations=iterations,
@@ -55,12 +60,19 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--attack", default="gmi", help="the attack (GAN.pt of its kind)")
+    parser.add_argument("--surrogates", nargs="*", default=[], help="LOMMA's surrogates")
     parser.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision (CUDA)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    where = {"device": args.device, "amp": args.amp}
+    where = {
+        "device": args.device,
+        "amp": args.amp,
+        "kind": args.attack,
+        "surrogates": tuple(args.surrogates),
+    }
     if args.memory_child is not None:
         from _memory import peak_growth_mib
 
@@ -104,6 +116,9 @@ def main() -> None:
                 str(every),
                 "--device",
                 args.device,
+                "--attack",
+                args.attack,
+                *(["--surrogates", *args.surrogates] if args.surrogates else []),
                 *(["--amp", args.amp] if args.amp else []),
             ],
             capture_output=True,
@@ -116,7 +131,7 @@ def main() -> None:
     memory = "peak CUDA memory" if args.device.startswith("cuda") else "peak RSS growth"
     amp = f", amp {args.amp}" if args.amp else ""
     print(
-        f"GMI, {n} latents, {args.iterations} iterations, median of {args.repeats}, "
+        f"{args.attack}, {n} latents, {args.iterations} iterations, median of {args.repeats}, "
         f"{args.device}{amp}"
     )
     print(f"without Fisher      {plain:7.2f} s   {memory} {mem[0]:6.0f} MiB")
@@ -126,6 +141,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(
                 {
+                    "attack": args.attack,
                     "latents": n,
                     "iterations": args.iterations,
                     "device": args.device,

@@ -22,6 +22,8 @@ SIZES = {
     "vgg16_bn_small": 32,
     "resnet18_cifar": 32,
     "vit_small": 28,
+    "lenet5": 28,
+    "mlp": 28,
 }
 
 
@@ -59,6 +61,8 @@ def test_expected_groupings():
         "layernorm",
         "linear",
     ]
+    assert kinds("lenet5") == ["conv"] * 2 + ["linear"] * 3
+    assert kinds("mlp") == ["linear"] * 3
     res = layer_map(build_model("resnet18_cifar", 5, image_size=32))
     assert res.loc[0, "modules"] == "conv1;bn1"
     assert res.loc[3, "modules"] == "layer2.0"  # includes its downsample shortcut
