@@ -54,7 +54,7 @@ from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments import PRESETS, compare_runs, reproduce
 from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
-from fisherlab.loop import DefendConfig, defend
+from fisherlab.loop import DEFEND_ATTACKS, DefendConfig, defend
 from fisherlab.models import available as available_architectures
 from fisherlab.models import layer_map, load_model, parse_layer_selection, save_model
 from fisherlab.models.meta import ModelMeta
@@ -1441,7 +1441,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="quick settings: minutes on a CPU, wide intervals"
     )
     p.add_argument(
-        "--attack", choices=attack_names(), help=f"the attack (default: {DefendConfig.attack})"
+        "--attack",
+        choices=list(DEFEND_ATTACKS),
+        help=f"the attack (default: {DefendConfig.attack})",
     )
     p.add_argument(
         "--generator",

@@ -102,6 +102,10 @@ REPORT_FILES = (
 """What :func:`defend` writes into ``OUT`` besides ``steps/``, the manifest last."""
 
 
+DEFEND_ATTACKS = ("gmi", "kedmi", "whitebox")
+"""The attacks :func:`defend` runs: their prior (if any) is trained once, on the reference."""
+
+
 @dataclass(frozen=True)
 class DefendConfig:
     """The settings of :func:`defend` (defaults: the reproduction's default preset).
@@ -155,6 +159,12 @@ class DefendConfig:
     def __post_init__(self) -> None:
         if self.attack not in ATTACKS:
             raise FisherlabError(f"unknown attack {self.attack!r}: expected one of {list(ATTACKS)}")
+        if self.attack not in DEFEND_ATTACKS:
+            raise FisherlabError(
+                f"defend runs {', '.join(DEFEND_ATTACKS)}: {self.attack} needs surrogates or a GAN "
+                "of its own for every attacked model; run it by hand (fisherlab distill, "
+                "train-gan --kind plgmi, attack) or in fisherlab reproduce"
+            )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise FisherlabError(f"give one or more distinct attack seeds, got {self.seeds}")
         if self.fisher_every < 1 or self.fisher_every > self.iterations:

@@ -99,6 +99,15 @@ def test_bad_settings_are_refused_before_any_step(pretrained, tmp_path):
             out=tmp_path / "x",
             compare_boundaries=(9,),
         )
+    for attack in ("lomma-gmi", "plgmi"):  # surrogates or a GAN per attacked model: refused
+        with pytest.raises(FisherlabError, match=f"defend runs gmi, kedmi, whitebox: {attack}"):
+            defend(
+                pretrained,
+                private="mnist5k:0-4",
+                public="mnist5k:5-9",
+                out=tmp_path / "x",
+                attack=attack,
+            )
     assert not (tmp_path / "x").exists()
 
 
