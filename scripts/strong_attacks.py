@@ -43,7 +43,23 @@ PAIRS = [
 
 def _run(args, kind: str, gan: str, seed: int, out: Path) -> dict:
     folder = out / f"{kind}_seed{seed}"
-    if not (folder / "summary.json").is_file():
+    inputs = {
+        "target": args.target,
+        "eval_model": args.eval_model,
+        "gan": gan,
+        "surrogates": list(args.surrogates) if kind.startswith("lomma") else [],
+        "iterations": args.iterations,
+        "restarts": args.restarts,
+        "per_class": args.per_class,
+        "fisher_every": args.fisher_every,
+        "private_data": args.private_data,
+    }
+    done = folder / "summary.json"
+    if done.is_file():
+        saved = folder / "inputs.json"
+        if not saved.is_file() or json.loads(saved.read_text()) != inputs:
+            raise SystemExit(f"{folder} holds a run of other inputs: choose another --out")
+    else:
         outcome = attack(
             args.target,
             gan,
@@ -60,6 +76,7 @@ def _run(args, kind: str, gan: str, seed: int, out: Path) -> dict:
             progress=True,
         )
         write_outputs(outcome, folder)
+        write_json(folder / "inputs.json", inputs)
     summary = json.loads((folder / "summary.json").read_text())
     rows = pd.read_csv(folder / "attack.csv").assign(attack=kind, seed=seed)
     return {

@@ -136,10 +136,13 @@ class IdentityTerm:
         if self.loss is IdentityLoss.MAX_MARGIN:
             return max_margin(logits, labels), logits
         aug = self.augmentation
-        assert aug is not None and features is not None
+        assert aug is not None
         total = negative_logit(logits, labels)
         for model, spec in zip(aug.surrogates, self.surrogate_specs, strict=True):
             total = total + negative_logit(model(spec.normalize(pixels)), labels)
+        if aug.feature_weight == 0:
+            return total / self.n_models, logits
+        assert features is not None
         reg = feature_regulariser(features, aug.feature_mean)
         return total / self.n_models + aug.feature_weight * reg, logits
 
@@ -160,6 +163,8 @@ class IdentityTerm:
         m, weight, mean = self.n_models, aug.feature_weight, aug.feature_mean
 
         def lomma(logits: Tensor, labels: Tensor, features: Tensor | None) -> Tensor:
+            if weight == 0:
+                return negative_logit(logits, labels) / m
             assert features is not None
             reg = feature_regulariser(features, mean)
             return negative_logit(logits, labels) / m + weight * reg

@@ -118,7 +118,10 @@ class FisherRecorder:
             raise FisherlabError("the LOMMA loss needs surrogates and a feature mean")
         net = self.network(example)
         captured: list[Tensor] = []
-        if loss is IdentityLoss.LOMMA:
+        uses_features = loss is IdentityLoss.LOMMA and bool(
+            augmentation is not None and augmentation.feature_weight > 0
+        )
+        if uses_features:
             modules = dict(self.engine.fast_model(self.spec.normalize(example)).named_modules())
             if self.head not in modules:
                 raise FisherlabError(
@@ -140,7 +143,7 @@ class FisherRecorder:
         term = IdentityTerm(loss, run, self.spec, augmentation, specs)
         self.loss_name = loss.value
         self.recorded_loss = None if loss is IdentityLoss.CROSS_ENTROPY else term.recorded()
-        self.uses_features = loss is IdentityLoss.LOMMA
+        self.uses_features = uses_features
         return term
 
     def network(self, example: Tensor) -> Callable[[Tensor], Tensor]:

@@ -152,8 +152,6 @@ def _augmentation(
         pixels = torch.stack([data[int(r)][0] for r in rows])
     head = dict(target.named_modules())[layers(target)[-1].name]
     mean = feature_mean(target, head, pixels.to(model_device(target)))
-    for model in surrogates:
-        model.eval().requires_grad_(False)
     return ModelAugmentation(tuple(surrogates), mean, config.feature_weight)
 
 
@@ -286,19 +284,24 @@ def attack(
     judge = _on(_model(eval_model, trust_pickle), chosen, not isinstance(eval_model, nn.Module))
     n_classes = _check(target_model, spec, prior, judge, config, private_data)
     method = attack_method(config.attack)
+    # a caller's surrogates are copied: they are put in eval mode and frozen here
     helpers = [
-        _on(_model(m, trust_pickle), chosen, not isinstance(m, nn.Module)) for m in surrogates
+        (copy.deepcopy(m) if isinstance(m, nn.Module) else _model(m, trust_pickle)).to(chosen)
+        for m in surrogates
     ]
+    for helper in helpers:
+        helper.eval().requires_grad_(False)
     _check_surrogates(helpers, method, spec, n_classes)
     target_model.eval()
+    if prior is not None:
+        prior.generator.requires_grad_(False)
+        prior.discriminator.requires_grad_(False)
+    # before LOMMA's feature mean: it refuses a target it cannot record (e.g. TorchScript)
+    recorder = FisherRecorder(target_model, spec, config.fisher_every, config.fisher_samples)
     augmentation = None
     if method.needs_surrogates():
         public = public_data or (prior.config.get("data") if prior is not None else None)
         augmentation = _augmentation(target_model, spec, helpers, public, config)
-    if prior is not None:
-        prior.generator.requires_grad_(False)
-        prior.discriminator.requires_grad_(False)
-    recorder = FisherRecorder(target_model, spec, config.fisher_every, config.fisher_samples)
     total = config.restarts * config.iterations
     bar = tqdm(total=total, disable=None if progress else True, unit="it", desc=config.attack)
     result = method.run(target_model, spec, prior, config, recorder, bar.update, augmentation)

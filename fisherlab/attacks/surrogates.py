@@ -23,6 +23,7 @@ surrogate of the same config at once, so the reproduction's steps and
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -147,7 +148,7 @@ def distill(
     """
     chosen = resolve_device(device)
     if isinstance(target, nn.Module):
-        teacher, digest = target, None
+        teacher, digest = copy.deepcopy(target), None  # the caller's model keeps its mode
     else:
         teacher = load_model(target, trust_pickle=trust_pickle)
         digest = checkpoint_digest(target)
@@ -160,7 +161,6 @@ def distill(
         )
     public = load_dataset(config.public, input_spec=spec)
     x, _ = public.train.tensors()
-    was_training = teacher.training
     teacher.eval()
     teacher_device = model_device(teacher)
     with torch.no_grad():
@@ -173,7 +173,6 @@ def distill(
     if out is not None and digest is not None and Path(out).is_file():
         saved = load_model(out)
         if (model_meta(saved).train_config or {}).get("key") == key:
-            teacher.train(was_training)
             return saved.eval()
     torch.manual_seed(config.seed)
     student = build_model(config.arch, n_classes, spec.channels, spec.size).to(chosen)
@@ -202,7 +201,6 @@ def distill(
             bar.update(1)
     bar.close()
     student.eval().cpu()
-    teacher.train(was_training)
     agreement = _agreement(teacher, student, public.test.tensors()[0])
     student.fisherlab_meta.class_names = meta.class_names
     student.fisherlab_meta.input_spec = spec

@@ -508,6 +508,16 @@ def train_gan(
     gen = torch.Generator().manual_seed(config.seed * 7919 + start_epoch)
     n = pixels.shape[0]
     steps = n // config.batch_size
+    if steps == 0:
+        what = (
+            f"--top-n {config.top_n} x {num_classes} classes gives"
+            if config.kind == "plgmi"
+            else "there are"
+        )
+        raise FisherlabError(
+            f"{what} {n} training images, fewer than --batch-size {config.batch_size}: no "
+            "step would train; lower --batch-size or use more images"
+        )
     bar = tqdm(
         total=(config.epochs - start_epoch) * steps,
         disable=None if progress else True,

@@ -616,10 +616,10 @@ def _c7(
     gmi = paired_difference(
         labelled(recon, "gmi").loc[lambda f: f["seed"].isin(seeds)], "role", ("full", "planner")
     )
-    summary = labelled(runs, attack)
+    summary = labelled(runs, attack).loc[lambda f: f["seed"].isin(seeds)]
     top = summary.groupby("role")["attack_accuracy_top1"].apply(list)
-    natural = summary.groupby("role")["natural_accuracy"].apply(list)
-    cost = [f - p for f, p in zip(natural["full"], natural["planner"], strict=False)]
+    natural = summary.pivot_table(index="seed", columns="role", values="natural_accuracy")
+    cost = (natural["full"] - natural["planner"]).tolist()
     changed = ""
     if not by_attack.empty:
         table = by_attack.pivot_table(index="seed", columns="attack", values="pick")

@@ -292,3 +292,45 @@ def test_distilled_surrogate_agrees_with_the_target_and_is_reused(target, tmp_pa
                class_names=list("01234"))  # fmt: skip
     with pytest.raises(FisherlabError, match="lenet5 does not take the target's 1x8x8 input"):
         distill(tmp_path / "small.pt", DistillConfig("mnist5k:5-9", "lenet5"), progress=False)
+
+
+def test_lomma_without_its_regulariser_records_the_averaged_logit_loss_alone():
+    target, aug = _model("target_cnn", 0), _augmentation()
+    aug.feature_weight = 0.0
+    prior = _prior("gmi")
+    config = AttackConfig(
+        attack="lomma-gmi", classes=CLASSES, per_class=2, iterations=1, restarts=1, seed=3,
+        fisher_every=1, feature_weight=0.0,
+    )  # fmt: skip
+    recorder = FisherRecorder(target, SPEC, 1, None)
+    result = run_lomma_gmi(target, SPEC, prior, config, recorder, augmentation=aug)
+    labels = class_labels(CLASSES, 2)
+    z = torch.randn(len(labels), Z_DIM, generator=torch.Generator().manual_seed(3)).clamp_(-1, 1)
+    with torch.no_grad():
+        pixels = prior.generator(z)
+    m = 1 + len(aug.surrogates)
+    expected = _loop_traces(
+        target, pixels, labels, lambda out, y, f: -out[torch.arange(len(y)), y] / m
+    )
+    assert _first(result.fisher) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_callers_surrogates_and_a_torchscript_target_are_handled():
+    target, aug = _model("target_cnn", 0), _augmentation()
+    mine = aug.surrogates[1].train()
+    common = dict(classes=CLASSES, per_class=1, iterations=1, restarts=1, public_data="mnist5k:5-9")
+    attack(target, _prior("gmi"), attack="lomma-gmi", surrogates=[mine], **common)
+    assert mine.training and all(p.requires_grad for p in mine.parameters())
+    scripted = torch.jit.script(_model("mlp", 0))
+    scripted.fisherlab_meta = model_meta(_model("mlp", 0))
+    with pytest.raises(FisherlabError, match="TorchScript"):
+        attack(scripted, _prior("gmi"), attack="lomma-gmi", surrogates=[mine], **common)
+
+
+def test_a_plgmi_gan_with_fewer_pseudo_labels_than_a_batch_is_refused(target, tmp_path):
+    config = GANConfig(
+        data="mnist5k:5-9", kind="plgmi", target=str(target), top_n=10, max_train_samples=256
+    )
+    with pytest.raises(FisherlabError, match="--top-n 10 x 5 classes gives 50 training images"):
+        train_gan(config, tmp_path / "p.pt", progress=False)
+    assert not (tmp_path / "p.pt").exists()

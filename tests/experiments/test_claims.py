@@ -298,7 +298,8 @@ def test_c7_on_a_hand_made_sweep_with_stronger_attacks():
         1: [(0.99, 0.7, 0.9), (0.98, 0.5, 0.7), (0.97, 0.4, 0.5)],
         2: [(0.98, 0.9, 1.0), (0.98, 0.8, 0.9), (0.97, 0.6, 0.7)],
     }
-    picks = {0: 2, 1: 1, 2: 2}
+    picks = {0: 2, 1: 1, 2: 2, 3: 7}  # seed 3's pick was not swept: it cannot be paired
+    sweeps[3] = [(0.5, 0.1, 0.1), (0.5, 0.1, 0.1), (0.5, 0.1, 0.1)]
     runs = pd.DataFrame(
         [
             _run("boundary_sweep", f"b={b}", b, seed, nat, atk, attack=attack)
@@ -327,5 +328,7 @@ def test_c7_on_a_hand_made_sweep_with_stronger_attacks():
     assert json.loads(c7["values"]) == pytest.approx([0.3, 0.2, 0.3], abs=1e-6)
     assert c7["effect"] == pytest.approx(0.8 / 3, abs=1e-9)
     assert c7["n_seeds"] == 3 and c7["verdict"] == "holds"
-    assert "differs in 2 of 3 seeds" in c7["ours"]  # its own Fisher picks b=1 everywhere
+    assert "differs in 3 of 4 seeds" in c7["ours"]  # its own Fisher picks b=1 everywhere
+    # the natural-accuracy cost pairs each seed with itself: 0.99-0.98, 0.99-0.98, 0.98-0.97
+    assert "natural-accuracy cost 0.010 ± 0.000" in c7["ours"]
     assert "C7 (lomma-gmi)" not in claims.index  # not run: no row
