@@ -43,7 +43,7 @@ class _WithFeatures(nn.Module):
     def __init__(self, model: nn.Module, head: str) -> None:
         super().__init__()
         self.inner = model
-        self.captured, self.remove = head_input_hook(dict(model.named_modules())[head])
+        self.captured, _ = head_input_hook(dict(model.named_modules())[head])  # for its lifetime
 
     def forward(self, x: Tensor) -> Tensor:
         self.captured.clear()
@@ -96,6 +96,7 @@ class FisherRecorder:
         self.recorded_loss: RecordedLoss | None = None  # None: the engine's cross-entropy
         self.uses_features = False
         self.head = layers(target)[-1].name
+        self._with_features: tuple[_WithFeatures, int] | None = None  # the fallback's network
 
     def identity_term(
         self,
@@ -240,20 +241,19 @@ class FisherRecorder:
             return functorch_pass(
                 self.engine.plain, names, x, labels, lambda out, y: loss(out, y, None), False
             )
-        wrapped = _WithFeatures(self.engine.plain, self.head)
-        with torch.no_grad():
-            k = int(self.engine.plain(x[:1]).shape[1])
-        try:
-            results = functorch_pass(
-                wrapped,
-                ["inner." + n for n in names],
-                x,
-                labels,
-                lambda out, y: loss(out[:, :k], y, out[:, k:]),
-                False,
-            )
-        finally:
-            wrapped.remove()
+        if self._with_features is None:  # built once: every recorded iteration reuses it
+            with torch.no_grad():
+                outputs = int(self.engine.plain(x[:1]).shape[1])
+            self._with_features = (_WithFeatures(self.engine.plain, self.head), outputs)
+        wrapped, k = self._with_features
+        results = functorch_pass(
+            wrapped,
+            ["inner." + n for n in names],
+            x,
+            labels,
+            lambda out, y: loss(out[:, :k], y, out[:, k:]),
+            False,
+        )
         return {n.removeprefix("inner."): v for n, v in results.items()}
 
     def frame(self) -> pd.DataFrame:

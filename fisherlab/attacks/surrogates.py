@@ -159,21 +159,17 @@ def distill(
             "the target records no input spec (how pixels become its input): record it once "
             "with `fisherlab import`"
         )
-    public = load_dataset(config.public, input_spec=spec)
-    x, _ = public.train.tensors()
-    teacher.eval()
-    teacher_device = model_device(teacher)
-    with torch.no_grad():
-        logits = torch.cat(
-            [teacher(x[i : i + 256].to(teacher_device)).cpu() for i in range(0, len(x), 256)]
-        )
-    n_classes = int(logits.shape[1])
-    _check_fits(config.arch, spec, n_classes)
     key = config.key(digest or "in-memory")
     if out is not None and digest is not None and Path(out).is_file():
         saved = load_model(out)
         if (model_meta(saved).train_config or {}).get("key") == key:
-            return saved.eval()
+            return saved.eval()  # made (and checked) before: no data or teacher pass needed
+    public = load_dataset(config.public, input_spec=spec)
+    x, _ = public.train.tensors()
+    teacher.eval()
+    logits = _logits(teacher, x)
+    n_classes = int(logits.shape[1])
+    _check_fits(config.arch, spec, n_classes)
     torch.manual_seed(config.seed)
     student = build_model(config.arch, n_classes, spec.channels, spec.size).to(chosen)
     opt = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=0.9)
@@ -211,13 +207,18 @@ def distill(
     return student
 
 
+def _logits(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """``model``'s outputs for the prepared inputs ``x``, in batches, on the CPU."""
+    device = model_device(model)
+    with torch.no_grad():
+        return torch.cat(
+            [model(x[i : i + batch].to(device)).cpu() for i in range(0, len(x), batch)]
+        )
+
+
 def _agreement(teacher: nn.Module, student: nn.Module, x: torch.Tensor) -> float | None:
     """Share of images on which the student's top-1 class is the teacher's."""
     if not len(x):
         return None
-    with torch.no_grad():
-        t = torch.cat(
-            [teacher(x[i : i + 256].to(model_device(teacher))).cpu() for i in range(0, len(x), 256)]
-        )
-        s = torch.cat([student(x[i : i + 256]) for i in range(0, len(x), 256)])
-    return float((t.argmax(1) == s.argmax(1)).double().mean())
+    same = _logits(teacher, x).argmax(1) == _logits(student, x).argmax(1)
+    return float(same.double().mean())
