@@ -159,7 +159,7 @@ class ReproduceConfig:
     strong_boundaries: tuple[int, ...] | None = None
     surrogates: tuple[str, ...] = ("lenet5", "mlp", "vit_small")
     surrogate_epochs: int = 20
-    plgmi_gan_epochs: int = 150
+    plgmi_gan_epochs: int = 30
     plgmi_top_n: int = 200
     plgmi_n_critic: int = 1
 
