@@ -53,6 +53,7 @@ from fisherlab.data.chance import natural_accuracy_warning
 from fisherlab.data.limits import MAX_CLASSES
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments import PRESETS, compare_runs, reproduce
+from fisherlab.experiments.executors import EXECUTORS, Executor, make_executor
 from fisherlab.fisher import ENGINES, OBJECTIVES, profile, profile_to
 from fisherlab.loop import DEFEND_ATTACKS, DefendConfig, defend
 from fisherlab.models import available as available_architectures
@@ -698,6 +699,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         device=args.device,
         workers=args.workers,
+        executor=_executor(args),
+        threads=args.threads,
     )
     draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
@@ -760,6 +763,8 @@ def _cmd_defend(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         device=args.device,
         workers=args.workers,
+        executor=_executor(args),
+        threads=args.threads,
         **settings,
     )
     shown = report.table[
@@ -913,6 +918,52 @@ def _add_device_args(p: argparse.ArgumentParser, amp: str | None = None) -> None
             choices=list(AMP_DTYPES),
             help=f"mixed precision on CUDA for {amp} (default: float32)",
         )
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor`` and Ray's options (``reproduce`` and ``defend``)."""
+    p.add_argument(
+        "--executor",
+        choices=list(EXECUTORS),
+        default="local",
+        help="who runs the steps: local (default: one after another in this process) or ray "
+        "(each step a Ray task once its inputs exist; pip install 'fisherlab[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --executor ray: auto joins this machine's cluster, or a cluster address "
+        "(default: start a local Ray instance)",
+    )
+    p.add_argument(
+        "--ray-cpus",
+        type=int,
+        metavar="N",
+        help="CPUs of the local Ray instance, each step taking one (default: all)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads of each step (default: torch's, all cores, here; a Ray step's CPUs "
+        "on Ray); CPU numbers depend on it, and --threads 1 here equals a Ray run bitwise",
+    )
+    p.add_argument(
+        "--ray-resources",
+        type=_json_object,
+        metavar="JSON",
+        help='Ray resources per kind of step, e.g. \'{"attack": {"num_gpus": 0.5}}\' '
+        "(default: 1 CPU each, and 1 GPU on CUDA when the cluster has GPUs)",
+    )
+
+
+def _executor(args: argparse.Namespace) -> Executor | None:
+    return make_executor(
+        args.executor,
+        address=args.ray_address,
+        num_cpus=args.ray_cpus,
+        resources=args.ray_resources,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1510,6 +1561,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, "PRETRAINED model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_device_args(p)
+    _add_executor_args(p)
     p.set_defaults(func=_cmd_defend)
 
     p = sub.add_parser(
@@ -1550,6 +1602,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_device_args(p)
+    _add_executor_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser(

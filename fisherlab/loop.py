@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from torch import nn
 
 from fisherlab._device import check_workers, describe_device, resolve_device
 from fisherlab._io import check_output_folder, output_set, write_atomic, write_json
@@ -66,6 +67,7 @@ from fisherlab.data.chance import chance_level, natural_accuracy_warning
 from fisherlab.data.datasets import load_dataset
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments.cache import Runner, Step
+from fisherlab.experiments.executors import Executor, check_threads, make_executor
 from fisherlab.experiments.statistics import (
     Estimate,
     accuracy_level,
@@ -432,6 +434,8 @@ def defend(
     progress: bool = True,
     device: str | None = None,
     workers: int = 0,
+    executor: str | Executor | None = "local",
+    threads: int | None = None,
     **settings: Any,
 ) -> DefenseReport:
     """Run the TL-DMI loop on a pretrained model and write the evidence (module docs).
@@ -450,6 +454,12 @@ def defend(
         progress: Show one line per step and progress bars.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``/``None``.
         workers: Data-loading processes for image folders.
+        executor: ``"local"`` (one step after another here), ``"ray"`` or an
+            executor (:mod:`fisherlab.experiments.executors`); the steps run
+            in three batches (the reference and the comparisons' fine-tunings;
+            their prior, profile and attacks; the recommended boundary's).
+        threads: Torch threads of each step (``None``: torch's default here,
+            a Ray step's CPUs on Ray); CPU numbers depend on it.
         **settings: Any field of :class:`DefendConfig` (they override ``quick``).
 
     Returns:
@@ -488,10 +498,41 @@ def defend(
     for b in cfg.compare_boundaries:
         check_freeze_boundary(b, n_layers)
     n_classes = load_dataset(cfg.private).num_classes
-    start = time.perf_counter()
-    runner = Runner(out, progress)
-    pretrained = str(pretrained)
+    check_threads(threads)
+    runs_on = make_executor(executor)
+    try:
+        return _defend(
+            cfg,
+            str(pretrained),
+            out,
+            generator,
+            eval_model,
+            where,
+            n_classes,
+            Runner(out, progress, runs_on, dev, threads),
+            base,
+        )
+    finally:
+        if runs_on is not None:
+            runs_on.close()
 
+
+def _defend(
+    cfg: DefendConfig,
+    pretrained: str,
+    out: Path,
+    generator: str | Path | None,
+    eval_model: str | Path | None,
+    where: tuple[str, int],
+    n_classes: int,
+    runner: Runner,
+    base: nn.Module,
+) -> DefenseReport:
+    """The steps and the report of :func:`defend` (its arguments checked)."""
+    start = time.perf_counter()
+    dev, workers = where
+    if runner.executor is not None:
+        runner.bars = False  # progress bars of concurrent steps would overwrite each other
     reference = _finetune(runner, cfg, pretrained, 0, *where, "reference")
     if eval_model is not None:
         evaluator = Input(Path(eval_model), checkpoint_digest(eval_model))
@@ -512,6 +553,12 @@ def defend(
             workers,
         )
         evaluator = Input(step.dir / "model.pt", step.key)
+    compared = {
+        b: _finetune(runner, cfg, pretrained, b, *where, "comparison")
+        for b in cfg.compare_boundaries
+        if b != 0
+    }
+    runner.flush()  # the prior reads the reference's input spec
     gan = _prior(runner, cfg, reference, None if generator is None else str(generator), *where)
     profile = data_profile_step(
         runner,
@@ -524,6 +571,9 @@ def defend(
     attacked = {
         "reference": _attacks(runner, cfg, reference, "reference", n_classes, gan, evaluator, where)
     }
+    for b, step in compared.items():
+        attacked[f"b={b}"] = _attacks(runner, cfg, step, f"b={b}", n_classes, gan, evaluator, where)
+    runner.flush()
     fisher_file = attacked["reference"][0].dir / "fisher.csv"
     if not fisher_file.is_file():
         raise FisherlabError(
@@ -544,12 +594,10 @@ def defend(
         )
     else:
         attacked["defended"] = attacked["reference"]
-    for b in cfg.compare_boundaries:
-        if b in (0, rec.boundary):
-            continue
-        step = _finetune(runner, cfg, pretrained, b, *where, "comparison")
-        models[f"b={b}"] = (b, step)
-        attacked[f"b={b}"] = _attacks(runner, cfg, step, f"b={b}", n_classes, gan, evaluator, where)
+    runner.flush()
+    for b, step in compared.items():
+        if b != rec.boundary:
+            models[f"b={b}"] = (b, step)
 
     chance = chance_level(n_classes)
     rows, records, warnings = [], [], []
@@ -629,6 +677,9 @@ def defend(
                         "warnings": warnings,
                         "files": list(REPORT_FILES),
                         "steps": runner.records,
+                        "executor": (
+                            runner.executor.describe() if runner.executor else {"name": "local"}
+                        ),
                         "seconds": time.perf_counter() - start,
                         "device": describe_device(resolve_device(dev)),
                         "versions": versions(),

@@ -41,7 +41,7 @@ GROUND = {"errors", "_io", "_version", "_device", "_progress"}
 FACADE = {"__init__", "__main__", "_compat"}
 NEVER_EACH_OTHER = {frozenset({"training", "fisher"})}
 
-OPTIONAL_DEPENDENCIES = {"sklearn", "timm", "opacus"}
+OPTIONAL_DEPENDENCIES = {"sklearn", "timm", "opacus", "ray"}
 """Packages that are not dependencies of fisherlab: the one documented exception to
 "no imports inside functions" (importing them lazily keeps the base install working)."""
 

@@ -2,9 +2,11 @@
 
 A :class:`Step` is described by its kind and config (upstream steps appear by
 their keys); its key is a hash of both (:func:`step_key`), and its outputs go
-to ``OUT/steps/<kind>-<key>/``. :class:`Runner` runs a step's work unless its
+to ``OUT/steps/<kind>-<key>/``. :func:`compute` runs a step's work unless its
 ``step.json``, written last, exists: an interrupted run resumes at the first
-unfinished step and a rerun reuses everything.
+unfinished step and a rerun reuses everything. :class:`Runner` collects the
+steps a reproduction describes and runs them in batches (:meth:`Runner.flush`),
+here one after another or on Ray (:mod:`fisherlab.experiments.executors`).
 
 Concurrent runs on one folder are safe: a step is computed under an exclusive
 lock on ``OUT/steps/.<kind>-<key>.lock`` (:func:`locked`), so a second process
@@ -23,10 +25,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 from fisherlab._io import write_json
 from fisherlab._progress import tqdm
+from fisherlab.errors import FisherlabError
 
 
 def step_key(kind: str, config: dict[str, Any]) -> str:
@@ -46,6 +51,7 @@ class Step:
         key: Hash of ``kind`` and ``config``.
         dir: ``OUT/steps/<kind>-<key>``.
         result: What the step recorded in its ``step.json`` (set once it ran).
+        number: Its place in the run (set when submitted), for progress lines.
     """
 
     kind: str
@@ -54,6 +60,7 @@ class Step:
     key: str = ""
     dir: Path = field(default_factory=Path)
     result: dict[str, Any] = field(default_factory=dict)
+    number: int = 0
 
     @property
     def done(self) -> bool:
@@ -83,44 +90,53 @@ def locked(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[No
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class Runner:
-    """Runs steps once, caches them, and reports progress and timings."""
+Work = Callable[[Path], "dict[str, Any] | None"]
+"""A step's work: computes into the step's folder, returns what ``step.json`` records."""
 
-    def __init__(self, out: Path, progress: bool) -> None:
-        self.out = out
-        self.progress = progress
-        self.records: list[dict[str, Any]] = []
-        self.count = 0
 
-    def step(self, kind: str, label: str, config: dict[str, Any]) -> Step:
-        """Describe a step (nothing runs)."""
-        key = step_key(kind, config)
-        return Step(kind, label, config, key, self.out / "steps" / f"{kind}-{key}")
+class StepFailed(FisherlabError):
+    """A step's work raised: names the step's key and the error in one line."""
 
-    def run(self, step: Step, work: Callable[[Path], dict[str, Any] | None]) -> None:
-        """Run ``work(step.dir)`` unless cached; sets ``step.result``."""
-        self.count += 1
-        if not step.done:  # without a lock: a cached step needs none
-            lock = step.dir.parent / f".{step.dir.name}.lock"
-            message = f"[{self.count}] {step.label}: waiting for another process computing it"
-            with locked(lock, (lambda: tqdm.write(message)) if self.progress else None):
-                self._run_unlocked(step, work)
-            return
-        self._run_unlocked(step, work)
 
-    def _run_unlocked(self, step: Step, work: Callable[[Path], dict[str, Any] | None]) -> None:
-        if step.done:
-            record = json.loads((step.dir / "step.json").read_text())
-            step.result = record["result"]
-            self.records.append({**record["timing"], "cached": True})
-            if self.progress:
-                tqdm.write(f"[{self.count}] {step.label}: cached ({step.dir.name})")
-            return
+def failure(step: Step, error: str, out: Path) -> StepFailed:
+    """The one-line report of a failed step (the other finished steps stay cached)."""
+    return StepFailed(
+        f"step {step.dir.name} ({step.label}) failed: {error}; the finished steps stay cached "
+        f"in {out / 'steps'}: fix the cause and rerun (with either executor) to resume"
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` on one line."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text}"
+
+
+def compute(step: Step, work: Work, on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run ``work`` for ``step`` unless it is cached, and return its ``step.json`` record.
+
+    This is the whole protocol of a step, the same in every process that runs
+    one (the serial executor's and a Ray worker): under the step's lock
+    (:func:`locked`), a finished step is read back; otherwise a folder left
+    by an interrupted attempt is removed, the work runs in a fresh one, and
+    ``step.json`` is written last.
+
+    Args:
+        step: The step.
+        work: Its work.
+        on_wait: Called once if another process holds the step's lock.
+
+    Returns:
+        The record (``config``, ``result``, ``timing``) with ``cached`` added.
+    """
+    if step.done:  # without a lock: a cached step needs none
+        return {**json.loads((step.dir / "step.json").read_text()), "cached": True}
+    with locked(step.dir.parent / f".{step.dir.name}.lock", on_wait):
+        if step.done:  # another process finished it while this one waited
+            return {**json.loads((step.dir / "step.json").read_text()), "cached": True}
         if step.dir.exists():
             shutil.rmtree(step.dir)  # an interrupted attempt
         step.dir.mkdir(parents=True)
-        if self.progress:
-            tqdm.write(f"[{self.count}] {step.label} ...")
         start = time.perf_counter()
         result = work(step.dir) or {}
         seconds = time.perf_counter() - start
@@ -128,7 +144,115 @@ class Runner:
         record = {"config": step.config, "result": result, "timing": timing}
         record = json.loads(json.dumps(record, default=str))  # as a cached run reads it
         write_json(step.dir / "step.json", record)
+    return {**record, "cached": False}
+
+
+class Executor(Protocol):
+    """Runs a batch of described steps (see :mod:`fisherlab.experiments.executors`)."""
+
+    def execute(self, runner: Runner, batch: list[tuple[Step, Work]]) -> None:
+        """Run ``batch`` (in dependency order) and call ``runner.finished`` for each step."""
+
+    def describe(self) -> dict[str, Any]:
+        """What ran the steps, for a run's ``config.json``."""
+
+    def close(self) -> None:
+        """Release what the executor started (e.g. a local Ray instance)."""
+
+
+class Runner:
+    """Collects described steps, runs them in batches, and reports progress and timings.
+
+    :meth:`submit` only describes a step; :meth:`flush` runs every step
+    submitted since the last flush, by the runner's executor (``None``: one
+    after another in this process, in the order they were submitted, which is
+    an order their dependencies allow). Code that reads a step's result or
+    files calls :meth:`flush` first.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        progress: bool,
+        executor: Executor | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        self.out = out
+        self.threads = threads
+        """Torch threads of each step (``None``: torch's default here, a Ray step's CPUs there)."""
+        self.progress = progress
+        self.device = device
+        """Where the steps compute (an executor places them accordingly)."""
+        self.bars = progress
+        """Whether the steps' work shows progress bars (a Ray run turns them off)."""
+        self.executor = executor
+        self.records: list[dict[str, Any]] = []
+        self.count = 0
+        self.pending: list[tuple[Step, Work]] = []
+
+    def step(self, kind: str, label: str, config: dict[str, Any]) -> Step:
+        """Describe a step (nothing runs)."""
+        key = step_key(kind, config)
+        return Step(kind, label, config, key, self.out / "steps" / f"{kind}-{key}")
+
+    def submit(self, step: Step, work: Work) -> None:
+        """Queue ``work`` for ``step``; it runs at the next :meth:`flush`."""
+        self.count += 1
+        step.number = self.count
+        self.pending.append((step, work))
+
+    def run(self, step: Step, work: Work) -> None:
+        """Submit one step and flush at once (sets ``step.result``)."""
+        self.submit(step, work)
+        self.flush()
+
+    def flush(self) -> None:
+        """Run every submitted step not run yet; sets their results.
+
+        Raises:
+            StepFailed: A step failed (its dependent steps did not run; every
+                finished step stays cached).
+        """
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        start = len(self.records)
+        if self.executor is None:
+            for step, work in batch:
+                self._run_here(step, work)
+        else:
+            self.executor.execute(self, batch)
+        # the records in submission order, whatever order the steps finished in
+        self.records[start:] = sorted(self.records[start:], key=lambda r: r.pop("_number"))
+
+    def _run_here(self, step: Step, work: Work) -> None:
+        if self.progress and not step.done:
+            tqdm.write(f"[{step.number}] {step.label} ...")
+        message = f"[{step.number}] {step.label}: waiting for another process computing it"
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            record = compute(step, work, (lambda: tqdm.write(message)) if self.progress else None)
+        except (KeyboardInterrupt, StepFailed):
+            raise
+        except Exception as exc:
+            raise failure(step, describe_error(exc), self.out) from exc
+        finally:
+            torch.set_num_threads(before)
+        self.finished(step, record)
+
+    def finished(self, step: Step, record: dict[str, Any], note: str = "") -> None:
+        """Take a finished step's record: set its result, keep its timing, print its line."""
         step.result = record["result"]
-        self.records.append({**timing, "cached": False})
+        self.records.append(
+            {**record["timing"], "cached": record["cached"], "_number": step.number}
+        )
         if self.progress:
-            tqdm.write(f"[{self.count}] {step.label}: {seconds:.1f} s")
+            if record["cached"]:
+                tqdm.write(f"[{step.number}] {step.label}: cached ({step.dir.name}){note}")
+            else:
+                tqdm.write(
+                    f"[{step.number}] {step.label}: {record['timing']['seconds']:.1f} s{note}"
+                )

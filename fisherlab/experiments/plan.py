@@ -52,7 +52,6 @@ class FineTuned:
         domain: Pretraining domain.
         setting: Its label.
         boundary: Freeze boundary (``None`` for an explicit layer set).
-        trained_layers: Layers it trained.
         seed: Seed of fine-tuning and attacks.
         experiments: The experiments it belongs to.
         defense: Training-time defense.
@@ -63,11 +62,15 @@ class FineTuned:
     domain: str
     setting: str
     boundary: int | None
-    trained_layers: tuple[int, ...]
     seed: int
     experiments: tuple[str, ...]
     defense: str = "none"
     arch: str = ""
+
+    @property
+    def trained_layers(self) -> tuple[int, ...]:
+        """Layers it trained (read from its step, once the step ran)."""
+        return tuple(self.step.result["trainable_layers"])
 
 
 def plan_finetunes(cfg: ReproduceConfig, boundaries: tuple[int, ...]) -> list[PlannedFineTune]:

@@ -71,6 +71,7 @@ from fisherlab.attacks.train_gan import GANConfig
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments.cache import Runner, Step, locked
 from fisherlab.experiments.config import PRESETS, ReproduceConfig
+from fisherlab.experiments.executors import Executor, check_threads, make_executor
 from fisherlab.experiments.plan import (
     FineTuned,
     PlannedFineTune,
@@ -215,14 +216,12 @@ def _finetune_all(
                 {"init_step": start.key},
                 workers,
             )
-            trained = tuple(step.result["trainable_layers"])
             targets.append(
                 FineTuned(
                     step,
                     p.domain,
                     p.setting,
                     p.boundary,
-                    trained,
                     seed,
                     p.experiments,
                     p.defense,
@@ -355,6 +354,10 @@ def _attacks_of(t: FineTuned, cfg: ReproduceConfig, has_kedmi: bool) -> list[_At
     return attacks
 
 
+_Planned = tuple[FineTuned, _Attack, Step]
+"""One attack of the plan: the model, what attacks it, and its step."""
+
+
 def _attack_and_profile(
     runner: Runner,
     cfg: ReproduceConfig,
@@ -362,15 +365,13 @@ def _attack_and_profile(
     priors: tuple[dict[int, Step], dict[int, Step]],
     evaluators: dict[int, Step],
     where: _Where,
-) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame], list[pd.DataFrame]]:
-    """The attacks of every model (:func:`_attacks_of`), and its classification profile."""
+) -> tuple[list[_Planned], list[tuple[FineTuned, Step]]]:
+    """Submit the attacks of every model (:func:`_attacks_of`), and its classification profile."""
     device, workers = where
     gmi_priors, kedmi_priors = priors
     last = cfg.finetune_epochs
-    run_rows, fisher_frames, profile_frames, recon_frames = [], [], [], []
+    attacks, profiles = [], []
     for t in targets:
-        columns = describe(t, count_layers(cfg, t.arch))
-        history = {r["epoch"]: r for r in t.step.result["history"]}
         for spec in _attacks_of(t, cfg, t.seed in kedmi_priors):
             checkpoint = checkpoint_path(t.step, spec.epoch, last)
             surrogates: list[Step] = []
@@ -398,41 +399,54 @@ def _attack_and_profile(
                 per_class=spec.per_class,
                 surrogates=surrogates,
             )
-            labels = {
-                **columns,
-                "experiments": spec.experiments or columns["experiments"],
-                "epoch": spec.epoch,
-                "final": spec.epoch == last,
-                "attack": spec.kind,
-                "iterations": spec.iterations or cfg.attack_iterations,
-            }
-            summary = a.result
-            run_rows.append(
-                {
-                    **labels,
-                    "natural_accuracy": summary["natural_accuracy"],
-                    "train_natural_accuracy": history[spec.epoch]["natural_accuracy"],
-                    **{m: summary.get(m) for m in _SUMMARY_COLUMNS},
-                    "chance": 1 / len(private_classes(cfg)),
-                    "attack_step": a.dir.name,
-                }
-            )
-            rows = pd.read_csv(a.dir / "attack.csv")
-            recon_frames.append(
-                rows[list(_RECONSTRUCTION_COLUMNS)].assign(**labels, attack_step=a.dir.name)
-            )
-            if spec.epoch == last and spec.experiments is None:
-                # fisher_every >= 1 (ReproduceConfig): the attack wrote it
-                fisher = pd.read_csv(a.dir / "fisher.csv")
-                fisher_frames.append(
-                    fisher.assign(**columns, attack=spec.kind, attack_step=a.dir.name)
-                )
+            attacks.append((t, spec, a))
         label = f"profile {t.setting} from {t.domain} ({t.arch}), seed {t.seed}"
-        p = profile_step(runner, cfg, label, t.step, device, workers)
-        profile_frames.append(
-            pd.read_csv(p.dir / "profile.csv").assign(**columns, profile_step=p.dir.name)
-        )
+        profiles.append((t, profile_step(runner, cfg, label, t.step, device, workers)))
+    return attacks, profiles
 
+
+def _collect(
+    cfg: ReproduceConfig, attacks: list[_Planned], profiles: list[tuple[FineTuned, Step]]
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[pd.DataFrame], list[pd.DataFrame]]:
+    """The rows of the runs, attack Fisher, profile and reconstruction tables (steps ran)."""
+    last = cfg.finetune_epochs
+    run_rows, fisher_frames, recon_frames = [], [], []
+    for t, spec, a in attacks:
+        columns = describe(t, count_layers(cfg, t.arch))
+        history = {r["epoch"]: r for r in t.step.result["history"]}
+        labels = {
+            **columns,
+            "experiments": spec.experiments or columns["experiments"],
+            "epoch": spec.epoch,
+            "final": spec.epoch == last,
+            "attack": spec.kind,
+            "iterations": spec.iterations or cfg.attack_iterations,
+        }
+        summary = a.result
+        run_rows.append(
+            {
+                **labels,
+                "natural_accuracy": summary["natural_accuracy"],
+                "train_natural_accuracy": history[spec.epoch]["natural_accuracy"],
+                **{m: summary.get(m) for m in _SUMMARY_COLUMNS},
+                "chance": 1 / len(private_classes(cfg)),
+                "attack_step": a.dir.name,
+            }
+        )
+        rows = pd.read_csv(a.dir / "attack.csv")
+        recon_frames.append(
+            rows[list(_RECONSTRUCTION_COLUMNS)].assign(**labels, attack_step=a.dir.name)
+        )
+        if spec.epoch == last and spec.experiments is None:
+            # fisher_every >= 1 (ReproduceConfig): the attack wrote it
+            fisher = pd.read_csv(a.dir / "fisher.csv")
+            fisher_frames.append(fisher.assign(**columns, attack=spec.kind, attack_step=a.dir.name))
+    profile_frames = [
+        pd.read_csv(p.dir / "profile.csv").assign(
+            **describe(t, count_layers(cfg, t.arch)), profile_step=p.dir.name
+        )
+        for t, p in profiles
+    ]
     return run_rows, fisher_frames, profile_frames, recon_frames
 
 
@@ -486,6 +500,8 @@ def reproduce(
     progress: bool = True,
     device: str | torch.device | None = None,
     workers: int = 0,
+    executor: str | Executor | None = "local",
+    threads: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Run the paper's experiments at small scale on the default data (see module docs).
 
@@ -500,6 +516,16 @@ def reproduce(
             :mod:`fisherlab.experiments.steps`); ``config.json`` records it.
         workers: Data-loading processes for image folders (0: this one); not
             part of any key.
+        executor: Who runs the steps: ``"local"`` (or ``None``: one after
+            another in this process), ``"ray"`` (a local Ray instance) or an
+            executor such as :class:`~fisherlab.experiments.executors.RayExecutor`.
+            The steps, their keys and the tables are the same; the steps are
+            run in two batches, since the fine-tunings' keys hash their
+            pretrained checkpoints (:mod:`fisherlab.experiments.executors`).
+        threads: Torch threads of each step (``None``: torch's default here,
+            a Ray step's CPUs on Ray). CPU numbers depend on it: a serial run
+            with ``threads=1`` computes exactly what a Ray run of one CPU per
+            step computes (:mod:`fisherlab.experiments.executors`).
 
     Returns:
         The tidy tables by name (also written to ``OUT``).
@@ -507,7 +533,11 @@ def reproduce(
     Raises:
         FisherlabError: For an unknown preset or bad settings, or a device
             this machine lacks.
+        StepFailed: A step failed; its dependent steps did not run and every
+            finished step stays cached.
     """
+    check_threads(threads)
+    runs_on = make_executor(executor)
     chosen = resolve_device(device)
     where = (str(chosen), check_workers(workers))
     if isinstance(preset, str):
@@ -522,32 +552,41 @@ def reproduce(
         cfg = replace(cfg, seeds=tuple(range(seeds)))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runner = Runner(out, progress)
-    started = time.perf_counter()
-    n_layers = count_layers(cfg)
-    boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
-    for b in (*boundaries, *cfg.domain_boundaries, *cfg.reference_boundaries):
-        check_freeze_boundary(b, n_layers)
+    try:
+        runner = Runner(out, progress, runs_on, where[0], threads)
+        if runs_on is not None:
+            runner.bars = False  # progress bars of concurrent steps would overwrite each other
+        started = time.perf_counter()
+        n_layers = count_layers(cfg)
+        boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
+        for b in (*boundaries, *cfg.domain_boundaries, *cfg.reference_boundaries):
+            check_freeze_boundary(b, n_layers)
 
-    pretrained, evaluators, gmi_priors = _shared_models(runner, cfg, where)
-    if cfg.second_arch is not None:
-        seeds_2 = cfg.seeds[: cfg.second_arch_seeds]
-        pretrained |= _pretrain(runner, cfg, cfg.second_arch, seeds_2, where)
-    tuning = None
-    if cfg.compare_defenses and cfg.defense_candidates is not None:
-        tuning = _tune_defenses(runner, cfg, pretrained, where)
-        grid = tuple(g for t in tuning for g in t.chosen(cfg.defense_roles))
-        cfg = replace(cfg, defense_grid=grid)
-    targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
-    kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
-    rows, fisher, profiles, recon = _attack_and_profile(
-        runner, cfg, targets, (gmi_priors, kedmi_priors), evaluators, where
-    )
-    tables = assemble_tables(cfg, rows, fisher, profiles, recon, runner.records)
-    if tuning is not None:
-        tables["defense_tuning"] = pd.concat([t.table for t in tuning], ignore_index=True)
-    with locked(out / ".tables.lock"):
-        _write_tables(out, tables, cfg, runner, started, chosen)
+        pretrained, evaluators, gmi_priors = _shared_models(runner, cfg, where)
+        if cfg.second_arch is not None:
+            seeds_2 = cfg.seeds[: cfg.second_arch_seeds]
+            pretrained |= _pretrain(runner, cfg, cfg.second_arch, seeds_2, where)
+        runner.flush()  # the fine-tunings' keys (and the tuning) read the pretrained checkpoints
+        tuning = None
+        if cfg.compare_defenses and cfg.defense_candidates is not None:
+            tuning = _tune_defenses(runner, cfg, pretrained, where)
+            grid = tuple(g for t in tuning for g in t.chosen(cfg.defense_roles))
+            cfg = replace(cfg, defense_grid=grid)
+        targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
+        kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
+        attacks, profiled = _attack_and_profile(
+            runner, cfg, targets, (gmi_priors, kedmi_priors), evaluators, where
+        )
+        runner.flush()
+        rows, fisher, profiles, recon = _collect(cfg, attacks, profiled)
+        tables = assemble_tables(cfg, rows, fisher, profiles, recon, runner.records)
+        if tuning is not None:
+            tables["defense_tuning"] = pd.concat([t.table for t in tuning], ignore_index=True)
+        with locked(out / ".tables.lock"):
+            _write_tables(out, tables, cfg, runner, started, chosen)
+    finally:
+        if runs_on is not None:
+            runs_on.close()
     return tables
 
 
@@ -580,6 +619,8 @@ def _write_tables(
             "seconds_all_steps": float(sum(r["seconds"] for r in runner.records)),
             "n_steps": len(runner.records),
             "n_cached": sum(bool(r["cached"]) for r in runner.records),
+            "executor": runner.executor.describe() if runner.executor else {"name": "local"},
+            "threads": runner.threads,
             "versions": versions(),
             "machine": {
                 "cpus": torch.get_num_threads(),

@@ -53,8 +53,10 @@ def train_step(
     # TrainConfig.key() hashes the init checkpoint's content (and the device off the CPU).
     step = runner.step("train", label, {"train_key": train_config.key(), **extra})
 
+    bars = runner.bars  # the work captures a flag, never the runner (a Ray task pickles it)
+
     def work(d: Path) -> dict[str, Any]:
-        result = train(train_config, d / "model.pt", progress=runner.progress, workers=workers)
+        result = train(train_config, d / "model.pt", progress=bars, workers=workers)
         hist = result.history
         return {
             "natural_accuracy": float(hist["natural_accuracy"].iloc[-1]),
@@ -64,7 +66,7 @@ def train_step(
             "trainable_layers": result.trainable_layers,
         }
 
-    runner.run(step, work)
+    runner.submit(step, work)
     return step
 
 
@@ -134,11 +136,13 @@ def distill_step(
         "distill", label, _on_device({**asdict(config), "target": target_key}, device)
     )
 
+    bars = runner.bars  # the work captures a flag, never the runner (a Ray task pickles it)
+
     def work(d: Path) -> dict[str, Any]:
-        model = distill(target, config, d / "surrogate.pt", progress=runner.progress, device=device)
+        model = distill(target, config, d / "surrogate.pt", progress=bars, device=device)
         return {"agreement": model.fisherlab_meta.metrics.get("agreement")}
 
-    runner.run(step, work)
+    runner.submit(step, work)
     return step
 
 
@@ -194,6 +198,8 @@ def judged_attack_step(
         ),
     )
 
+    bars = runner.bars  # the work captures a flag, never the runner (a Ray task pickles it)
+
     def work(d: Path) -> dict[str, Any]:
         outcome = attack(
             str(target.path),
@@ -201,7 +207,7 @@ def judged_attack_step(
             str(evaluator.path),
             config,
             private_data=private,
-            progress=runner.progress,
+            progress=bars,
             device=device,
             workers=workers,
             surrogates=[str(s.path) for s in surrogates],
@@ -210,7 +216,7 @@ def judged_attack_step(
         write_outputs(outcome, d)
         return {k: v for k, v in outcome.summary.items() if k != "config"}
 
-    runner.run(step, work)
+    runner.submit(step, work)
     return step
 
 
@@ -254,7 +260,7 @@ def data_profile_step(
         )
         write_atomic(d / "profile.csv", lambda p: frame.to_csv(p, index=False))
 
-    runner.run(step, work)
+    runner.submit(step, work)
     return step
 
 
@@ -270,11 +276,13 @@ def gan_step(
     config.pop("target", None)
     step = runner.step("gan", label, config)
 
+    bars = runner.bars  # the work captures a flag, never the runner (a Ray task pickles it)
+
     def work(d: Path) -> None:
-        prior = train_gan(gan_config, d / "gan.pt", progress=runner.progress, workers=workers)
+        prior = train_gan(gan_config, d / "gan.pt", progress=bars, workers=workers)
         save_samples(prior, d / "samples.png")
 
-    runner.run(step, work)
+    runner.submit(step, work)
     return step
 
 
