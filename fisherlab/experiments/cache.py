@@ -224,7 +224,8 @@ class Runner:
         else:
             self.executor.execute(self, batch)
         # the records in submission order, whatever order the steps finished in
-        self.records[start:] = sorted(self.records[start:], key=lambda r: r.pop("_number"))
+        done = sorted(self.records[start:], key=lambda r: r["_number"])
+        self.records[start:] = [{k: v for k, v in r.items() if k != "_number"} for r in done]
 
     def _run_here(self, step: Step, work: Work) -> None:
         if self.progress and not step.done:
@@ -246,13 +247,9 @@ class Runner:
     def finished(self, step: Step, record: dict[str, Any], note: str = "") -> None:
         """Take a finished step's record: set its result, keep its timing, print its line."""
         step.result = record["result"]
-        self.records.append(
-            {**record["timing"], "cached": record["cached"], "_number": step.number}
-        )
+        timing = record["timing"]
+        row = {c: timing[c] for c in ("step", "kind", "key", "seconds")}  # one column order
+        self.records.append(row | {"cached": record["cached"], "_number": step.number})
         if self.progress:
-            if record["cached"]:
-                tqdm.write(f"[{step.number}] {step.label}: cached ({step.dir.name}){note}")
-            else:
-                tqdm.write(
-                    f"[{step.number}] {step.label}: {record['timing']['seconds']:.1f} s{note}"
-                )
+            took = f"cached ({step.dir.name})" if record["cached"] else f"{timing['seconds']:.1f} s"
+            tqdm.write(f"[{step.number}] {step.label}: {took}{note}")

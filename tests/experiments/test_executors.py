@@ -104,6 +104,8 @@ def test_submit_defers_and_flush_runs_in_order(tmp_path, capsys):
         "step a",
     ]
     assert [r["cached"] for r in runner.records] == [False, False, False, False, True]
+    columns = ["step", "kind", "key", "seconds", "cached"]  # read back or computed alike
+    assert all(list(r) == columns for r in runner.records)
     out = capsys.readouterr().out
     assert "[2] step b ..." in out and "[5] step a again: cached" in out
 
