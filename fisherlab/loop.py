@@ -513,8 +513,8 @@ def defend(
             base,
         )
     finally:
-        if runs_on is not None:
-            runs_on.close()
+        if runs_on is not None and isinstance(executor, str):
+            runs_on.close()  # a Ray instance this run started; a caller's executor stays up
 
 
 def _defend(

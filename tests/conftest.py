@@ -15,6 +15,7 @@ from cases import CASES, MODEL_CASES
 
 from fisherlab.attacks import GANConfig, GANPrior, train_gan
 from fisherlab.experiments import reproduce
+from fisherlab.experiments.executors import RayExecutor
 from fisherlab.training import TrainConfig, train
 
 # Tests run on the CPU, also on a GPU machine: "auto" (every default device, in this
@@ -88,8 +89,21 @@ def gans(target: Path, tmp_path_factory) -> dict[str, GANPrior | None]:
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory) -> Path:
-    """The smoke preset's results (every step and table of ``quick``, tiny data), run once."""
+def reproduced(tmp_path_factory, ray_executor) -> Path:
+    """The smoke preset's results (every step and table of ``quick``, tiny data), run once.
+
+    On a local Ray instance of two CPUs, one torch thread per step (about half
+    the time of one step after another on two cores); the tests that rerun
+    steps of it serially pass ``threads=1`` to compute them the same way.
+    """
     out = tmp_path_factory.mktemp("smoke")
-    reproduce("smoke", out, progress=False)
+    reproduce("smoke", out, progress=False, executor=ray_executor)
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_executor():
+    """One local Ray instance of 2 CPUs for the session (starting one takes seconds)."""
+    executor = RayExecutor(num_cpus=2)
+    yield executor
+    executor.close()

@@ -34,7 +34,13 @@ TINY = {
 def defended(pretrained, tmp_path_factory):
     out = tmp_path_factory.mktemp("defend") / "d"
     report = defend(
-        pretrained, private="mnist5k:0-4", public="mnist5k:5-9", out=out, progress=False, **TINY
+        pretrained,
+        private="mnist5k:0-4",
+        public="mnist5k:5-9",
+        out=out,
+        progress=False,
+        threads=1,  # as a Ray step computes: test_defend_on_ray_writes_the_serial_report
+        **TINY,
     )
     return report, out
 
@@ -67,6 +73,28 @@ def test_the_report_is_the_steps_read_back(defended, pretrained):
     assert record["boundary"] == report.boundary
     assert record["verdict"] == report.verdict
     assert (out / "defend.png").stat().st_size > 0
+
+
+def test_defend_on_ray_writes_the_serial_report(defended, pretrained, tmp_path, ray_executor):
+    """Three batches on Ray (one thread per step) against one after another at one thread."""
+    runs = {"serial": defended[1], "ray": tmp_path / "ray"}
+    defend(
+        pretrained,
+        private="mnist5k:0-4",
+        public="mnist5k:5-9",
+        out=runs["ray"],
+        progress=False,
+        executor=ray_executor,
+        **TINY,
+    )
+    for table in ("report.csv", "reconstructions.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(runs["serial"] / table), pd.read_csv(runs["ray"] / table), check_exact=True
+        )
+    serial, on_ray = (json.loads((runs[n] / "report.json").read_text()) for n in ("serial", "ray"))
+    assert serial["verdict"] == on_ray["verdict"] and serial["boundary"] == on_ray["boundary"]
+    assert [s["key"] for s in serial["steps"]] == [s["key"] for s in on_ray["steps"]]
+    assert on_ray["executor"]["name"] == "ray" and serial["executor"] == {"name": "local"}
 
 
 def test_the_defended_checkpoint_froze_the_recommended_layers(defended, pretrained):

@@ -585,8 +585,8 @@ def reproduce(
         with locked(out / ".tables.lock"):
             _write_tables(out, tables, cfg, runner, started, chosen)
     finally:
-        if runs_on is not None:
-            runs_on.close()
+        if runs_on is not None and isinstance(executor, str):
+            runs_on.close()  # a Ray instance this run started; a caller's executor stays up
     return tables
 
 

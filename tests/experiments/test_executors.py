@@ -22,7 +22,6 @@ from fisherlab.errors import FisherlabError
 from fisherlab.experiments.cache import Runner, StepFailed, compute
 from fisherlab.experiments.executors import (
     STEP_RESOURCES,
-    RayExecutor,
     _run_step,
     check_resources,
     check_threads,
@@ -64,14 +63,6 @@ def _chain(runner: Runner, log: Path, fail: str | None = None):
         runner.submit(step, maker(name, upstream_step))
         steps[name] = step
     return steps
-
-
-@pytest.fixture(scope="module")
-def ray_executor():
-    """One local Ray instance of 2 CPUs for the module (starting one takes seconds)."""
-    executor = RayExecutor(num_cpus=2)
-    yield executor
-    executor.close()
 
 
 def test_upstream_reads_the_keys_a_config_names(tmp_path):
