@@ -87,8 +87,8 @@ STEP_RESOURCES: dict[str, dict[str, float]] = {
 }
 """Ray resources of one step, by kind (pretraining and fine-tuning are ``train``).
 
-``num_gpus`` is asked for only when the steps compute on CUDA and the
-cluster has GPUs; otherwise a step takes its CPUs only. A step's work uses
+``num_gpus`` is asked for only when the steps compute on CUDA (a cluster
+without GPUs is then refused); on the CPU a step takes its CPUs only. A step's work uses
 as many torch threads as it has CPUs, unless the run sets ``threads``. The
 tables are assembled by the driver and take no worker. Override per kind with
 ``RayExecutor(resources={"attack": {"num_gpus": 0.5}})`` or
@@ -260,7 +260,11 @@ class RayExecutor:
                 "so pass --device cuda"
             )
         ray = self._connect()
-        gpus = device == "cuda" and ray.cluster_resources().get("GPU", 0) > 0
+        gpus = device == "cuda"
+        if gpus and ray.cluster_resources().get("GPU", 0) <= 0:
+            raise FisherlabError(
+                "--device cuda but the Ray cluster has no GPUs: pass --device cpu, or add GPU nodes"
+            )
         task = ray.remote(_run_step)
         steps_dir = runner.out / "steps"
         steps_dir.mkdir(parents=True, exist_ok=True)

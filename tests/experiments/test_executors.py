@@ -224,11 +224,15 @@ def test_executor_names_and_options_are_checked():
         make_executor("ray", address="auto", num_cpus=2)
 
 
-def test_a_gpu_index_is_refused_under_ray(tmp_path, ray_executor):
+def test_a_gpu_index_or_a_cluster_without_gpus_is_refused_under_ray(tmp_path, ray_executor):
     runner = Runner(tmp_path, progress=False, executor=ray_executor, device="cuda:1")
     runner.submit(runner.step("demo", "x", {}), lambda d: None)
     with pytest.raises(FisherlabError, match="pass --device cuda"):
         runner.flush()
+    runner = Runner(tmp_path, progress=False, executor=ray_executor, device="cuda")
+    runner.submit(runner.step("demo", "x", {}), lambda d: None)
+    with pytest.raises(FisherlabError, match="the Ray cluster has no GPUs: pass --device cpu"):
+        runner.flush()  # this instance has CPUs only
 
 
 def test_without_ray_the_local_executor_works_and_ray_says_how_to_install(tmp_path):
