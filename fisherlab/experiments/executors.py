@@ -156,6 +156,27 @@ def _run_step(token: str, step: Step, work: Work, threads: int) -> dict[str, Any
         return {"error": describe_error(exc)}
 
 
+def _check_reachable(address: str) -> None:
+    """Refuse a cluster address that does not answer (Ray itself retries for minutes).
+
+    Raises:
+        FisherlabError: For an address that is not ``HOST:PORT`` or
+            ``ray://HOST:PORT``, or that nothing answers at within 5 seconds.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise FisherlabError(
+            f"--ray-address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise FisherlabError(
+            f"no Ray cluster answers at {address} ({describe_error(exc)}): start one there "
+            "(ray start --head) or check --ray-address"
+        ) from None
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -201,6 +222,8 @@ class RayExecutor:
 
     def _connect(self) -> Any:
         ray = self._ray
+        if self.address not in (None, "auto"):
+            _check_reachable(self.address)
         if not ray.is_initialized():
             try:
                 ray.init(

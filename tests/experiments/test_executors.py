@@ -22,6 +22,7 @@ from fisherlab.errors import FisherlabError
 from fisherlab.experiments.cache import Runner, StepFailed, compute
 from fisherlab.experiments.executors import (
     STEP_RESOURCES,
+    RayExecutor,
     _run_step,
     check_resources,
     check_threads,
@@ -222,6 +223,18 @@ def test_executor_names_and_options_are_checked():
     assert check_threads(None) is None and check_threads(2) == 2
     with pytest.raises(FisherlabError, match="the cluster at --ray-address has its own"):
         make_executor("ray", address="auto", num_cpus=2)
+
+
+def test_an_address_without_a_cluster_is_refused_at_once(tmp_path):
+    for address, message in (
+        ("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"),
+        ("ray://127.0.0.1:1", "no Ray cluster answers at ray://127.0.0.1:1"),
+        ("somewhere", "expected auto, HOST:PORT or ray://HOST:PORT"),
+    ):
+        runner = Runner(tmp_path, False, RayExecutor(address=address))
+        runner.submit(runner.step("demo", "x", {}), lambda d: None)
+        with pytest.raises(FisherlabError, match=message):
+            runner.flush()
 
 
 def test_a_gpu_index_or_a_cluster_without_gpus_is_refused_under_ray(tmp_path, ray_executor):
