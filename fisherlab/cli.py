@@ -1591,7 +1591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="quick",
         choices=sorted(PRESETS),
-        help="smoke (tests), quick (minutes), default (the results table, about an hour), "
+        help="smoke (tests), quick (minutes), default (the results table, about two hours), "
         "checks, full",
     )
     p.add_argument(
