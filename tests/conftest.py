@@ -89,15 +89,10 @@ def gans(target: Path, tmp_path_factory) -> dict[str, GANPrior | None]:
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory, ray_executor) -> Path:
-    """The smoke preset's results (every step and table of ``quick``, tiny data), run once.
-
-    On a local Ray instance of two CPUs, one torch thread per step (about half
-    the time of one step after another on two cores); the tests that rerun
-    steps of it serially pass ``threads=1`` to compute them the same way.
-    """
+def reproduced(tmp_path_factory) -> Path:
+    """The smoke preset's results (every step and table of ``quick``, tiny data), run once."""
     out = tmp_path_factory.mktemp("smoke")
-    reproduce("smoke", out, progress=False, executor=ray_executor)
+    reproduce("smoke", out, progress=False)
     return out
 
 

@@ -12,6 +12,7 @@ from helpers import assert_one_line_error, run
 
 from fisherlab import defend, load_model
 from fisherlab.errors import FisherlabError
+from fisherlab.experiments.executors import RayExecutor
 from fisherlab.models.layers import layers
 from fisherlab.planner import recommend_freeze, recommended_boundary
 
@@ -39,7 +40,6 @@ def defended(pretrained, tmp_path_factory):
         public="mnist5k:5-9",
         out=out,
         progress=False,
-        threads=1,  # as a Ray step computes: test_defend_on_ray_writes_the_serial_report
         **TINY,
     )
     return report, out
@@ -75,8 +75,16 @@ def test_the_report_is_the_steps_read_back(defended, pretrained):
     assert (out / "defend.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # about 15 s; the default suite keeps Ray's graph tests (test_executors.py)
 def test_defend_on_ray_writes_the_serial_report(defended, pretrained, tmp_path, ray_executor):
-    """Three batches on Ray (one thread per step) against one after another at one thread."""
+    """Three batches on Ray, each step with this process's thread count, against the serial run.
+
+    A step that asks for as many CPUs as this process has threads computes as
+    the serial steps did (CPU numbers depend on the thread count).
+    """
+    threads = torch.get_num_threads()
+    whole = {k: {"num_cpus": threads} for k in ("train", "gan", "attack", "distill", "profile")}
+    ray_executor._connect()  # the session's instance; this executor only asks differently
     runs = {"serial": defended[1], "ray": tmp_path / "ray"}
     defend(
         pretrained,
@@ -84,7 +92,7 @@ def test_defend_on_ray_writes_the_serial_report(defended, pretrained, tmp_path, 
         public="mnist5k:5-9",
         out=runs["ray"],
         progress=False,
-        executor=ray_executor,
+        executor=RayExecutor(resources=whole),
         **TINY,
     )
     for table in ("report.csv", "reconstructions.csv"):

@@ -204,7 +204,7 @@ def test_rerun_reuses_every_step_and_resumes_a_lost_one(reproduced, tmp_path):
     lost = out / "steps" / before["attack_step"].iloc[-1]
     (lost / "step.json").unlink()
     (lost / "attack.csv").unlink()
-    reproduce("smoke", out, progress=False, threads=1)  # as the Ray run computed it
+    reproduce("smoke", out, progress=False)
     steps = read(out, "steps")
     assert (~steps["cached"]).sum() == 1
     assert steps.loc[~steps["cached"], "key"].iloc[0] == lost.name.split("-", 1)[1]
