@@ -28,11 +28,12 @@ import argparse
 import csv
 import heapq
 import json
-import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-KEY = re.compile(r"[0-9a-f]{12}")
+from fisherlab.experiments.cache import Step
+from fisherlab.experiments.executors import upstream
 
 
 @dataclass
@@ -43,6 +44,15 @@ class Graph:
     needs: dict[str, set[str]]
     kind: dict[str, str]
 
+    @cached_property
+    def users(self) -> dict[str, list[str]]:
+        """The steps that need each step."""
+        users: dict[str, list[str]] = {k: [] for k in self.cost}
+        for k, ins in self.needs.items():
+            for i in ins:
+                users[i].append(k)
+        return users
+
 
 def from_results(folder: Path) -> Graph:
     """The measured graph of a finished reproduction: the steps its ``steps.csv`` lists."""
@@ -51,15 +61,14 @@ def from_results(folder: Path) -> Graph:
         raise SystemExit(f"{listed} is missing: run the reproduction to its end first")
     with listed.open(newline="") as handle:
         names = {f"{row['kind']}-{row['key']}" for row in csv.DictReader(handle)}
-    cost, needs, kind = {}, {}, {}
+    cost, kind, steps = {}, {}, []
     for name in sorted(names):
         record = json.loads((folder / "steps" / name / "step.json").read_text())
         step_kind, key = name.split("-", 1)
         cost[key] = float(record["timing"]["seconds"])
         kind[key] = step_kind
-        needs[key] = set(KEY.findall(json.dumps(record["config"], sort_keys=True))) - {key}
-    for key in needs:
-        needs[key] &= set(cost)
+        steps.append(Step(step_kind, name, record["config"], key))
+    needs = {s.key: upstream(s, set(cost)) for s in steps}  # as the Ray executor reads them
     return Graph(cost, needs, kind)
 
 
@@ -133,10 +142,7 @@ def paper_graph(grid: dict[str, int], costs: dict[str, float]) -> Graph:
 
 def critical_path(g: Graph) -> tuple[float, dict[str, float]]:
     """The longest chain's cost, and each step's longest remaining path (itself included)."""
-    users: dict[str, list[str]] = {k: [] for k in g.cost}
-    for k, ins in g.needs.items():
-        for i in ins:
-            users[i].append(k)
+    users = g.users
     tail: dict[str, float] = {}
     order = _topological(g)
     for k in reversed(order):
@@ -146,10 +152,7 @@ def critical_path(g: Graph) -> tuple[float, dict[str, float]]:
 
 def _topological(g: Graph) -> list[str]:
     left = {k: len(v) for k, v in g.needs.items()}
-    users: dict[str, list[str]] = {k: [] for k in g.cost}
-    for k, ins in g.needs.items():
-        for i in ins:
-            users[i].append(k)
+    users = g.users
     ready = [k for k, n in left.items() if n == 0]
     order = []
     while ready:
@@ -167,10 +170,7 @@ def _topological(g: Graph) -> list[str]:
 def makespan(g: Graph, workers: int, tail: dict[str, float]) -> float:
     """A greedy list schedule's finishing time: the ready step with the longest tail first."""
     left = {k: len(v) for k, v in g.needs.items()}
-    users: dict[str, list[str]] = {k: [] for k in g.cost}
-    for k, ins in g.needs.items():
-        for i in ins:
-            users[i].append(k)
+    users = g.users
     ready = [(-tail[k], k) for k, n in left.items() if n == 0]
     heapq.heapify(ready)
     running: list[tuple[float, str]] = []

@@ -112,6 +112,10 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def _read_back(step: Step) -> dict[str, Any]:
+    return {**json.loads((step.dir / "step.json").read_text()), "cached": True}
+
+
 def compute(step: Step, work: Work, on_wait: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run ``work`` for ``step`` unless it is cached, and return its ``step.json`` record.
 
@@ -130,10 +134,10 @@ def compute(step: Step, work: Work, on_wait: Callable[[], None] | None = None) -
         The record (``config``, ``result``, ``timing``) with ``cached`` added.
     """
     if step.done:  # without a lock: a cached step needs none
-        return {**json.loads((step.dir / "step.json").read_text()), "cached": True}
+        return _read_back(step)
     with locked(step.dir.parent / f".{step.dir.name}.lock", on_wait):
         if step.done:  # another process finished it while this one waited
-            return {**json.loads((step.dir / "step.json").read_text()), "cached": True}
+            return _read_back(step)
         if step.dir.exists():
             shutil.rmtree(step.dir)  # an interrupted attempt
         step.dir.mkdir(parents=True)
