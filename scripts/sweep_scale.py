@@ -8,7 +8,11 @@ Two graphs (issue 18):
   step's *measured* seconds;
 * ``--paper``: the paper's grid as a graph of the same kinds of step, with
   per-step costs on one GPU that are *assumptions* (:data:`PAPER_COSTS_H`,
-  printed beside the table), since no GPU measured them here.
+  printed beside the table), since no GPU measured them here; with
+  ``--results DIR`` too, the same grid is also costed with the *measured*
+  median seconds of each kind of step in that reproduction
+  (:func:`measured_costs`: this CPU, 28x28 images), which fixes the shape of
+  the schedule from measurements rather than assumptions.
 
 For each it prints the number of steps, the total work, the critical path
 (the longest chain of dependent steps: no number of workers finishes sooner)
@@ -20,6 +24,7 @@ bound on what Ray achieves.
 Usage:
     python scripts/sweep_scale.py --results results/default
     python scripts/sweep_scale.py --paper
+    python scripts/sweep_scale.py --results results/default --paper
 """
 
 from __future__ import annotations
@@ -105,6 +110,43 @@ PAPER_GRID = {
 """The grid assumed for the paper's full evaluation (its 20 MI setups and 9 architectures)."""
 
 
+MEASURED_AS = {
+    "evaluator": ("evaluation model",),
+    "gmi prior": ("GMI prior",),
+    "finetune": ("fine-tune",),
+    "kedmi prior": ("KEDMI prior",),
+    "plgmi prior": ("PLG-MI prior",),
+    "distill": ("distil",),
+    "gmi": ("gmi on",),
+    "kedmi": ("kedmi on",),
+    "lomma-gmi": ("lomma-gmi on",),
+    "lomma-kedmi": ("lomma-kedmi on", "lomma-gmi on"),
+    "plgmi": ("plgmi on",),
+    "profile": ("profile",),
+}
+"""Each kind of step of the paper's grid, and the labels in ``steps.csv`` that measure it.
+
+The labels are tried in order: the default preset runs no LOMMA-KEDMI, so it
+is costed as LOMMA-GMI (the same surrogates and iterations).
+"""
+
+
+def measured_costs(folder: Path) -> dict[str, float]:
+    """The median measured hours of each kind of step of a finished reproduction."""
+    with (folder / "steps.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    costs = {}
+    for kind, labels in MEASURED_AS.items():
+        for label in labels:
+            seconds = sorted(float(r["seconds"]) for r in rows if r["step"].startswith(label))
+            if seconds:
+                costs[kind] = seconds[len(seconds) // 2] / 3600
+                break
+        else:
+            raise SystemExit(f"{folder}/steps.csv has no step like {labels[0]!r} to cost {kind}")
+    return costs
+
+
 def paper_graph(grid: dict[str, int], costs: dict[str, float]) -> Graph:
     """The paper's grid as a step graph (node costs in seconds)."""
     cost, needs, kind = {}, {}, {}
@@ -179,11 +221,13 @@ def makespan(g: Graph, workers: int, tail: dict[str, float]) -> float:
         while ready and len(running) < workers:
             _, k = heapq.heappop(ready)
             heapq.heappush(running, (now + g.cost[k], k))
-        now, k = heapq.heappop(running)
-        for u in users[k]:
-            left[u] -= 1
-            if left[u] == 0:
-                heapq.heappush(ready, (-tail[u], u))
+        now = running[0][0]
+        while running and running[0][0] == now:  # every step finishing now frees its users
+            _, k = heapq.heappop(running)
+            for u in users[k]:
+                left[u] -= 1
+                if left[u] == 0:
+                    heapq.heappush(ready, (-tail[u], u))
     return now
 
 
@@ -223,6 +267,12 @@ def main() -> None:
         print("## the paper's grid:", ", ".join(f"{k} {v}" for k, v in PAPER_GRID.items()))
         print("assumed GPU-hours per step:", json.dumps(PAPER_COSTS_H))
         report(paper_graph(PAPER_GRID, PAPER_COSTS_H), "h", 3600.0, "GPU-h")
+    if args.paper and args.results is not None:
+        costs = measured_costs(args.results)
+        print(f"## the paper's grid, each step at its kind's median in {args.results} (this CPU)")
+        seconds = {k: round(v * 3600) for k, v in costs.items()}
+        print("measured seconds per step:", json.dumps(seconds))
+        report(paper_graph(PAPER_GRID, costs), "h", 3600.0, "CPU-h")
 
 
 if __name__ == "__main__":
