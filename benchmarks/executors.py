@@ -3,9 +3,11 @@
 Runs one preset (``quick`` by default) from an empty folder under each
 executor in turn, each in its own process, and prints the wall time of each,
 its ratio to the serial run at the same thread count (one thread per step,
-as a Ray worker computes), and the largest resident memory of any process of
-the run (the driver or a Ray worker). It then checks that the Ray runs wrote
-the serial run's tables (steps, keys and numbers; timings aside).
+as a Ray worker computes), and its peak memory: the largest resident set of
+all its processes together (the driver, Ray's services and workers) and of
+the largest one, sampled every half second from ``/proc`` (Linux) over the
+run's own session. It then checks that the Ray runs wrote the serial run's
+tables (steps, keys and numbers; timings aside).
 
 The workers share this machine's cores: on 2 cores, 2 workers of 1 thread
 each are the most that do not oversubscribe it. The serial run at torch's
@@ -18,10 +20,11 @@ Usage: python benchmarks/executors.py [--preset quick] [--out /tmp/executors]
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,18 +41,38 @@ RUNS = {
 BASELINE = "serial, --threads 1"
 
 
-def run(preset: str, out: Path, options: list[str]) -> tuple[float, float]:
-    """Wall seconds and the largest process's peak RSS (MiB) of one reproduction."""
+def session_memory(session: int) -> tuple[int, int]:
+    """Resident bytes of all processes of one session together, and of the largest."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = largest = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command's name
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[3]) == session:  # field 6 of proc(5): the session; 24: rss in pages
+            rss = int(fields[21]) * page
+            total, largest = total + rss, max(largest, rss)
+    return total, largest
+
+
+def run(preset: str, out: Path, options: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, and peak MiB of all the run's processes and of the largest, of one run."""
     command = [sys.executable, "-m", "fisherlab", "reproduce", "--preset", preset]
     command += ["--out", str(out), "--quiet", *options]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    return seconds, peak
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        peak_total = peak_largest = 0
+        while proc.poll() is None:
+            total, largest = session_memory(proc.pid)  # its own session: Ray's processes too
+            peak_total, peak_largest = max(peak_total, total), max(peak_largest, largest)
+            time.sleep(0.5)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read()[-2000:]}")
+    return seconds, peak_total / 2**20, peak_largest / 2**20
 
 
 def same_tables(a: Path, b: Path) -> list[str]:
@@ -77,19 +100,20 @@ def main() -> None:
     timings = {}
     for name, options in RUNS.items():
         folder = args.out / name.replace(", ", "_").replace(" ", "-")
-        seconds, peak = run(args.preset, folder, options)
-        timings[name] = (seconds, peak, folder)
-        print(f"{name}: {seconds:.1f} s, largest process {peak:.0f} MiB", flush=True)
+        seconds, total, largest = run(args.preset, folder, options)
+        timings[name] = (seconds, total, largest, folder)
+        print(f"{name}: {seconds:.1f} s, peak {total:.0f} MiB (largest process {largest:.0f})")
     base = timings[BASELINE][0]
-    print(f"\n| {args.preset} preset | wall | vs {BASELINE} | largest process | tables |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, (seconds, peak, folder) in timings.items():
+    print(f"\n| {args.preset} preset | wall | vs {BASELINE} | peak, all | largest | tables |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, (seconds, total, largest, folder) in timings.items():
         if name.startswith("serial, default"):
             check = "timed only (another thread count)"
         else:
-            differ = same_tables(timings[BASELINE][2], folder)
+            differ = same_tables(timings[BASELINE][3], folder)
             check = "equal" if not differ else "differ: " + ", ".join(differ)
-        print(f"| {name} | {seconds:.0f} s | {base / seconds:.2f}x | {peak:.0f} MiB | {check} |")
+        row = f"| {name} | {seconds:.0f} s | {base / seconds:.2f}x | {total:.0f} MiB "
+        print(row + f"| {largest:.0f} MiB | {check} |", flush=True)
 
 
 if __name__ == "__main__":

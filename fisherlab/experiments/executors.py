@@ -205,6 +205,7 @@ class RayExecutor:
     num_cpus: int | None = None
     resources: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     _started: bool = field(default=False, init=False, repr=False)
+    _gpus: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._per_kind = check_resources(self.resources)
@@ -242,9 +243,12 @@ class RayExecutor:
         return ray
 
     def describe(self) -> dict[str, Any]:
-        """The executor's settings, and the cluster's CPUs and GPUs once connected."""
+        """The executor's settings, what each kind of step asked for, and the cluster's size."""
         about: dict[str, Any] = {"name": "ray", "address": self.address, "num_cpus": self.num_cpus}
-        about["resources"] = self._per_kind
+        about["resources"] = {  # as asked of Ray: GPUs only when the steps ran on CUDA
+            kind: {k: v for k, v in self._options(kind, self._gpus).items() if k != "max_retries"}
+            for kind in self._per_kind
+        }
         if self._ray.is_initialized():
             cluster = self._ray.cluster_resources()
             about["cluster"] = {"CPU": cluster.get("CPU", 0), "GPU": cluster.get("GPU", 0)}
@@ -283,7 +287,7 @@ class RayExecutor:
                 "so pass --device cuda"
             )
         ray = self._connect()
-        gpus = device == "cuda"
+        gpus = self._gpus = device == "cuda"
         if gpus and ray.cluster_resources().get("GPU", 0) <= 0:
             raise FisherlabError(
                 "--device cuda but the Ray cluster has no GPUs: pass --device cpu, or add GPU nodes"

@@ -118,6 +118,9 @@ def test_ray_runs_the_graph_in_dependency_order(tmp_path, ray_executor, capsys):
         assert record["config"] == step.config and record["timing"]["key"] == step.key
     out = capsys.readouterr().out
     assert "on Ray" in out and "waiting for their inputs" in out
+    described = ray_executor.describe()  # on the CPU no step asked Ray for a GPU
+    assert described["resources"]["attack"] == {"num_cpus": 1, "num_gpus": 0}
+    assert described["cluster"] == {"CPU": 2, "GPU": 0}
     # a rerun on Ray reads everything back; so does a serial one
     runner = Runner(tmp_path / "out", progress=False, executor=ray_executor)
     _chain(runner, log)
