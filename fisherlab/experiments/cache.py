@@ -131,7 +131,8 @@ def compute(step: Step, work: Work, on_wait: Callable[[], None] | None = None) -
         on_wait: Called once if another process holds the step's lock.
 
     Returns:
-        The record (``config``, ``result``, ``timing``) with ``cached`` added.
+        The record (``config``, ``result``, ``timing``: the label, kind, key,
+        seconds and torch threads it computed with) with ``cached`` added.
     """
     if step.done:  # without a lock: a cached step needs none
         return _read_back(step)
@@ -145,6 +146,7 @@ def compute(step: Step, work: Work, on_wait: Callable[[], None] | None = None) -
         result = work(step.dir) or {}
         seconds = time.perf_counter() - start
         timing = {"step": step.label, "kind": step.kind, "key": step.key, "seconds": seconds}
+        timing["threads"] = torch.get_num_threads()  # CPU numbers depend on it: provenance
         record = {"config": step.config, "result": result, "timing": timing}
         record = json.loads(json.dumps(record, default=str))  # as a cached run reads it
         write_json(step.dir / "step.json", record)

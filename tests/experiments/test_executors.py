@@ -302,5 +302,7 @@ def test_a_run_sets_each_steps_threads_and_restores_its_own(tmp_path, ray_execut
         runner.submit(step, lambda d: {"threads": torch.get_num_threads()})
         runner.flush()
         seen[name] = step.result["threads"]
+        recorded = json.loads((step.dir / "step.json").read_text())["timing"]["threads"]
+        assert recorded == seen[name]  # step.json says what it computed with
     assert seen == {"here": 1, "ray": 1, "ray, 2 threads": 2}  # a Ray step: its CPUs (1)
     assert torch.get_num_threads() == before
