@@ -11,8 +11,9 @@ tables (steps, keys and numbers; timings aside).
 
 The workers share this machine's cores: on 2 cores, 2 workers of 1 thread
 each are the most that do not oversubscribe it. The serial run at torch's
-default thread count (all cores) is printed too; its numbers differ from the
-others in the last digits (another thread count), so it is timed only.
+default thread count (all cores) is printed too; it trains other models
+(another thread count changes every reduction, and training grows the
+difference), so it is timed only.
 
 Usage: python benchmarks/executors.py [--preset quick] [--out /tmp/executors]
 """

@@ -21,7 +21,7 @@ import re
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -692,16 +692,17 @@ def _cmd_import(args: argparse.Namespace) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
-    tables = reproduce(
-        args.preset,
-        args.out,
-        seeds=args.seeds,
-        progress=not args.quiet,
-        device=args.device,
-        workers=args.workers,
-        executor=_executor(args),
-        threads=args.threads,
-    )
+    with _executor(args) as executor:
+        tables = reproduce(
+            args.preset,
+            args.out,
+            seeds=args.seeds,
+            progress=not args.quiet,
+            device=args.device,
+            workers=args.workers,
+            executor=executor,
+            threads=args.threads,
+        )
     draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
     for row in claims.itertuples():
@@ -717,6 +718,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 def _cmd_defend(args: argparse.Namespace) -> None:
     out = check_output_folder(args.out)
     resolve_device(args.device)
+    with _executor(args) as executor:  # before any work: a missing Ray is said at once
+        _defend_with(args, out, executor)
+
+
+def _defend_with(args: argparse.Namespace, out: Path, executor: Executor | None) -> None:
     pretrained = args.pretrained
     if not (Path(pretrained).is_file() and _is_fisherlab_checkpoint(pretrained)):
         made = [d for d in (out, out / "steps") if not d.exists()]
@@ -763,7 +769,7 @@ def _cmd_defend(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         device=args.device,
         workers=args.workers,
-        executor=_executor(args),
+        executor=executor,
         threads=args.threads,
         **settings,
     )
@@ -953,17 +959,24 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
         type=_json_object,
         metavar="JSON",
         help='Ray resources per kind of step, e.g. \'{"attack": {"num_gpus": 0.5}}\' '
-        "(default: 1 CPU each, and 1 GPU on CUDA when the cluster has GPUs)",
+        "(default: 1 CPU each, and 1 GPU each with --device cuda)",
     )
 
 
-def _executor(args: argparse.Namespace) -> Executor | None:
-    return make_executor(
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace) -> Iterator[Executor | None]:
+    """The executor the options ask for, closed (a local Ray instance stopped) at the end."""
+    executor = make_executor(
         args.executor,
         address=args.ray_address,
         num_cpus=args.ray_cpus,
         resources=args.ray_resources,
     )
+    try:
+        yield executor
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def build_parser() -> argparse.ArgumentParser:

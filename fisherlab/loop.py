@@ -501,12 +501,12 @@ def defend(
     check_threads(threads)
     runs_on = make_executor(executor)
     try:
-        return _defend(
+        return _defend(  # absolute paths: a Ray worker may start in another folder
             cfg,
-            str(pretrained),
+            str(Path(pretrained).absolute()),
             out,
-            generator,
-            eval_model,
+            None if generator is None else Path(generator).absolute(),
+            None if eval_model is None else Path(eval_model).absolute(),
             where,
             n_classes,
             Runner(out, progress, runs_on, dev, threads),
@@ -680,6 +680,7 @@ def _defend(
                         "executor": (
                             runner.executor.describe() if runner.executor else {"name": "local"}
                         ),
+                        "threads": runner.threads,
                         "seconds": time.perf_counter() - start,
                         "device": describe_device(resolve_device(dev)),
                         "versions": versions(),

@@ -98,7 +98,12 @@ def reproduced(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_executor():
-    """One local Ray instance of 2 CPUs for the session (starting one takes seconds)."""
+    """One local Ray instance of 2 CPUs for the session (starting one takes seconds).
+
+    Ray is an extra (``make setup`` installs it): without it the tests that
+    need this instance are skipped, and the rest of the suite runs.
+    """
+    pytest.importorskip("ray", reason="needs the ray extra: pip install 'fisherlab[ray]'")
     executor = RayExecutor(num_cpus=2)
     yield executor
     executor.close()

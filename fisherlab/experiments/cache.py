@@ -184,7 +184,8 @@ class Runner:
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
-        self.out = out
+        self.out = Path(out).absolute()
+        """The output folder, absolute: a Ray worker may start in another folder."""
         self.threads = threads
         """Torch threads of each step (``None``: torch's default here, a Ray step's CPUs there)."""
         self.progress = progress

@@ -46,6 +46,7 @@ import math
 import re
 import socket
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,8 @@ def check_resources(resources: Mapping[str, Mapping[str, float]]) -> dict[str, d
 
     Raises:
         FisherlabError: For an unknown kind of step or resource, or a value
-            that is not a finite number (CPUs > 0, GPUs >= 0).
+            that is not a finite number (CPUs > 0, GPUs >= 0) or is finer than
+            Ray's unit, 0.0001.
     """
     merged = {kind: dict(r) for kind, r in STEP_RESOURCES.items()}
     if not isinstance(resources, Mapping):
@@ -135,6 +137,11 @@ def check_resources(resources: Mapping[str, Mapping[str, float]]) -> dict[str, d
                 bound = "> 0" if name == "num_cpus" else ">= 0"
                 raise FisherlabError(
                     f"Ray resource {name} of {kind!r} must be a finite number {bound}, "
+                    f"got {value!r}"
+                )
+            if 0 < number < 1e-4:
+                raise FisherlabError(
+                    f"Ray resource {name} of {kind!r} is finer than Ray's unit, 0.0001: "
                     f"got {value!r}"
                 )
             merged[kind][name] = float(value)
@@ -193,8 +200,10 @@ class RayExecutor:
     """Runs each step as a Ray task once the steps it depends on have finished.
 
     Attributes:
-        address: ``None`` starts a local Ray instance (stopped when the run
-            ends); ``"auto"`` joins the cluster this machine belongs to; or a
+        address: ``None`` starts a local Ray instance (stopped by
+            :meth:`close`: ``reproduce`` and ``defend`` close an executor they
+            made from a name, the command line always; a caller closes its
+            own); ``"auto"`` joins the cluster this machine belongs to; or a
             cluster's address (``ray://host:10001``, ``host:6379``).
         num_cpus: CPUs of a started local instance (``None``: all); with one
             CPU per step, the steps that run at once.
@@ -234,7 +243,7 @@ class RayExecutor:
                     logging_level="ERROR",
                     log_to_driver=True,
                 )
-            except (ConnectionError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # Ray raises many kinds (OSError too): one line for all
                 where = self.address or "a local Ray instance"
                 raise FisherlabError(
                     f"could not start or join {where}: {describe_error(exc)}"
@@ -292,6 +301,7 @@ class RayExecutor:
             raise FisherlabError(
                 "--device cuda but the Ray cluster has no GPUs: pass --device cpu, or add GPU nodes"
             )
+        self._check_fits(ray, {step.kind for step, _ in batch}, gpus)
         task = ray.remote(_run_step)
         steps_dir = runner.out / "steps"
         steps_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +311,27 @@ class RayExecutor:
             self._schedule(runner, batch, ray, task, str(token), gpus)
         finally:
             token.unlink(missing_ok=True)
+
+    def _check_fits(self, ray: Any, kinds: set[str], gpus: bool) -> None:
+        """Refuse (a local instance) or warn (a cluster) when no node fits a kind's request.
+
+        Ray would keep such a task pending forever; a cluster may still grow.
+        """
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        for kind in sorted(kinds):
+            asked = self._options(kind, gpus)
+            for option, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+                largest = max((n.get(resource, 0) for n in nodes), default=0)
+                if asked[option] <= largest:
+                    continue
+                message = (
+                    f"each {kind} step asks Ray for {asked[option]:g} {resource} but the largest "
+                    f"node has {largest:g}: lower {option} of {kind!r} in --ray-resources, or "
+                    "give Ray more (--ray-cpus, a larger node)"
+                )
+                if self.address is None:
+                    raise FisherlabError(message)
+                warnings.warn(f"{message}; the steps wait in case the cluster grows", stacklevel=2)
 
     def _schedule(
         self,

@@ -53,6 +53,7 @@ analysis (Fig. 5). Every attack's reconstructions are kept, one row each, in
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from collections.abc import Sequence
@@ -239,7 +240,8 @@ def _tune_defenses(
 
     The recipe is the comparison's own: full fine-tuning from the main
     domain's seed-0 pretraining. Runs are cached in ``OUT/steps/tuning/`` by
-    their config key.
+    their config key. They run here in the driver, one after another (under
+    any executor), at the run's ``threads``.
     """
     device, _ = where
     main = cfg.domains[0]
@@ -254,20 +256,26 @@ def _tune_defenses(
         device=device,
     )
     out = []
-    for defense, candidates in cfg.defense_candidates or ():
-        if runner.progress:
-            print(f"tuning {defense} on a validation split ({len(candidates)} candidates)")
-        out.append(
-            tune_defense(
-                base,
-                defense,
-                [dict(c) for c in candidates],
-                tolerance=cfg.tune_tolerance,
-                seeds=cfg.tune_seeds,
-                out_dir=runner.out / "steps" / "tuning",
-                progress=runner.progress,
+    before = torch.get_num_threads()
+    if runner.threads is not None:
+        torch.set_num_threads(runner.threads)
+    try:
+        for defense, candidates in cfg.defense_candidates or ():
+            if runner.progress:
+                print(f"tuning {defense} on a validation split ({len(candidates)} candidates)")
+            out.append(
+                tune_defense(
+                    base,
+                    defense,
+                    [dict(c) for c in candidates],
+                    tolerance=cfg.tune_tolerance,
+                    seeds=cfg.tune_seeds,
+                    out_dir=runner.out / "steps" / "tuning",
+                    progress=runner.progress,
+                )
             )
-        )
+    finally:
+        torch.set_num_threads(before)
     return out
 
 
@@ -551,6 +559,8 @@ def reproduce(
             raise FisherlabError(f"--seeds must be >= 1, got {seeds}")
         cfg = replace(cfg, seeds=tuple(range(seeds)))
     out = Path(out)
+    made = [out / "steps", out, *out.parents]  # the folders this run makes, innermost first
+    made = [d for d in made if not d.exists()]
     out.mkdir(parents=True, exist_ok=True)
     try:
         runner = Runner(out, progress, runs_on, where[0], threads)
@@ -584,6 +594,11 @@ def reproduce(
             tables["defense_tuning"] = pd.concat([t.table for t in tuning], ignore_index=True)
         with locked(out / ".tables.lock"):
             _write_tables(out, tables, cfg, runner, started, chosen)
+    except BaseException:
+        for folder in made:  # a run refused before any step leaves no empty folders
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         if runs_on is not None and isinstance(executor, str):
             runs_on.close()  # a Ray instance this run started; a caller's executor stays up

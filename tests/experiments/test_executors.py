@@ -14,10 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray  # an extra (pip install 'fisherlab[ray]'); make setup installs it
 import torch
 
+try:  # an extra (pip install 'fisherlab[ray]'); make setup installs it
+    import ray
+except ImportError:  # an install without it: the tests below that need it are skipped
+    ray = None
+
 from fisherlab.errors import FisherlabError
+from fisherlab.experiments import reproduce
 from fisherlab.experiments.cache import Runner, StepFailed, compute
 from fisherlab.experiments.executors import (
     STEP_RESOURCES,
@@ -28,6 +33,9 @@ from fisherlab.experiments.executors import (
     make_executor,
     upstream,
 )
+
+needs_ray = pytest.mark.skipif(ray is None, reason="needs the extra: pip install 'fisherlab[ray]'")
+"""For the tests that call Ray without the session's instance (``ray_executor`` skips itself)."""
 
 
 def _chain(runner: Runner, log: Path, fail: str | None = None):
@@ -161,6 +169,7 @@ def test_a_failure_names_the_step_and_keeps_the_finished_ones(tmp_path, request,
     assert [r["cached"] for r in serial.records] == [True, False, False, on_ray]
 
 
+@needs_ray
 def test_two_ray_workers_compute_one_step_once(tmp_path, ray_executor):
     """The step's lock holds across workers: a second computes nothing and reads the first's."""
     ray_executor._connect()
@@ -207,6 +216,7 @@ def test_resources_per_kind_are_checked_and_overridable():
         ({"attack": {"num_gpus": -1}}, "num_gpus of 'attack' must be a finite number >= 0"),
         ({"attack": {"num_gpus": "one"}}, "must be a finite number"),
         ({"attack": 2}, "must be a mapping"),
+        ({"attack": {"num_gpus": 1e-5}}, "finer than Ray's unit, 0.0001"),
     ):
         with pytest.raises(FisherlabError, match=message):
             check_resources(bad)
@@ -227,6 +237,7 @@ def test_executor_names_and_options_are_checked():
         make_executor("ray", address="auto", num_cpus=2)
 
 
+@needs_ray
 def test_an_address_without_a_cluster_is_refused_at_once(tmp_path):
     for address, message in (
         ("127.0.0.1:1", "no Ray cluster answers at 127.0.0.1:1"),
@@ -237,6 +248,21 @@ def test_an_address_without_a_cluster_is_refused_at_once(tmp_path):
         runner.submit(runner.step("demo", "x", {}), lambda d: None)
         with pytest.raises(FisherlabError, match=message):
             runner.flush()
+
+
+def test_a_request_no_node_can_meet_is_refused_not_left_pending(tmp_path, ray_executor):
+    ray_executor._connect()  # the session's instance of 2 CPUs
+    greedy = RayExecutor(num_cpus=2, resources={"train": {"num_cpus": 4}})
+    runner = Runner(tmp_path, progress=False, executor=greedy)
+    step = runner.step("train", "x", {"x": 1})
+    runner.submit(step, lambda d: pytest.fail("a step no node fits does not run"))
+    with pytest.raises(FisherlabError, match="each train step asks Ray for 4 CPU but the largest"):
+        runner.flush()
+    assert not step.dir.exists()
+    out = tmp_path / "new" / "run"  # a reproduction refused so leaves no empty folders
+    with pytest.raises(FisherlabError, match="each train step asks Ray for 4 CPU"):
+        reproduce("smoke", out, progress=False, executor=greedy)
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_gpu_index_or_a_cluster_without_gpus_is_refused_under_ray(tmp_path, ray_executor):

@@ -23,6 +23,7 @@ from fisherlab.experiments import reproduce
 from fisherlab.experiments.executors import RayExecutor
 
 pytestmark = pytest.mark.slow
+pytest.importorskip("ray", reason="needs the ray extra: pip install 'fisherlab[ray]'")
 
 _TIMING = ("seconds", "cached")
 """``steps.csv``'s columns that say how a run went, not what it computed."""
