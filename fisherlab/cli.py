@@ -23,6 +23,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -693,16 +694,7 @@ def _cmd_import(args: argparse.Namespace) -> None:
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     check_output_folder(args.out)
     with _executor(args) as executor:
-        tables = reproduce(
-            args.preset,
-            args.out,
-            seeds=args.seeds,
-            progress=not args.quiet,
-            device=args.device,
-            workers=args.workers,
-            executor=executor,
-            threads=args.threads,
-        )
+        tables = reproduce(args.preset, args.out, seeds=args.seeds, **_run_options(args, executor))
     draw_all(args.out, Path(args.out) / "figures")
     claims = tables["claims"]
     for row in claims.itertuples():
@@ -766,11 +758,7 @@ def _defend_with(args: argparse.Namespace, out: Path, executor: Executor | None)
         generator=args.generator,
         eval_model=args.eval_model,
         quick=args.quick,
-        progress=not args.quiet,
-        device=args.device,
-        workers=args.workers,
-        executor=executor,
-        threads=args.threads,
+        **_run_options(args, executor),
         **settings,
     )
     shown = report.table[
@@ -961,6 +949,17 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
         help='Ray resources per kind of step, e.g. \'{"attack": {"num_gpus": 0.5}}\' '
         "(default: 1 CPU each, and 1 GPU each with --device cuda)",
     )
+
+
+def _run_options(args: argparse.Namespace, executor: Executor | None) -> dict[str, Any]:
+    """How ``reproduce`` and ``defend`` run their steps, from the shared options."""
+    return {
+        "progress": not args.quiet,
+        "device": args.device,
+        "workers": args.workers,
+        "executor": executor,
+        "threads": args.threads,
+    }
 
 
 @contextlib.contextmanager
