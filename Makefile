@@ -25,7 +25,7 @@ data:
 main: setup
 	$(BIN)/fisherlab reproduce --preset quick --out results/quick
 
-# The README's results table: the default preset (about an hour on 2 cores), then the
+# The README's results table: the default preset (about two hours on 2 cores), then the
 # checks preset (second architecture, reference length) into results/checks and the
 # defenses preset (the tuned defense comparison, C6) into results/defenses, each starting
 # from hard links to the default's cached steps (every step is cached, so an interrupted
