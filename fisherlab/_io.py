@@ -216,6 +216,24 @@ def check_output_folder(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
+def removed_on_error(folder: Path) -> Iterator[None]:
+    """Create ``folder``; if the block raises, remove the folders this made that stay empty.
+
+    So a command refused before it wrote anything leaves no empty folders
+    (``folder`` and any missing parents; a folder with files is kept).
+    """
+    made = [d for d in (folder, *folder.parents) if not d.exists()]  # innermost first
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for d in made:
+            with contextlib.suppress(OSError):  # not empty: something was written there
+                d.rmdir()
+        raise
+
+
+@contextlib.contextmanager
 def output_set(path: str | os.PathLike, manifest: str, owns: Sequence[str] = ()) -> Iterator[Path]:
     """Write a command's output files as one set into the folder ``path``.
 

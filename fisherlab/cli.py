@@ -31,7 +31,12 @@ import torch
 import torch.distributed as dist
 
 from fisherlab._device import AMP_DTYPES, check_amp, resolve_device
-from fisherlab._io import check_output_file, check_output_folder, write_atomic
+from fisherlab._io import (
+    check_output_file,
+    check_output_folder,
+    removed_on_error,
+    write_atomic,
+)
 from fisherlab._version import __version__
 from fisherlab.attacks import (
     SUMMARY_METRICS,
@@ -717,17 +722,10 @@ def _cmd_defend(args: argparse.Namespace) -> None:
 def _defend_with(args: argparse.Namespace, out: Path, executor: Executor | None) -> None:
     pretrained = args.pretrained
     if not (Path(pretrained).is_file() and _is_fisherlab_checkpoint(pretrained)):
-        made = [d for d in (out, out / "steps") if not d.exists()]
-        (out / "steps").mkdir(parents=True, exist_ok=True)
-        try:
+        with removed_on_error(out / "steps"):  # a failed import leaves no empty folders
             pretrained = _as_checkpoint(
                 args, pretrained, args.private, out / "steps" / "imported-pretrained.pt"
             )
-        except BaseException:
-            for folder in reversed(made):  # a failed import leaves no empty folders behind
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-            raise
     settings = {
         k: v
         for k, v in {

@@ -90,6 +90,18 @@ def locked(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[No
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Compute with ``threads`` torch threads inside the block (``None``: as they are)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 Work = Callable[[Path], "dict[str, Any] | None"]
 """A step's work: computes into the step's folder, returns what ``step.json`` records."""
 
@@ -238,17 +250,14 @@ class Runner:
         if self.progress and not step.done:
             tqdm.write(f"[{step.number}] {step.label} ...")
         message = f"[{step.number}] {step.label}: waiting for another process computing it"
-        before = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
         try:
-            record = compute(step, work, (lambda: tqdm.write(message)) if self.progress else None)
+            with torch_threads(self.threads):
+                on_wait = (lambda: tqdm.write(message)) if self.progress else None
+                record = compute(step, work, on_wait)
         except (KeyboardInterrupt, StepFailed):
             raise
         except Exception as exc:
             raise failure(step, describe_error(exc), self.out) from exc
-        finally:
-            torch.set_num_threads(before)
         self.finished(step, record)
 
     def finished(self, step: Step, record: dict[str, Any], note: str = "") -> None:

@@ -52,8 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fisherlab.errors import FisherlabError
 from fisherlab.experiments.cache import (
     Executor,
@@ -64,6 +62,7 @@ from fisherlab.experiments.cache import (
     compute,
     describe_error,
     failure,
+    torch_threads,
 )
 
 __all__ = [
@@ -156,9 +155,9 @@ def _run_step(token: str, step: Step, work: Work, threads: int) -> dict[str, Any
             f"{Path(token).parent.parent}: put --out on storage every worker mounts at the same "
             "path (a shared file system), or run on one machine"
         }
-    torch.set_num_threads(max(1, threads))
     try:
-        return {"record": compute(step, work)}
+        with torch_threads(max(1, threads)):
+            return {"record": compute(step, work)}
     except Exception as exc:  # noqa: BLE001 (the driver reports it in one line)
         return {"error": describe_error(exc)}
 
@@ -318,16 +317,16 @@ class RayExecutor:
         Ray would keep such a task pending forever; a cluster may still grow.
         """
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        largest = {r: max((n.get(r, 0) for n in nodes), default=0) for r in ("CPU", "GPU")}
         for kind in sorted(kinds):
             asked = self._options(kind, gpus)
             for option, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
-                largest = max((n.get(resource, 0) for n in nodes), default=0)
-                if asked[option] <= largest:
+                if asked[option] <= largest[resource]:
                     continue
                 message = (
                     f"each {kind} step asks Ray for {asked[option]:g} {resource} but the largest "
-                    f"node has {largest:g}: lower {option} of {kind!r} in --ray-resources, or "
-                    "give Ray more (--ray-cpus, a larger node)"
+                    f"node has {largest[resource]:g}: lower {option} of {kind!r} in "
+                    "--ray-resources, or give Ray more (--ray-cpus, a larger node)"
                 )
                 if self.address is None:
                     raise FisherlabError(message)

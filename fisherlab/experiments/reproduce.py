@@ -53,7 +53,6 @@ analysis (Fig. 5). Every attack's reconstructions are kept, one row each, in
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 from collections.abc import Sequence
@@ -65,12 +64,12 @@ import pandas as pd
 import torch
 
 from fisherlab._device import check_workers, describe_device, resolve_device
-from fisherlab._io import write_atomic, write_json
+from fisherlab._io import removed_on_error, write_atomic, write_json
 from fisherlab._version import versions
 from fisherlab.attacks.surrogates import DistillConfig
 from fisherlab.attacks.train_gan import GANConfig
 from fisherlab.errors import FisherlabError
-from fisherlab.experiments.cache import Runner, Step, locked
+from fisherlab.experiments.cache import Runner, Step, locked, torch_threads
 from fisherlab.experiments.config import PRESETS, ReproduceConfig
 from fisherlab.experiments.executors import Executor, check_threads, make_executor
 from fisherlab.experiments.plan import (
@@ -256,10 +255,7 @@ def _tune_defenses(
         device=device,
     )
     out = []
-    before = torch.get_num_threads()
-    if runner.threads is not None:
-        torch.set_num_threads(runner.threads)
-    try:
+    with torch_threads(runner.threads):
         for defense, candidates in cfg.defense_candidates or ():
             if runner.progress:
                 print(f"tuning {defense} on a validation split ({len(candidates)} candidates)")
@@ -274,8 +270,6 @@ def _tune_defenses(
                     progress=runner.progress,
                 )
             )
-    finally:
-        torch.set_num_threads(before)
     return out
 
 
@@ -559,46 +553,39 @@ def reproduce(
             raise FisherlabError(f"--seeds must be >= 1, got {seeds}")
         cfg = replace(cfg, seeds=tuple(range(seeds)))
     out = Path(out)
-    made = [out / "steps", out, *out.parents]  # the folders this run makes, innermost first
-    made = [d for d in made if not d.exists()]
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        runner = Runner(out, progress, runs_on, where[0], threads)
-        if runs_on is not None:
-            runner.bars = False  # progress bars of concurrent steps would overwrite each other
-        started = time.perf_counter()
-        n_layers = count_layers(cfg)
-        boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
-        for b in (*boundaries, *cfg.domain_boundaries, *cfg.reference_boundaries):
-            check_freeze_boundary(b, n_layers)
+        with removed_on_error(out / "steps"):  # refused before any step: no empty folders
+            runner = Runner(out, progress, runs_on, where[0], threads)
+            if runs_on is not None:
+                runner.bars = False  # progress bars of concurrent steps would overwrite each other
+            started = time.perf_counter()
+            n_layers = count_layers(cfg)
+            boundaries = cfg.boundaries if cfg.boundaries is not None else tuple(range(n_layers))
+            for b in (*boundaries, *cfg.domain_boundaries, *cfg.reference_boundaries):
+                check_freeze_boundary(b, n_layers)
 
-        pretrained, evaluators, gmi_priors = _shared_models(runner, cfg, where)
-        if cfg.second_arch is not None:
-            seeds_2 = cfg.seeds[: cfg.second_arch_seeds]
-            pretrained |= _pretrain(runner, cfg, cfg.second_arch, seeds_2, where)
-        runner.flush()  # the fine-tunings' keys (and the tuning) read the pretrained checkpoints
-        tuning = None
-        if cfg.compare_defenses and cfg.defense_candidates is not None:
-            tuning = _tune_defenses(runner, cfg, pretrained, where)
-            grid = tuple(g for t in tuning for g in t.chosen(cfg.defense_roles))
-            cfg = replace(cfg, defense_grid=grid)
-        targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
-        kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
-        attacks, profiled = _attack_and_profile(
-            runner, cfg, targets, (gmi_priors, kedmi_priors), evaluators, where
-        )
-        runner.flush()
-        rows, fisher, profiles, recon = _collect(cfg, attacks, profiled)
-        tables = assemble_tables(cfg, rows, fisher, profiles, recon, runner.records)
-        if tuning is not None:
-            tables["defense_tuning"] = pd.concat([t.table for t in tuning], ignore_index=True)
-        with locked(out / ".tables.lock"):
-            _write_tables(out, tables, cfg, runner, started, chosen)
-    except BaseException:
-        for folder in made:  # a run refused before any step leaves no empty folders
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
+            pretrained, evaluators, gmi_priors = _shared_models(runner, cfg, where)
+            if cfg.second_arch is not None:
+                seeds_2 = cfg.seeds[: cfg.second_arch_seeds]
+                pretrained |= _pretrain(runner, cfg, cfg.second_arch, seeds_2, where)
+            runner.flush()  # the fine-tunings' keys (and the tuning) read the pretrained models
+            tuning = None
+            if cfg.compare_defenses and cfg.defense_candidates is not None:
+                tuning = _tune_defenses(runner, cfg, pretrained, where)
+                grid = tuple(g for t in tuning for g in t.chosen(cfg.defense_roles))
+                cfg = replace(cfg, defense_grid=grid)
+            targets = _finetune_all(runner, cfg, plan_finetunes(cfg, boundaries), pretrained, where)
+            kedmi_priors = _kedmi_priors(runner, cfg, targets, where)
+            attacks, profiled = _attack_and_profile(
+                runner, cfg, targets, (gmi_priors, kedmi_priors), evaluators, where
+            )
+            runner.flush()
+            rows, fisher, profiles, recon = _collect(cfg, attacks, profiled)
+            tables = assemble_tables(cfg, rows, fisher, profiles, recon, runner.records)
+            if tuning is not None:
+                tables["defense_tuning"] = pd.concat([t.table for t in tuning], ignore_index=True)
+            with locked(out / ".tables.lock"):
+                _write_tables(out, tables, cfg, runner, started, chosen)
     finally:
         if runs_on is not None and isinstance(executor, str):
             runs_on.close()  # a Ray instance this run started; a caller's executor stays up
